@@ -109,6 +109,13 @@ mod v1 {
                     path: d.clone(),
                     source,
                 })?;
+                if d.starts_with("/sys/fs/cgroup/cpuset") {
+                    for f in ["cpuset.cpus", "cpuset.mems"] {
+                        let v = std::fs::read_to_string(d.parent().unwrap().join(f))
+                            .unwrap_or_default();
+                        let _ = std::fs::write(d.join(f), v.trim());
+                    }
+                }
             }
             Ok(())
         }

@@ -1,0 +1,234 @@
+//! One function per command; each returns the process exit code or an error line.
+
+use std::os::fd::AsFd;
+
+use casulo_core::{CreateOptions, Runtime};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use crate::log::Logger;
+use crate::{Cli, Command, CreateArgs};
+
+type Result<T> = std::result::Result<T, String>;
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: &Cli, log: &Logger) -> Result<i32> {
+    if cli.systemd_cgroup {
+        return Err("--systemd-cgroup: the systemd cgroup driver is not supported yet; use the cgroupfs driver".into());
+    }
+    if cli.rootless.as_deref() == Some("true") {
+        return Err("--rootless: rootless containers are not supported yet".into());
+    }
+    let rt = Runtime::new(&cli.root);
+    match &cli.command {
+        Command::Create(a) => {
+            rt.create(&a.id, &create_options(a)).map_err(err)?;
+            log.debug(&format!("created {}", a.id));
+            Ok(0)
+        }
+        Command::Start { id } => rt.start(id).map(|_| 0).map_err(err),
+        Command::State { id } => {
+            let st = rt.state(id).map_err(err)?;
+            println!("{}", serde_json::to_string_pretty(&st).map_err(err)?);
+            Ok(0)
+        }
+        Command::Kill { all, id, signal } => {
+            let sig = parse_signal(signal)?;
+            rt.kill(id, sig, *all).map(|_| 0).map_err(err)
+        }
+        Command::Delete { force, id } => rt.delete(id, *force).map(|_| 0).map_err(err),
+        Command::Run {
+            detach,
+            keep,
+            create,
+        } => run_container(&rt, create, *detach, *keep),
+        Command::List { format, quiet } => list(&rt, format, *quiet),
+        Command::Spec { bundle } => {
+            let path = bundle.join("config.json");
+            if path.exists() {
+                return Err(format!("{}: file exists; remove it first", path.display()));
+            }
+            std::fs::write(&path, include_str!("example-config.json"))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(0)
+        }
+        Command::Ps { format, id } => ps(&rt, id, format),
+    }
+}
+
+fn create_options(a: &CreateArgs) -> CreateOptions {
+    CreateOptions {
+        bundle: a.bundle.clone(),
+        pid_file: a.pid_file.clone(),
+        console_socket: a.console_socket.clone(),
+        preserve_fds: a.preserve_fds,
+        no_pivot: a.no_pivot,
+        no_new_keyring: a.no_new_keyring,
+    }
+}
+
+/// A signal given as a number, `KILL` or `SIGKILL` (any case).
+pub fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n)
+            .map(|_| n)
+            .map_err(|_| format!("invalid signal {s:?}"));
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    name.parse::<Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| format!("invalid signal {s:?}"))
+}
+
+/// Signals `run` forwards to the container (all but those the kernel or the runtime
+/// needs for itself).
+fn forwarded() -> SigSet {
+    let mut set = SigSet::empty();
+    for sig in Signal::iterator() {
+        if !matches!(
+            sig,
+            Signal::SIGKILL
+                | Signal::SIGSTOP
+                | Signal::SIGCHLD
+                | Signal::SIGSEGV
+                | Signal::SIGBUS
+                | Signal::SIGILL
+                | Signal::SIGFPE
+                | Signal::SIGTRAP
+        ) {
+            set.add(sig);
+        }
+    }
+    set
+}
+
+fn run_container(rt: &Runtime, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32> {
+    let opts = create_options(a);
+    // Block forwarded signals before the clone so none is lost; the init unblocks
+    // them before exec.
+    let set = forwarded();
+    if !detach {
+        set.thread_block().map_err(err)?;
+    }
+    let container = rt.create(&a.id, &opts).map_err(err)?;
+    if let Err(e) = rt.start(&a.id) {
+        let _ = rt.delete(&a.id, true);
+        let _ = container.wait();
+        return Err(e.to_string());
+    }
+    if detach {
+        return Ok(0);
+    }
+    let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC).map_err(err)?;
+    loop {
+        let mut fds = [
+            PollFd::new(container.pidfd(), PollFlags::POLLIN),
+            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.to_string()),
+            Ok(_) => {}
+        }
+        if fds[1]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLIN))
+        {
+            if let Ok(Some(info)) = sfd.read_signal() {
+                let _ = rt.kill(&a.id, info.ssi_signo as i32, false);
+            }
+        }
+        if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+            break;
+        }
+    }
+    let code = container.wait().map_err(err)?;
+    if !keep {
+        rt.delete(&a.id, true).map_err(err)?;
+    }
+    Ok(code)
+}
+
+fn list(rt: &Runtime, format: &str, quiet: bool) -> Result<i32> {
+    let states = rt.list().map_err(err)?;
+    if quiet {
+        for s in &states {
+            println!("{}", s.id);
+        }
+        return Ok(0);
+    }
+    match format {
+        "json" => println!("{}", serde_json::to_string(&states).map_err(err)?),
+        "table" => {
+            let rows: Vec<[String; 6]> = std::iter::once(
+                ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from),
+            )
+            .chain(states.iter().map(|s| {
+                [
+                    s.id.clone(),
+                    s.pid.to_string(),
+                    s.status.to_string(),
+                    s.bundle.display().to_string(),
+                    s.created.clone(),
+                    s.owner.clone(),
+                ]
+            }))
+            .collect();
+            let mut width = [0usize; 6];
+            for r in &rows {
+                for (w, c) in width.iter_mut().zip(r) {
+                    *w = (*w).max(c.len().max(9) + 3);
+                }
+            }
+            for r in &rows {
+                let line: String = r
+                    .iter()
+                    .zip(width)
+                    .map(|(c, w)| format!("{c:<w$}"))
+                    .collect();
+                println!("{}", line.trim_end());
+            }
+        }
+        f => return Err(format!("invalid format {f:?}: table or json")),
+    }
+    Ok(0)
+}
+
+fn ps(rt: &Runtime, id: &str, format: &str) -> Result<i32> {
+    let pids = rt.pids(id).map_err(err)?;
+    match format {
+        "json" => println!("{}", serde_json::to_string(&pids).map_err(err)?),
+        "table" => {
+            let out = std::process::Command::new("ps")
+                .arg("-ef")
+                .output()
+                .map_err(|e| format!("ps: {e}"))?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let mut lines = text.lines();
+            if let Some(h) = lines.next() {
+                println!("{h}");
+            }
+            for l in lines {
+                if l.split_whitespace()
+                    .nth(1)
+                    .and_then(|p| p.parse::<i32>().ok())
+                    .is_some_and(|p| pids.contains(&p))
+                {
+                    println!("{l}");
+                }
+            }
+        }
+        f => return Err(format!("invalid format {f:?}: table or json")),
+    }
+    Ok(0)
+}

@@ -1,0 +1,326 @@
+//! The bundle's configuration (config.md): loading `config.json` with oci-spec and the
+//! semantic checks oci-spec's types cannot express. Every error names the JSON field.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+/// Errors of loading and validating a bundle's configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// config.json could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// config.json is not valid JSON or does not match the spec's schema.
+    #[error("config.json: {field}: {msg}")]
+    Parse {
+        /// The JSON path of the offending field (`.` for the document).
+        field: String,
+        /// serde's message.
+        msg: String,
+    },
+    /// A field has a value the runtime cannot honour.
+    #[error("config.json: {field}: {msg}")]
+    Invalid {
+        /// The JSON path of the offending field.
+        field: String,
+        /// What is wrong.
+        msg: String,
+    },
+}
+
+fn invalid(field: impl Into<String>, msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        msg: msg.into(),
+    }
+}
+
+/// Reads and parses `<bundle>/config.json`.
+pub fn load(bundle: &Path) -> Result<Spec, ConfigError> {
+    let path = bundle.join("config.json");
+    let data = std::fs::read(&path).map_err(|source| ConfigError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    parse(&data)
+}
+
+/// Parses a config.json document, reporting the JSON path of any error.
+pub fn parse(data: &[u8]) -> Result<Spec, ConfigError> {
+    let de = &mut serde_json::Deserializer::from_slice(data);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let msg = e.inner().to_string();
+        ConfigError::Parse { field, msg }
+    })
+}
+
+/// The absolute root filesystem path: `root.path`, relative to the bundle when relative.
+pub fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf, ConfigError> {
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| invalid("root", "missing"))?;
+    let p = root.path();
+    Ok(if p.is_absolute() {
+        p.clone()
+    } else {
+        bundle.join(p)
+    })
+}
+
+/// The namespace types the config creates or joins, and whether it names `typ`.
+pub fn namespace(
+    spec: &Spec,
+    typ: LinuxNamespaceType,
+) -> Option<&oci_spec::runtime::LinuxNamespace> {
+    spec.linux()
+        .as_ref()?
+        .namespaces()
+        .as_ref()?
+        .iter()
+        .find(|n| n.typ() == typ)
+}
+
+/// True when the config asks for a new (not joined) namespace of `typ`.
+pub fn new_namespace(spec: &Spec, typ: LinuxNamespaceType) -> bool {
+    namespace(spec, typ).is_some_and(|n| n.path().is_none())
+}
+
+/// Semantic validation: everything that must be refused before anything is created.
+pub fn validate(spec: &Spec, bundle: &Path) -> Result<(), ConfigError> {
+    if spec.version().is_empty() {
+        return Err(invalid("ociVersion", "missing"));
+    }
+    let rootfs = rootfs_path(spec, bundle)?;
+    match std::fs::metadata(&rootfs) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(invalid(
+                "root.path",
+                format!("{}: not a directory", rootfs.display()),
+            ))
+        }
+        Err(e) => {
+            return Err(invalid(
+                "root.path",
+                format!("{}: {}", rootfs.display(), lower(&e)),
+            ))
+        }
+    }
+    if let Some(process) = spec.process() {
+        match process.args() {
+            Some(a) if !a.is_empty() && !a[0].is_empty() => {}
+            _ => return Err(invalid("process.args", "must not be empty")),
+        }
+        if !process.cwd().is_absolute() {
+            return Err(invalid(
+                "process.cwd",
+                format!("{:?} is not an absolute path", process.cwd()),
+            ));
+        }
+        for (i, e) in process.env().iter().flatten().enumerate() {
+            if !e.contains('=') {
+                return Err(invalid(
+                    format!("process.env[{i}]"),
+                    format!("{e:?} is not KEY=VALUE"),
+                ));
+            }
+        }
+    }
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        if !m.destination().is_absolute() {
+            return Err(invalid(
+                format!("mounts[{i}].destination"),
+                format!("{:?} is not an absolute path", m.destination()),
+            ));
+        }
+    }
+    validate_linux(spec)
+}
+
+fn validate_linux(spec: &Spec) -> Result<(), ConfigError> {
+    let Some(linux) = spec.linux() else {
+        return Ok(());
+    };
+    let mut seen = HashSet::new();
+    for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
+        if !seen.insert(ns.typ()) {
+            return Err(invalid(
+                format!("linux.namespaces[{i}].type"),
+                format!("{} is listed twice", ns.typ()),
+            ));
+        }
+        if let Some(p) = ns.path() {
+            if !p.is_absolute() || std::fs::symlink_metadata(p).is_err() {
+                return Err(invalid(
+                    format!("linux.namespaces[{i}].path"),
+                    format!("{}: no such namespace file", p.display()),
+                ));
+            }
+        }
+    }
+    let new_user = new_namespace(spec, LinuxNamespaceType::User);
+    let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    let has_gmaps = linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    if new_user && (!has_maps || !has_gmaps) {
+        let field = if has_maps {
+            "linux.gidMappings"
+        } else {
+            "linux.uidMappings"
+        };
+        return Err(invalid(
+            field,
+            "a new user namespace needs uid and gid mappings",
+        ));
+    }
+    if !new_user && (has_maps || has_gmaps) {
+        let field = if has_maps {
+            "linux.uidMappings"
+        } else {
+            "linux.gidMappings"
+        };
+        return Err(invalid(
+            field,
+            "mappings need a new user namespace in linux.namespaces",
+        ));
+    }
+    if linux.time_offsets().as_ref().is_some_and(|t| !t.is_empty())
+        && !new_namespace(spec, LinuxNamespaceType::Time)
+    {
+        return Err(invalid(
+            "linux.timeOffsets",
+            "offsets need a new time namespace",
+        ));
+    }
+    for (key, clock) in [("linux.timeOffsets", linux.time_offsets())] {
+        for name in clock.iter().flat_map(|m| m.keys()) {
+            if name != "monotonic" && name != "boottime" {
+                return Err(invalid(
+                    format!("{key}.{name}"),
+                    "only monotonic and boottime have offsets",
+                ));
+            }
+        }
+    }
+    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
+        && !new_namespace(spec, LinuxNamespaceType::Uts)
+    {
+        return Err(invalid("hostname", "setting it needs a new uts namespace"));
+    }
+    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty())
+        && !new_namespace(spec, LinuxNamespaceType::Uts)
+    {
+        return Err(invalid(
+            "domainname",
+            "setting it needs a new uts namespace",
+        ));
+    }
+    for key in linux.sysctl().iter().flat_map(|m| m.keys()) {
+        if key.split(['.', '/']).any(|c| c.is_empty()) {
+            return Err(invalid(format!("linux.sysctl.{key}"), "not a sysctl name"));
+        }
+    }
+    for (i, d) in linux.devices().iter().flatten().enumerate() {
+        if !d.path().starts_with("/dev/") {
+            return Err(invalid(
+                format!("linux.devices[{i}].path"),
+                format!("{:?} is not under /dev", d.path()),
+            ));
+        }
+    }
+    for (field, paths) in [
+        ("linux.maskedPaths", linux.masked_paths()),
+        ("linux.readonlyPaths", linux.readonly_paths()),
+    ] {
+        for (i, p) in paths.iter().flatten().enumerate() {
+            if !p.starts_with('/') {
+                return Err(invalid(
+                    format!("{field}[{i}]"),
+                    format!("{p:?} is not an absolute path"),
+                ));
+            }
+        }
+    }
+    if let Some(prop) = linux.rootfs_propagation() {
+        if ![
+            "",
+            "shared",
+            "slave",
+            "private",
+            "unbindable",
+            "rshared",
+            "rslave",
+            "rprivate",
+            "runbindable",
+        ]
+        .contains(&prop.as_str())
+        {
+            return Err(invalid(
+                "linux.rootfsPropagation",
+                format!("{prop:?} is not a propagation mode"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An io::Error's text in lower case without the "(os error N)" suffix, as engines match it.
+pub fn lower(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    let s = s.split(" (os error").next().unwrap_or(&s).to_string();
+    s.to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_error_names_the_field() {
+        let err = parse(
+            br#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"pid"},{"type":"bogus"}]}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("linux.namespaces[1].type"), "{err}");
+        assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn malformed_json_is_refused() {
+        let err = parse(b"{\"ociVersion\": ").unwrap_err().to_string();
+        assert!(err.starts_with("config.json:"), "{err}");
+    }
+
+    #[test]
+    fn relative_mount_destination_is_refused() {
+        let dir = std::env::temp_dir().join(format!("casulo-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("rootfs")).unwrap();
+        let spec = parse(
+            br#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"mounts":[{"destination":"proc","type":"proc"}]}"#,
+        )
+        .unwrap();
+        let err = validate(&spec, &dir).unwrap_err().to_string();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(err.contains("mounts[0].destination"), "{err}");
+    }
+
+    #[test]
+    fn missing_rootfs_is_refused() {
+        let spec =
+            parse(br#"{"ociVersion":"1.0.2","root":{"path":"/nonexistent-casulo-root"}}"#).unwrap();
+        let err = validate(&spec, Path::new("/")).unwrap_err().to_string();
+        assert!(
+            err.contains("root.path") && err.contains("no such file or directory"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,563 @@
+//! The lifecycle operations (runtime.md "Operations"): create, start, state, kill,
+//! delete, and the listing of containers.
+
+use std::ffi::CString;
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::stat::Mode;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::cgroups::{self, Cgroup};
+use crate::namespaces::{self, Namespaces};
+use crate::process::init::InitPlan;
+use crate::process::{self, Spawned};
+use crate::rootfs::CgroupHierarchy;
+use crate::security::Credentials;
+use crate::state::{self, State, Status};
+use crate::store::{Record, Store};
+use crate::{config, sys, Error, Result};
+
+/// Options of `create` (runc's flags).
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// The bundle directory.
+    pub bundle: PathBuf,
+    /// Where to write the init's pid.
+    pub pid_file: Option<PathBuf>,
+    /// `--console-socket` (terminals come with the terminal support).
+    pub console_socket: Option<PathBuf>,
+    /// Number of extra fds (from 3) handed to the container.
+    pub preserve_fds: u32,
+    /// Use MS_MOVE + chroot instead of pivot_root.
+    pub no_pivot: bool,
+    /// Do not create a new session keyring (accepted; Casulo never creates one).
+    pub no_new_keyring: bool,
+}
+
+/// A container created by this process: holds a pidfd of its init.
+#[derive(Debug)]
+pub struct Container {
+    /// The id.
+    pub id: String,
+    /// Host pid of the init.
+    pub pid: i32,
+    pidfd: OwnedFd,
+}
+
+impl Container {
+    /// The init's pidfd (readable once it exits).
+    pub fn pidfd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.pidfd.as_fd()
+    }
+
+    /// Waits for the init to exit (the caller must be its parent, as after
+    /// [`Runtime::create`] in the same process) and returns its exit code, 128+N when
+    /// killed by signal N.
+    pub fn wait(&self) -> Result<i32> {
+        use nix::sys::wait::{waitpid, WaitStatus};
+        loop {
+            match waitpid(nix::unistd::Pid::from_raw(self.pid), None) {
+                Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+                Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::sys("waiting for the container", e)),
+            }
+        }
+    }
+}
+
+/// The runtime: a state directory (`--root`).
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    store: Store,
+}
+
+/// Removes what a failed create made, in reverse order.
+struct Undo<'a> {
+    store: &'a Store,
+    id: &'a str,
+    cgroup: Option<Box<dyn Cgroup>>,
+    armed: bool,
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(cg) = &self.cgroup {
+            let _ = cg.destroy();
+        }
+        let _ = self.store.remove(self.id);
+    }
+}
+
+fn verified_proc() -> Result<OwnedFd> {
+    let fd = sys::open(c"/proc", libc::O_PATH | libc::O_DIRECTORY, 0)
+        .map_err(|e| Error::sys("/proc", e))?;
+    let st = nix::sys::statfs::fstatfs(&fd).map_err(|e| Error::sys("/proc", e))?;
+    if st.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
+        return Err(Error::Unsafe("/proc on the host is not procfs".into()));
+    }
+    Ok(fd)
+}
+
+fn cstrings<'a>(items: impl Iterator<Item = &'a String>, field: &str) -> Result<Vec<CString>> {
+    items
+        .map(|s| {
+            CString::new(s.as_bytes())
+                .map_err(|_| Error::Invalid(format!("config.json: {field}: contains a NUL byte")))
+        })
+        .collect()
+}
+
+/// The host's cgroup hierarchies, for `cgroup` mounts in the container.
+fn cgroup_hierarchies() -> Vec<CgroupHierarchy> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out = Vec::new();
+    for line in info.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut post = post.split_whitespace();
+        let (Some(fstype), Some(_src), Some(opts)) = (post.next(), post.next(), post.next()) else {
+            continue;
+        };
+        let Some(mnt) = pre.split_whitespace().nth(4) else {
+            continue;
+        };
+        if !mnt.starts_with("/sys/fs/cgroup") || (fstype != "cgroup" && fstype != "cgroup2") {
+            continue;
+        }
+        let name = mnt
+            .trim_start_matches("/sys/fs/cgroup")
+            .trim_start_matches('/')
+            .to_string();
+        let mut data: Vec<&str> = opts
+            .split(',')
+            .filter(|o| !["rw", "ro", "relatime", "nosuid", "nodev", "noexec"].contains(o))
+            .collect();
+        let key = if fstype == "cgroup2" {
+            String::new()
+        } else {
+            data.join(",")
+        };
+        if fstype == "cgroup" && data.iter().all(|o| o.starts_with("name=")) {
+            data.insert(0, "none");
+        }
+        out.push(CgroupHierarchy {
+            name,
+            fstype: fstype.into(),
+            data: data.join(","),
+            mountpoint: mnt.into(),
+            key,
+        });
+    }
+    out
+}
+
+fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")
+    ));
+    std::fs::write(&tmp, pid.to_string()).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+impl Runtime {
+    /// A runtime keeping its state under `root` (runc's `--root`).
+    pub fn new(root: impl Into<PathBuf>) -> Runtime {
+        Runtime {
+            store: Store::new(root),
+        }
+    }
+
+    /// The state store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Creates container `id` from a bundle: everything the config asks for is set up
+    /// and the init waits for [`Runtime::start`]. On error nothing is left behind.
+    pub fn create(&self, id: &str, opts: &CreateOptions) -> Result<Container> {
+        crate::store::validate_id(id)?;
+        let bundle = std::fs::canonicalize(&opts.bundle).map_err(|e| Error::io(&opts.bundle, e))?;
+        let spec = config::load(&bundle)?;
+        config::validate(&spec, &bundle)?;
+        if !config::new_namespace(&spec, LinuxNamespaceType::Mount)
+            && config::namespace(&spec, LinuxNamespaceType::Mount).is_none()
+        {
+            return Err(Error::Invalid(
+                "config.json: linux.namespaces: a mount namespace is required".into(),
+            ));
+        }
+        if opts.console_socket.is_some()
+            || spec
+                .process()
+                .as_ref()
+                .and_then(|p| p.terminal())
+                .unwrap_or(false)
+        {
+            return Err(Error::Unsupported(
+                "process.terminal / --console-socket: terminals are not supported yet".into(),
+            ));
+        }
+        let rootfs = config::rootfs_path(&spec, &bundle)?;
+        let creds = spec
+            .process()
+            .as_ref()
+            .map(Credentials::from_spec)
+            .transpose()?;
+        let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+            Some(profile) => Some(
+                casulo_seccomp::compile(profile)
+                    .map_err(|e| Error::Invalid(format!("config.json: linux.seccomp: {e}")))?
+                    .filter,
+            ),
+            None => None,
+        };
+        let ns = Namespaces::from_spec(&spec)?;
+        let (argv, envp) = match spec.process() {
+            Some(p) => (
+                cstrings(p.args().iter().flatten(), "process.args")?,
+                cstrings(p.env().iter().flatten(), "process.env")?,
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
+        let cg_path = cgroups::resolve_path(
+            spec.linux()
+                .as_ref()
+                .and_then(|l| l.cgroups_path().as_ref())
+                .and_then(|p| p.to_str()),
+            id,
+        )?;
+        let proc_fd = verified_proc()?;
+
+        let lock = self.store.claim(id)?;
+        let mut undo = Undo {
+            store: &self.store,
+            id,
+            cgroup: None,
+            armed: true,
+        };
+        let dir = self.store.dir(id);
+        let mut record = Record {
+            id: id.to_string(),
+            pid: 0,
+            start_time: 0,
+            bundle: bundle.clone(),
+            rootfs: rootfs.clone(),
+            created: state::now_rfc3339(),
+            owner: String::new(),
+            cgroup_path: Some(cg_path.clone()),
+            annotations: spec.annotations().clone().unwrap_or_default(),
+            config: spec.clone(),
+            started: false,
+        };
+        self.store.save(&record)?;
+        let cg = cgroups::open(&cg_path)?;
+        undo.cgroup = Some(cgroups::open(&cg_path)?);
+        cg.create(spec.linux().as_ref().and_then(|l| l.resources().as_ref()))?;
+
+        let fifo = dir.join("exec.fifo");
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))
+            .map_err(|e| Error::sys("exec.fifo", e))?;
+        let fifo_fd = sys::open(
+            &CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap_or_default(),
+            libc::O_PATH,
+            0,
+        )
+        .map_err(|e| Error::sys("exec.fifo", e))?;
+        let needs_cgroup_mounts = spec
+            .mounts()
+            .iter()
+            .flatten()
+            .any(|m| matches!(m.typ().as_deref(), Some("cgroup") | Some("cgroup2")));
+        let hierarchies = if needs_cgroup_mounts {
+            cgroup_hierarchies()
+        } else {
+            Vec::new()
+        };
+        let plan = InitPlan {
+            spec: &spec,
+            rootfs: &rootfs,
+            proc_fd: proc_fd.as_fd(),
+            fifo: fifo_fd.as_fd(),
+            userns: config::new_namespace(&spec, LinuxNamespaceType::User),
+            cgroupns: config::new_namespace(&spec, LinuxNamespaceType::Cgroup),
+            utsns: config::new_namespace(&spec, LinuxNamespaceType::Uts),
+            no_pivot: opts.no_pivot,
+            cgroups: &hierarchies,
+            preserve_fds: opts.preserve_fds,
+            creds: creds.as_ref(),
+            seccomp: seccomp.as_ref(),
+            argv: &argv,
+            envp: &envp,
+        };
+        let Spawned { pid, pidfd } = process::spawn(
+            &plan,
+            &ns,
+            &namespaces::time_offsets(&spec),
+            Some(cg.as_ref()),
+        )?;
+        let abort = |e: Error| -> Error {
+            let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            e
+        };
+        record.pid = pid;
+        record.start_time = match state::proc_stat(pid) {
+            Some((_, t)) => t,
+            None => {
+                return Err(abort(Error::Init(
+                    "container init exited during setup".into(),
+                )))
+            }
+        };
+        if let Err(e) = self.store.save(&record) {
+            return Err(abort(e.into()));
+        }
+        if let Some(p) = &opts.pid_file {
+            if let Err(e) = write_pid_file(p, pid) {
+                return Err(abort(e));
+            }
+        }
+        undo.armed = false;
+        drop(lock);
+        Ok(Container {
+            id: id.to_string(),
+            pid,
+            pidfd,
+        })
+    }
+
+    /// The status of a container from its record.
+    fn status(&self, rec: &Record) -> Status {
+        if rec.pid == 0 {
+            return Status::Creating;
+        }
+        if !state::alive(rec.pid, rec.start_time) {
+            return Status::Stopped;
+        }
+        if self.store.dir(&rec.id).join("exec.fifo").exists() {
+            return Status::Created;
+        }
+        Status::Running
+    }
+
+    /// The state of container `id`.
+    pub fn state(&self, id: &str) -> Result<State> {
+        let rec = self.store.load(id)?;
+        Ok(self.state_of(&rec))
+    }
+
+    fn state_of(&self, rec: &Record) -> State {
+        let status = self.status(rec);
+        State {
+            oci_version: rec.config.version().clone(),
+            id: rec.id.clone(),
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                rec.pid
+            },
+            status,
+            bundle: rec.bundle.clone(),
+            rootfs: rec.rootfs.clone(),
+            created: rec.created.clone(),
+            owner: rec.owner.clone(),
+            annotations: rec.annotations.clone(),
+        }
+    }
+
+    /// States of all containers, sorted by id.
+    pub fn list(&self) -> Result<Vec<State>> {
+        let mut out = Vec::new();
+        for id in self.store.list()? {
+            if let Ok(rec) = self.store.load(&id) {
+                out.push(self.state_of(&rec));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A pidfd of the container's init, checked against its start time so a reused pid
+    /// is never signalled.
+    fn init_pidfd(&self, rec: &Record) -> Option<OwnedFd> {
+        let fd = sys::pidfd_open(rec.pid).ok()?;
+        state::alive(rec.pid, rec.start_time).then_some(fd)
+    }
+
+    /// Starts the user's process of a created container. Returns once it has been
+    /// exec'd; an exec failure is returned with its text.
+    pub fn start(&self, id: &str) -> Result<()> {
+        let _lock = self.store.lock(id)?;
+        let rec = self.store.load(id)?;
+        let status = self.status(&rec);
+        if status != Status::Created {
+            return Err(Error::State(format!(
+                "cannot start container {id}: it is {status}, not created"
+            )));
+        }
+        if rec.config.process().is_none() {
+            return Err(Error::State(format!(
+                "cannot start container {id}: config.json has no process"
+            )));
+        }
+        let pidfd = self
+            .init_pidfd(&rec)
+            .ok_or_else(|| Error::State(format!("container {id} is not running")))?;
+        let fifo = self.store.dir(id).join("exec.fifo");
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&fifo)
+            .map_err(|e| Error::io(&fifo, e))?;
+        let result = await_exec(&f, &pidfd);
+        let _ = std::fs::remove_file(&fifo);
+        result
+    }
+
+    /// Sends `signal` to the init, or with `all` to every process of the container.
+    pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
+        let rec = self.store.load(id)?;
+        let status = self.status(&rec);
+        if all {
+            if let Some(p) = &rec.cgroup_path {
+                for pid in cgroups::open(p)?.pids()? {
+                    if let Ok(fd) = sys::pidfd_open(pid) {
+                        let _ = sys::pidfd_send_signal(fd.as_fd(), signal);
+                    }
+                }
+                return Ok(());
+            }
+        }
+        if status == Status::Stopped || status == Status::Creating {
+            return Err(Error::State("container not running".into()));
+        }
+        let fd = self
+            .init_pidfd(&rec)
+            .ok_or_else(|| Error::State("container not running".into()))?;
+        sys::pidfd_send_signal(fd.as_fd(), signal).map_err(|e| match e {
+            nix::errno::Errno::ESRCH => Error::State("no such process".into()),
+            e => Error::sys("kill", e),
+        })
+    }
+
+    /// Deletes a stopped container; with `force`, kills it first. Deleting a missing
+    /// container with `force` succeeds (engines call it after cleanup).
+    pub fn delete(&self, id: &str, force: bool) -> Result<()> {
+        crate::store::validate_id(id)?;
+        let rec = match self.store.load(id) {
+            Ok(r) => r,
+            Err(crate::store::StoreError::Missing(_)) if force => {
+                // A create that died before writing its state leaves a bare directory.
+                return Ok(self.store.remove(id)?);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let _lock = self.store.lock(id)?;
+        let status = self.status(&rec);
+        if !matches!(status, Status::Stopped | Status::Creating) {
+            if !force {
+                return Err(Error::State(format!(
+                    "cannot delete container {id} that is not stopped: {status}"
+                )));
+            }
+            if let Some(fd) = self.init_pidfd(&rec) {
+                let _ = sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
+                let mut pfd = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+                let _ = poll(&mut pfd, PollTimeout::from(10_000u16));
+            }
+        }
+        if let Some(p) = &rec.cgroup_path {
+            let cg = cgroups::open(p)?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let pids = cg.pids().unwrap_or_default();
+                if pids.is_empty() || Instant::now() > deadline {
+                    break;
+                }
+                for pid in pids {
+                    if let Ok(fd) = sys::pidfd_open(pid) {
+                        let _ = sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            cg.destroy()?;
+        }
+        Ok(self.store.remove(id)?)
+    }
+}
+
+use std::os::unix::fs::OpenOptionsExt;
+
+/// Waits on the exec fifo (and the init's pidfd) until the init has exec'd: the write
+/// end is close-on-exec, so a hang-up without data means success; data is the error.
+fn await_exec(f: &std::fs::File, pidfd: &OwnedFd) -> Result<()> {
+    let mut msg = Vec::new();
+    let mut file = f;
+    loop {
+        let mut fds = [
+            PollFd::new(f.as_fd(), PollFlags::POLLIN),
+            PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Error::sys("waiting for the container to start", e)),
+            Ok(_) => {}
+        }
+        let fifo_ev = fds[0].revents().unwrap_or(PollFlags::empty());
+        let init_exited = fds[1].revents().is_some_and(|r| !r.is_empty());
+        if fifo_ev.intersects(PollFlags::POLLIN | PollFlags::POLLHUP) || init_exited {
+            let mut buf = [0u8; 4096];
+            loop {
+                match file.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => msg.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                }
+            }
+            if fifo_ev.contains(PollFlags::POLLHUP) || init_exited {
+                return if msg.is_empty() {
+                    if fifo_ev.contains(PollFlags::POLLHUP) {
+                        Ok(())
+                    } else {
+                        Err(Error::Init("container init exited before start".into()))
+                    }
+                } else {
+                    Err(Error::Init(String::from_utf8_lossy(&msg).into_owned()))
+                };
+            }
+        }
+        let _ = f.as_raw_fd();
+    }
+}
+
+/// Reads and validates a bundle's config without creating anything.
+pub fn load_config(bundle: &Path) -> Result<Spec> {
+    let spec = config::load(bundle)?;
+    config::validate(&spec, bundle)?;
+    Ok(spec)
+}
+
+impl Runtime {
+    /// Host pids of every process of a running container.
+    pub fn pids(&self, id: &str) -> Result<Vec<i32>> {
+        let rec = self.store.load(id)?;
+        if self.status(&rec) == Status::Stopped {
+            return Err(Error::State("container not running".into()));
+        }
+        match &rec.cgroup_path {
+            Some(p) => Ok(cgroups::open(p)?.pids()?),
+            None => Ok(vec![rec.pid]),
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Namespaces (config-linux.md "Namespaces", "User namespace mappings", "Offset for
+//! Time Namespace"): which are new and which are joined, in what order, and the user
+//! namespace id maps the runtime writes for the init.
+
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
+
+/// Errors of namespace handling; each names the namespace or file.
+#[derive(Debug, thiserror::Error)]
+pub enum NamespaceError {
+    /// A namespace path could not be opened.
+    #[error("linux.namespaces: {typ} namespace {path}: {source}")]
+    Open {
+        /// The namespace type.
+        typ: String,
+        /// The path from the config.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Writing an id map or an offset failed.
+    #[error("{what}: {source}")]
+    Write {
+        /// The file written.
+        what: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The clone flag of a namespace type.
+pub fn flag(typ: LinuxNamespaceType) -> CloneFlags {
+    match typ {
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+    }
+}
+
+/// The namespaces of a container: new ones as clone flags, joined ones as open fds in
+/// the order they must be entered (user first, so the others can be joined with its
+/// privileges; mount last, since it changes path lookups).
+pub struct Namespaces {
+    /// Flags for the new namespaces created by the init's clone (time excluded: it is
+    /// unshared by the helper so its offsets can be written first).
+    pub clone_flags: CloneFlags,
+    /// A new time namespace is wanted.
+    pub new_time: bool,
+    /// Namespaces to join, with their fds, in order.
+    pub join: Vec<(CloneFlags, OwnedFd)>,
+}
+
+const JOIN_ORDER: [LinuxNamespaceType; 8] = [
+    LinuxNamespaceType::User,
+    LinuxNamespaceType::Pid,
+    LinuxNamespaceType::Time,
+    LinuxNamespaceType::Ipc,
+    LinuxNamespaceType::Uts,
+    LinuxNamespaceType::Network,
+    LinuxNamespaceType::Cgroup,
+    LinuxNamespaceType::Mount,
+];
+
+impl Namespaces {
+    /// Reads the config's namespaces and opens those to join.
+    pub fn from_spec(spec: &Spec) -> Result<Namespaces, NamespaceError> {
+        let list = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
+        let mut out = Namespaces {
+            clone_flags: CloneFlags::empty(),
+            new_time: false,
+            join: Vec::new(),
+        };
+        for typ in JOIN_ORDER {
+            let Some(ns) = list.and_then(|l| l.iter().find(|n| n.typ() == typ)) else {
+                continue;
+            };
+            match ns.path() {
+                None if typ == LinuxNamespaceType::Time => out.new_time = true,
+                None => out.clone_flags |= flag(typ),
+                Some(path) => {
+                    let f = std::fs::File::open(path).map_err(|source| NamespaceError::Open {
+                        typ: typ.to_string(),
+                        path: path.display().to_string(),
+                        source,
+                    })?;
+                    out.join.push((flag(typ), f.into()));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn map_text(maps: &[LinuxIdMapping]) -> String {
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
+}
+
+fn write(path: &Path, what: &str, data: &str) -> Result<(), NamespaceError> {
+    std::fs::write(path, data).map_err(|source| NamespaceError::Write {
+        what: what.to_string(),
+        source,
+    })
+}
+
+/// Writes `uid_map` and `gid_map` of process `pid` (the init, waiting in its new user
+/// namespace). `setgroups` is set to `deny` only when the runtime is not root, as the
+/// kernel then requires it; a root runtime leaves setgroups(2) usable in the container.
+pub fn write_id_maps(pid: i32, spec: &Spec) -> Result<(), NamespaceError> {
+    let Some(linux) = spec.linux() else {
+        return Ok(());
+    };
+    let base = Path::new("/proc").join(pid.to_string());
+    if !nix::unistd::geteuid().is_root() {
+        write(&base.join("setgroups"), "setgroups", "deny")?;
+    }
+    write(
+        &base.join("uid_map"),
+        "linux.uidMappings",
+        &map_text(linux.uid_mappings().as_deref().unwrap_or(&[])),
+    )?;
+    write(
+        &base.join("gid_map"),
+        "linux.gidMappings",
+        &map_text(linux.gid_mappings().as_deref().unwrap_or(&[])),
+    )
+}
+
+/// The text for /proc/self/timens_offsets from `linux.timeOffsets`.
+pub fn time_offsets(spec: &Spec) -> String {
+    let mut out = String::new();
+    if let Some(offsets) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.time_offsets().as_ref())
+    {
+        for (clock, off) in offsets {
+            out.push_str(&format!(
+                "{clock} {} {}\n",
+                off.secs().unwrap_or(0),
+                off.nanosecs().unwrap_or(0)
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_and_joined() {
+        let spec: Spec = serde_json::from_str(
+            r#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"pid"},{"type":"network","path":"/proc/self/ns/net"},{"type":"time"},{"type":"mount"}]}}"#,
+        )
+        .unwrap();
+        let ns = Namespaces::from_spec(&spec).unwrap();
+        assert_eq!(
+            ns.clone_flags,
+            CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS
+        );
+        assert!(ns.new_time);
+        assert_eq!(ns.join.len(), 1);
+        assert_eq!(ns.join[0].0, CloneFlags::CLONE_NEWNET);
+    }
+}

@@ -1,0 +1,225 @@
+//! The container init (runtime.md "Lifecycle" steps 3–5): runs in the cloned child,
+//! builds the container from the plan prepared before the clone, reports `Ready`, waits
+//! for `start` on the exec fifo, and execs the user's process. The runtime binary is
+//! never re-executed.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::sys::stat::SFlag;
+use nix::unistd::{execve, sethostname, setsid};
+use oci_spec::runtime::Spec;
+
+use super::channel::{Channel, Msg};
+use crate::rootfs::{self, CgroupHierarchy, RootfsPlan};
+use crate::security::Credentials;
+use crate::sys;
+
+/// Everything the init needs, prepared by the runtime before the clone.
+pub struct InitPlan<'a> {
+    /// The container's configuration.
+    pub spec: &'a Spec,
+    /// Absolute host path of the rootfs.
+    pub rootfs: &'a Path,
+    /// Verified host procfs root.
+    pub proc_fd: BorrowedFd<'a>,
+    /// `O_PATH` fd of the exec fifo in the state directory.
+    pub fifo: BorrowedFd<'a>,
+    /// New user namespace.
+    pub userns: bool,
+    /// New cgroup namespace.
+    pub cgroupns: bool,
+    /// New uts namespace.
+    pub utsns: bool,
+    /// `--no-pivot`.
+    pub no_pivot: bool,
+    /// Host cgroup hierarchies for `cgroup` mounts.
+    pub cgroups: &'a [CgroupHierarchy],
+    /// `--preserve-fds`: fds 3..3+N stay open in the container.
+    pub preserve_fds: u32,
+    /// User, capabilities and limits (None when the config has no process).
+    pub creds: Option<&'a Credentials>,
+    /// Compiled seccomp filter.
+    pub seccomp: Option<&'a casulo_seccomp::Filter>,
+    /// argv and envp, as C strings.
+    pub argv: &'a [CString],
+    /// envp.
+    pub envp: &'a [CString],
+}
+
+/// Entry point of the cloned child; never returns.
+pub fn main(plan: &InitPlan<'_>, chan: Channel) -> ! {
+    match setup(plan, &chan) {
+        Ok(exe) => {
+            let _ = chan.send(&Msg::Ready);
+            drop(chan);
+            let err = wait_and_exec(plan, &exe);
+            sys::exit_now(if err { 127 } else { 1 })
+        }
+        Err(e) => {
+            let _ = chan.send(&Msg::Error(e));
+            sys::exit_now(1)
+        }
+    }
+}
+
+fn errno_text(e: Errno) -> String {
+    e.desc().to_lowercase()
+}
+
+/// Steps up to `Ready`; returns the resolved executable.
+fn setup(plan: &InitPlan<'_>, chan: &Channel) -> Result<Option<CString>, String> {
+    match chan.recv() {
+        Ok(Some(Msg::Go)) => {}
+        Ok(_) | Err(_) => return Err("runtime went away before the container was set up".into()),
+    }
+    setsid().map_err(|e| format!("setsid: {}", errno_text(e)))?;
+    let plan_fs = RootfsPlan {
+        spec: plan.spec,
+        rootfs: plan.rootfs,
+        proc_fd: plan.proc_fd,
+        userns: plan.userns,
+        no_pivot: plan.no_pivot,
+        cgroups: plan.cgroups,
+        cgroupns: plan.cgroupns,
+    };
+    let root = rootfs::setup(&plan_fs).map_err(|e| e.to_string())?;
+    if plan.utsns {
+        if let Some(h) = plan.spec.hostname() {
+            sethostname(h).map_err(|e| format!("hostname: {}", errno_text(e)))?;
+        }
+        if let Some(d) = plan.spec.domainname() {
+            sys::setdomainname(d.as_bytes())
+                .map_err(|e| format!("domainname: {}", errno_text(e)))?;
+        }
+    }
+    write_sysctls(plan)?;
+    let Some(creds) = plan.creds else {
+        return Ok(None);
+    };
+    creds
+        .apply_limits(plan.proc_fd)
+        .map_err(|e| e.to_string())?;
+    creds.apply_user().map_err(|e| e.to_string())?;
+    let process = plan.spec.process().as_ref().expect("creds imply a process");
+    rootfs::enter_cwd(root.as_fd(), process.cwd()).map_err(|e| e.to_string())?;
+    let exe = find_executable(plan)?;
+    creds.apply_no_new_privs().map_err(|e| e.to_string())?;
+    if let Some(f) = plan.seccomp {
+        if !creds.no_new_privs() {
+            f.install().map_err(|e| format!("linux.seccomp: {e}"))?;
+        }
+    }
+    close_fds(plan.preserve_fds)?;
+    Ok(Some(exe))
+}
+
+fn write_sysctls(plan: &InitPlan<'_>) -> Result<(), String> {
+    let Some(map) = plan.spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else {
+        return Ok(());
+    };
+    for (k, v) in map {
+        let rel = if k.contains('/') {
+            k.clone()
+        } else {
+            k.replace('.', "/")
+        };
+        let path = PathBuf::from("sys").join(rel);
+        let fd = rootfs::open_proc(plan.proc_fd, &path, libc::O_WRONLY | libc::O_TRUNC)
+            .map_err(|e| format!("linux.sysctl.{k}: {}", errno_text(e)))?;
+        sys::write_all(fd.as_fd(), v.as_bytes())
+            .map_err(|e| format!("linux.sysctl.{k}: {}", errno_text(e)))?;
+    }
+    Ok(())
+}
+
+/// Marks every fd above stdio and the preserved ones close-on-exec; the preserved ones
+/// are handed over open.
+fn close_fds(preserve: u32) -> Result<(), String> {
+    for fd in 3..3 + preserve {
+        match sys::clear_cloexec(fd as i32) {
+            Ok(()) | Err(Errno::EBADF) => {}
+            Err(e) => return Err(format!("--preserve-fds: fd {fd}: {}", errno_text(e))),
+        }
+    }
+    sys::cloexec_from(3 + preserve).map_err(|e| format!("close_range: {}", errno_text(e)))
+}
+
+/// Resolves `process.args[0]` as the container sees it: a path when it holds a `/`,
+/// else a search of the process's PATH. Errors use the texts the docker CLI matches.
+fn find_executable(plan: &InitPlan<'_>) -> Result<CString, String> {
+    use std::os::unix::ffi::OsStrExt;
+    let arg0 = plan.argv[0].to_string_lossy().into_owned();
+    let check = |p: &Path| -> Result<(), Errno> {
+        let st = nix::sys::stat::stat(p)?;
+        if SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT) != SFlag::S_IFREG {
+            return Err(Errno::EACCES);
+        }
+        nix::unistd::access(p, nix::unistd::AccessFlags::X_OK)
+    };
+    if arg0.contains('/') {
+        return match check(Path::new(&arg0)) {
+            Ok(()) => Ok(plan.argv[0].clone()),
+            Err(e) => Err(format!("exec: {arg0:?}: stat {arg0}: {}", errno_text(e))),
+        };
+    }
+    let path = plan
+        .envp
+        .iter()
+        .find_map(|e| {
+            e.to_bytes()
+                .strip_prefix(b"PATH=")
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+        })
+        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let cand = Path::new(dir).join(&arg0);
+        if check(&cand).is_ok() {
+            return CString::new(cand.as_os_str().as_bytes())
+                .map_err(|_| "exec: path has a NUL".into());
+        }
+    }
+    Err(format!(
+        "exec: {arg0:?}: executable file not found in $PATH"
+    ))
+}
+
+/// Blocks until `start` opens the exec fifo, then execs. On failure the error text goes
+/// to `start` through the fifo. Returns only on failure (true when exec itself failed).
+fn wait_and_exec(plan: &InitPlan<'_>, exe: &Option<CString>) -> bool {
+    let fifo_path = PathBuf::from(format!("self/fd/{}", plan.fifo.as_raw_fd()));
+    // The fifo is reopened through the host procfs handle: the container's /proc may
+    // not exist. The open blocks (no spinning) until `start` opens the read side.
+    let w: OwnedFd = match sys::openat(plan.proc_fd, &path_c(&fifo_path), libc::O_WRONLY, 0) {
+        Ok(fd) => fd,
+        Err(_) => return false,
+    };
+    let Some(exe) = exe else {
+        // No process: `start` refuses before opening the fifo, so this is not reached.
+        let _ = sys::write_all(w.as_fd(), b"container has no process to start");
+        return false;
+    };
+    if let Some(f) = plan.seccomp {
+        if plan.creds.is_some_and(|c| c.no_new_privs()) {
+            if let Err(e) = f.install() {
+                let _ = sys::write_all(w.as_fd(), format!("linux.seccomp: {e}").as_bytes());
+                return false;
+            }
+        }
+    }
+    sys::reset_signals();
+    let e = execve(exe, plan.argv, plan.envp).unwrap_err();
+    let arg0 = plan.argv[0].to_string_lossy();
+    let _ = sys::write_all(
+        w.as_fd(),
+        format!("exec: {arg0:?}: {}", errno_text(e)).as_bytes(),
+    );
+    true
+}
+
+fn path_c(p: &Path) -> CString {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(p.as_os_str().as_bytes()).unwrap_or_default()
+}

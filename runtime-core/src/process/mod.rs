@@ -1,0 +1,182 @@
+//! The create path (runtime.md "Lifecycle" steps 1–2): one fork through libc (so a
+//! multithreaded caller's malloc stays usable in the child), then from that
+//! single-threaded helper one `clone3` that creates the container init with its new
+//! namespaces, as a child of the runtime itself (`CLONE_PARENT`). The helper exits at
+//! once, so after `create` returns the init's parent is the caller's subreaper.
+
+pub mod channel;
+pub mod init;
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::sched::{setns, unshare, CloneFlags};
+use nix::sys::signal::Signal;
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+
+use crate::cgroups::Cgroup;
+use crate::namespaces::{self, Namespaces};
+use crate::sys::{self, Fork};
+use channel::{Channel, Msg};
+use init::InitPlan;
+
+/// Errors of the create path.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// A syscall of the runtime side failed.
+    #[error("{what}: {source}")]
+    Sys {
+        /// What was being done.
+        what: &'static str,
+        /// The errno.
+        source: crate::rootfs::ErrnoText,
+    },
+    /// The init (or the helper) reported a setup error.
+    #[error("{0}")]
+    Init(String),
+    /// The init exited without reporting.
+    #[error("container init exited during setup")]
+    InitDied,
+    /// Writing id maps failed.
+    #[error(transparent)]
+    Namespace(#[from] namespaces::NamespaceError),
+    /// Joining the cgroup failed.
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroups::CgroupError),
+}
+
+fn sys_err(what: &'static str) -> impl FnOnce(Errno) -> ProcessError {
+    move |e| ProcessError::Sys {
+        what,
+        source: crate::rootfs::ErrnoText(e),
+    }
+}
+
+/// The container init, as the runtime holds it after a successful spawn.
+#[derive(Debug)]
+pub struct Spawned {
+    /// Host pid.
+    pub pid: i32,
+    /// A pidfd for signalling and waiting without pid-reuse races.
+    pub pidfd: OwnedFd,
+}
+
+/// Kills and reaps a half-made init.
+fn abort(pid: i32, pidfd: Option<&OwnedFd>) {
+    match pidfd {
+        Some(fd) => {
+            let _ = sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
+        }
+        None => {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+    let _ = waitpid(Pid::from_raw(pid), None);
+}
+
+/// Creates the container init and waits until it reports `Ready` (or an error).
+pub fn spawn(
+    plan: &InitPlan<'_>,
+    ns: &Namespaces,
+    time_offsets: &str,
+    cgroup: Option<&dyn Cgroup>,
+) -> Result<Spawned, ProcessError> {
+    let (ours, theirs) = Channel::pair().map_err(sys_err("socketpair"))?;
+    let into_cgroup = cgroup.and_then(|c| c.clone_into_fd());
+    let helper = match sys::fork().map_err(sys_err("fork"))? {
+        Fork::Child => {
+            drop(ours);
+            helper(plan, ns, time_offsets, into_cgroup.as_ref(), theirs)
+        }
+        Fork::Parent(pid) => pid,
+    };
+    drop(theirs);
+    let first = ours.recv();
+    let _ = waitpid(Pid::from_raw(helper), None);
+    let pid = match first {
+        Ok(Some(Msg::Pid(pid))) => pid,
+        Ok(Some(Msg::Error(e))) => return Err(ProcessError::Init(e)),
+        _ => return Err(ProcessError::InitDied),
+    };
+    let pidfd = match sys::pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(e) => {
+            abort(pid, None);
+            return Err(sys_err("pidfd_open")(e));
+        }
+    };
+    let finish = || -> Result<(), ProcessError> {
+        if ns.clone_flags.contains(CloneFlags::CLONE_NEWUSER) {
+            namespaces::write_id_maps(pid, plan.spec)?;
+        }
+        if let Some(cg) = cgroup {
+            if into_cgroup.is_none() {
+                cg.add_process(pid)?;
+            }
+        }
+        ours.send(&Msg::Go)
+            .map_err(sys_err("signalling the container init"))?;
+        match ours.recv() {
+            Ok(Some(Msg::Ready)) => Ok(()),
+            Ok(Some(Msg::Error(e))) => Err(ProcessError::Init(e)),
+            _ => Err(ProcessError::InitDied),
+        }
+    };
+    if let Err(e) = finish() {
+        abort(pid, Some(&pidfd));
+        return Err(e);
+    }
+    Ok(Spawned { pid, pidfd })
+}
+
+/// The forked helper: joins namespaces given by path, unshares the time namespace (so
+/// its offsets can be set before the init exists), clones the init and exits.
+fn helper(
+    plan: &InitPlan<'_>,
+    ns: &Namespaces,
+    time_offsets: &str,
+    cgroup_fd: Option<&OwnedFd>,
+    chan: Channel,
+) -> ! {
+    let fail = |chan: &Channel, msg: String| -> ! {
+        let _ = chan.send(&Msg::Error(msg));
+        sys::exit_now(1)
+    };
+    for (flag, fd) in &ns.join {
+        if let Err(e) = setns(fd, *flag) {
+            fail(
+                &chan,
+                format!(
+                    "linux.namespaces: joining {flag:?}: {}",
+                    e.desc().to_lowercase()
+                ),
+            );
+        }
+    }
+    if ns.new_time {
+        if let Err(e) = unshare(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)) {
+            fail(
+                &chan,
+                format!("linux.namespaces: time: {}", e.desc().to_lowercase()),
+            );
+        }
+        if !time_offsets.is_empty() {
+            if let Err(e) = std::fs::write("/proc/self/timens_offsets", time_offsets) {
+                fail(&chan, format!("linux.timeOffsets: {e}"));
+            }
+        }
+    }
+    let mut flags = ns.clone_flags.bits() as u64 | libc::CLONE_PARENT as u64;
+    if cgroup_fd.is_some() {
+        flags |= sys::CLONE_INTO_CGROUP;
+    }
+    match sys::clone3(flags, None, cgroup_fd.map(|f| f.as_fd())) {
+        Ok(Fork::Child) => init::main(plan, chan),
+        Ok(Fork::Parent(pid)) => {
+            let _ = chan.send(&Msg::Pid(pid));
+            sys::exit_now(0)
+        }
+        Err(e) => fail(&chan, format!("clone3: {}", e.desc().to_lowercase())),
+    }
+}

@@ -1,0 +1,234 @@
+//! The container's root filesystem (config.md "Root", "Mounts"; config-linux.md
+//! "Devices", "Default Devices", "Rootfs Mount Propagation", "Masked Paths",
+//! "Readonly Paths"). Runs in the container init, in its new mount namespace.
+//!
+//! Every path inside the rootfs is resolved with `RESOLVE_IN_ROOT`; every mount is
+//! made onto an fd (`self/fd/N`, relative to a verified procfs directory that is the
+//! working directory while mounting), so a symlink swapped in by the image cannot
+//! send a mount outside the rootfs.
+
+mod devices;
+mod mounts;
+pub mod options;
+mod paths;
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::SFlag;
+use nix::unistd::{chdir, chroot, fchdir, pivot_root};
+use oci_spec::runtime::Spec;
+
+pub use mounts::CgroupHierarchy;
+pub use paths::{open_in_root, open_no_symlinks, open_proc};
+
+/// Errors of root filesystem setup; each names the object it was working on.
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    /// A syscall failed on the named object.
+    #[error("{what}: {source}")]
+    Sys {
+        /// What was being done, e.g. `mounts[2] (proc on /proc)`.
+        what: String,
+        /// The errno, printed in lower case as engines match it.
+        #[source]
+        source: ErrnoText,
+    },
+    /// The rootfs tried something the runtime refuses.
+    #[error("{0}")]
+    Unsafe(String),
+}
+
+/// An errno displayed the way engines match it ("no such file or directory").
+#[derive(Debug)]
+pub struct ErrnoText(pub Errno);
+
+impl std::fmt::Display for ErrnoText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.desc().to_lowercase())
+    }
+}
+
+impl std::error::Error for ErrnoText {}
+
+/// Wraps an errno with the name of the object.
+pub(crate) fn sys_err(what: impl Into<String>) -> impl FnOnce(Errno) -> RootfsError {
+    let what = what.into();
+    move |e| RootfsError::Sys {
+        what,
+        source: ErrnoText(e),
+    }
+}
+
+type Result<T> = std::result::Result<T, RootfsError>;
+
+/// Everything root filesystem setup needs, prepared by the runtime before the clone.
+pub struct RootfsPlan<'a> {
+    /// The container's configuration.
+    pub spec: &'a Spec,
+    /// Absolute host path of the rootfs.
+    pub rootfs: &'a Path,
+    /// A verified procfs root of the runtime's pid namespace.
+    pub proc_fd: BorrowedFd<'a>,
+    /// The container has a new user namespace (devices are bind-mounted, not made).
+    pub userns: bool,
+    /// `--no-pivot`: MS_MOVE + chroot instead of pivot_root.
+    pub no_pivot: bool,
+    /// The host's cgroup hierarchies, for `cgroup` mounts.
+    pub cgroups: &'a [CgroupHierarchy],
+    /// The container has a new cgroup namespace.
+    pub cgroupns: bool,
+}
+
+/// Builds the root filesystem and makes it the process's root. Returns an fd of the
+/// new root (for later in-root lookups such as the cwd check).
+pub fn setup(plan: &RootfsPlan<'_>) -> Result<OwnedFd> {
+    let linux = plan.spec.linux().as_ref();
+    let prop = linux
+        .and_then(|l| l.rootfs_propagation().as_deref())
+        .and_then(options::propagation_mode);
+    // Keep the host's mounts from receiving ours: slave (or private) everything first.
+    let pre = if prop.is_some_and(|p| p.contains(MsFlags::MS_PRIVATE)) {
+        MsFlags::MS_PRIVATE | MsFlags::MS_REC
+    } else {
+        MsFlags::MS_SLAVE | MsFlags::MS_REC
+    };
+    mount(None::<&str>, "/", None::<&str>, pre, None::<&str>)
+        .map_err(sys_err("making / a slave mount"))?;
+    // pivot_root needs the new root to be a mount point.
+    mount(
+        Some(plan.rootfs),
+        plan.rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(sys_err(format!(
+        "bind-mounting the rootfs {}",
+        plan.rootfs.display()
+    )))?;
+    let root = crate::sys::open(&cpath(plan.rootfs), libc::O_PATH | libc::O_DIRECTORY, 0).map_err(
+        sys_err(format!("opening the rootfs {}", plan.rootfs.display())),
+    )?;
+    fchdir(plan.proc_fd.as_raw_fd()).map_err(sys_err("entering procfs"))?;
+
+    let m = mounts::Mounter {
+        root: root.as_fd(),
+        userns: plan.userns,
+    };
+    let mut dev_is_bind = false;
+    for (i, entry) in plan.spec.mounts().iter().flatten().enumerate() {
+        let is_dev_bind = m.mount_entry(i, entry, plan.cgroups, plan.cgroupns)?;
+        dev_is_bind |= is_dev_bind;
+    }
+    if !dev_is_bind {
+        devices::create(
+            &m,
+            linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]),
+        )?;
+    }
+
+    if plan.no_pivot {
+        move_root(plan.rootfs)?;
+    } else {
+        pivot(root.as_fd())?;
+    }
+    fchdir(plan.proc_fd.as_raw_fd()).map_err(sys_err("entering procfs"))?;
+    if let Some(p) = prop {
+        mount(
+            None::<&str>,
+            &paths::proc_fd_path(root.as_fd())[..],
+            None::<&str>,
+            p,
+            None::<&str>,
+        )
+        .map_err(sys_err("linux.rootfsPropagation"))?;
+    }
+    if let Some(linux) = linux {
+        m.mask_paths(linux.masked_paths().as_deref().unwrap_or(&[]))?;
+        for p in linux.readonly_paths().iter().flatten() {
+            m.readonly_path(Path::new(p))?;
+        }
+    }
+    if plan
+        .spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
+        m.remount_readonly(root.as_fd(), "root.readonly")?;
+    }
+    chdir("/").map_err(sys_err("chdir /"))?;
+    Ok(root)
+}
+
+fn cpath(p: &Path) -> CString {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(p.as_os_str().as_bytes()).unwrap_or_default()
+}
+
+/// pivot_root(".", ".") into the new root, then detach the old root stacked on it.
+fn pivot(root: BorrowedFd<'_>) -> Result<()> {
+    let old = crate::sys::open(c"/", libc::O_PATH | libc::O_DIRECTORY, 0)
+        .map_err(sys_err("opening the old root"))?;
+    fchdir(root.as_raw_fd()).map_err(sys_err("entering the rootfs"))?;
+    pivot_root(".", ".").map_err(sys_err("pivot_root"))?;
+    fchdir(old.as_raw_fd()).map_err(sys_err("entering the old root"))?;
+    // The old root must not propagate the unmount back to the host.
+    mount(
+        None::<&str>,
+        ".",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(sys_err("making the old root a slave"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(sys_err("detaching the old root"))?;
+    chdir("/").map_err(sys_err("chdir /"))
+}
+
+/// `--no-pivot`: move the rootfs mount onto / and chroot into it.
+fn move_root(rootfs: &Path) -> Result<()> {
+    chdir(rootfs).map_err(sys_err("entering the rootfs"))?;
+    mount(
+        Some(rootfs),
+        "/",
+        None::<&str>,
+        MsFlags::MS_MOVE,
+        None::<&str>,
+    )
+    .map_err(sys_err("moving the rootfs to /"))?;
+    chroot(".").map_err(sys_err("chroot"))?;
+    chdir("/").map_err(sys_err("chdir /"))
+}
+
+/// Resolves `cwd` inside `root` and makes it the working directory; a cwd that is not a
+/// directory inside the rootfs is refused (CVE-2024-21626).
+pub fn enter_cwd(root: BorrowedFd<'_>, cwd: &Path) -> Result<()> {
+    let fd = paths::open_in_root(root, cwd, libc::O_DIRECTORY)
+        .map_err(sys_err(format!("process.cwd {}", cwd.display())))?;
+    fchdir(fd.as_raw_fd()).map_err(sys_err(format!("process.cwd {}", cwd.display())))?;
+    let here = nix::unistd::getcwd().map_err(sys_err(format!("process.cwd {}", cwd.display())))?;
+    if !here.starts_with("/") || here.to_string_lossy().starts_with("(unreachable)") {
+        return Err(RootfsError::Unsafe(format!(
+            "process.cwd {} resolves outside the container",
+            cwd.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The type of a path inside the rootfs (for tests and checks).
+pub fn kind(root: BorrowedFd<'_>, path: &Path) -> Option<SFlag> {
+    let fd = paths::open_in_root(root, path, 0).ok()?;
+    paths::file_type(fd.as_fd()).ok().map(|(k, _)| k)
+}
+
+/// Absolute host path of a rootfs-relative path (display only; never used to open).
+pub fn display_path(rootfs: &Path, p: &Path) -> PathBuf {
+    rootfs.join(p.strip_prefix("/").unwrap_or(p))
+}

@@ -1,0 +1,332 @@
+//! Mounting config.md's `mounts` entries, masked and readonly paths, inside the rootfs.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::mount::{mount, MsFlags};
+use nix::sys::stat::SFlag;
+use nix::sys::statvfs::{fstatvfs, FsFlags};
+use oci_spec::runtime::Mount;
+
+use super::options::{self, MountOptions};
+use super::paths::{self, proc_fd_path};
+use super::{sys_err, Result, RootfsError};
+
+/// One host cgroup hierarchy, as a `cgroup` mount entry reproduces it in the container.
+#[derive(Debug, Clone)]
+pub struct CgroupHierarchy {
+    /// Directory name under the mount destination (`memory`, `cpu`, `unified`; empty on v2).
+    pub name: String,
+    /// `cgroup` or `cgroup2`.
+    pub fstype: String,
+    /// The hierarchy's mount options naming its controllers (`memory`, `none,name=systemd`).
+    pub data: String,
+    /// Where the hierarchy is mounted on the host.
+    pub mountpoint: PathBuf,
+    /// The hierarchy's controllers as /proc/self/cgroup names them (`cpu`,
+    /// `name=systemd`; empty for cgroup2).
+    pub key: String,
+}
+
+impl CgroupHierarchy {
+    /// Host path of the calling process's cgroup in this hierarchy, read from
+    /// `self/cgroup` relative to the working directory (the verified procfs).
+    fn own_cgroup(&self) -> Option<PathBuf> {
+        let text = std::fs::read_to_string("self/cgroup").ok()?;
+        text.lines().find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, ctl, path) = (parts.next()?, parts.next()?, parts.next()?);
+            (ctl == self.key).then(|| self.mountpoint.join(path.trim_start_matches('/')))
+        })
+    }
+}
+
+/// Mounts things inside one rootfs. The working directory is a verified procfs, so
+/// [`proc_fd_path`] names the exact file an fd refers to.
+pub struct Mounter<'a> {
+    /// The rootfs (a mount of its own).
+    pub root: BorrowedFd<'a>,
+    /// The container has a new user namespace.
+    pub userns: bool,
+}
+
+/// The flags of the mount `fd` is on that a bind remount must keep (the kernel refuses
+/// to drop locked ones in a user namespace, and a read-only remount should not drop them).
+fn kept_flags(fd: BorrowedFd<'_>) -> MsFlags {
+    let Ok(st) = fstatvfs(fd) else {
+        return MsFlags::empty();
+    };
+    let f = st.flags();
+    let mut out = MsFlags::empty();
+    for (ff, mf) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if f.contains(ff) {
+            out |= mf;
+        }
+    }
+    out
+}
+
+const NONE: Option<&str> = None;
+
+impl Mounter<'_> {
+    fn open(&self, dest: &Path, what: &str) -> Result<OwnedFd> {
+        paths::open_in_root(self.root, dest, 0).map_err(sys_err(what))
+    }
+
+    /// Mounts entry `i`; returns true when it bind-mounts the host's /dev (then the
+    /// default devices are not created).
+    pub fn mount_entry(
+        &self,
+        i: usize,
+        m: &Mount,
+        cgroups: &[CgroupHierarchy],
+        cgroupns: bool,
+    ) -> Result<bool> {
+        let typ = m.typ().as_deref();
+        let dest = m.destination();
+        let what = format!(
+            "mounts[{i}] ({} on {})",
+            typ.unwrap_or("none"),
+            dest.display()
+        );
+        let opts = options::parse(typ, m.options().as_deref().unwrap_or(&[]));
+        if typ == Some("cgroup") || typ == Some("cgroup2") {
+            self.mount_cgroup(dest, &opts, cgroups, cgroupns, &what)?;
+            return Ok(false);
+        }
+        if matches!(typ, Some("proc") | Some("sysfs")) {
+            // CVE-2019-19921 / CVE-2023-27561: /proc or /sys must not be a symlink.
+            self.refuse_symlink(dest, &what)?;
+        }
+        let target = if opts.is_bind() {
+            let src = m
+                .source()
+                .as_deref()
+                .ok_or_else(|| RootfsError::Unsafe(format!("{what}: bind mount without source")))?;
+            let src_fd = crate::sys::open(&super::cpath(src), libc::O_PATH, 0)
+                .map_err(sys_err(format!("{what}: source {}", src.display())))?;
+            let (k, _) = paths::file_type(src_fd.as_fd()).map_err(sys_err(&what))?;
+            let target =
+                paths::ensure(self.root, dest, k == SFlag::S_IFDIR).map_err(sys_err(&what))?;
+            let flags = opts.flags & (MsFlags::MS_BIND | MsFlags::MS_REC);
+            mount(
+                Some(&proc_fd_path(src_fd.as_fd())[..]),
+                &proc_fd_path(target.as_fd())[..],
+                NONE,
+                flags,
+                NONE,
+            )
+            .map_err(sys_err(&what))?;
+            let rest = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+            let target = self.open(dest, &what)?;
+            if !rest.is_empty() {
+                let flags =
+                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | rest | kept_flags(target.as_fd());
+                mount(NONE, &proc_fd_path(target.as_fd())[..], NONE, flags, NONE)
+                    .map_err(sys_err(&what))?;
+            }
+            target
+        } else {
+            let target = paths::ensure(self.root, dest, true).map_err(sys_err(&what))?;
+            let source = m
+                .source()
+                .as_ref()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| typ.unwrap_or("none").to_string());
+            let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
+            mount(
+                Some(source.as_str()),
+                &proc_fd_path(target.as_fd())[..],
+                typ,
+                opts.flags,
+                data,
+            )
+            .map_err(sys_err(&what))?;
+            self.open(dest, &what)?
+        };
+        self.propagate(&target, &opts, &what)?;
+        Ok(opts.is_bind() && dest == Path::new("/dev"))
+    }
+
+    fn refuse_symlink(&self, dest: &Path, what: &str) -> Result<()> {
+        match paths::open_no_symlinks(self.root, dest, 0) {
+            Ok(_) | Err(Errno::ENOENT) => Ok(()),
+            Err(Errno::ELOOP) => Err(RootfsError::Unsafe(format!(
+                "{what}: {} in the rootfs is a symlink",
+                dest.display()
+            ))),
+            Err(e) => Err(sys_err(what)(e)),
+        }
+    }
+
+    fn propagate(&self, target: &OwnedFd, opts: &MountOptions, what: &str) -> Result<()> {
+        for p in &opts.propagation {
+            mount(NONE, &proc_fd_path(target.as_fd())[..], NONE, *p, NONE)
+                .map_err(sys_err(what))?;
+        }
+        Ok(())
+    }
+
+    /// A `cgroup` entry: cgroup2 on v2; on v1/hybrid a tmpfs with one mount per hierarchy
+    /// (a fresh cgroup mount in a new cgroup namespace, else a bind of the container's
+    /// own cgroup directory, as runc does).
+    fn mount_cgroup(
+        &self,
+        dest: &Path,
+        opts: &MountOptions,
+        hier: &[CgroupHierarchy],
+        cgroupns: bool,
+        what: &str,
+    ) -> Result<()> {
+        let flags = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC);
+        let target = paths::ensure(self.root, dest, true).map_err(sys_err(what))?;
+        if let [only] = hier {
+            if only.name.is_empty() {
+                return self.mount_hierarchy(only, dest, flags, cgroupns, what);
+            }
+        }
+        let tmpfs_flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+        mount(
+            Some("tmpfs"),
+            &proc_fd_path(target.as_fd())[..],
+            Some("tmpfs"),
+            tmpfs_flags,
+            Some("mode=755"),
+        )
+        .map_err(sys_err(what))?;
+        for h in hier {
+            self.mount_hierarchy(h, &dest.join(&h.name), flags, cgroupns, what)?;
+        }
+        if flags.contains(MsFlags::MS_RDONLY) {
+            let t = self.open(dest, what)?;
+            self.remount_readonly(t.as_fd(), what)?;
+        }
+        Ok(())
+    }
+
+    fn mount_hierarchy(
+        &self,
+        h: &CgroupHierarchy,
+        dest: &Path,
+        flags: MsFlags,
+        cgroupns: bool,
+        what: &str,
+    ) -> Result<()> {
+        let what = format!("{what}: {}", dest.display());
+        let target = paths::ensure(self.root, dest, true).map_err(sys_err(&what))?;
+        let base = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+        if cgroupns {
+            let data = (!h.data.is_empty()).then_some(h.data.as_str());
+            mount(
+                Some("cgroup"),
+                &proc_fd_path(target.as_fd())[..],
+                Some(h.fstype.as_str()),
+                base | flags,
+                data,
+            )
+            .map_err(sys_err(&what))?;
+            return Ok(());
+        }
+        let host = h.own_cgroup().unwrap_or_else(|| h.mountpoint.clone());
+        let src = crate::sys::open(&super::cpath(&host), libc::O_PATH | libc::O_DIRECTORY, 0)
+            .map_err(sys_err(format!("{what}: {}", host.display())))?;
+        let bind = MsFlags::MS_BIND | MsFlags::MS_REC;
+        mount(
+            Some(&proc_fd_path(src.as_fd())[..]),
+            &proc_fd_path(target.as_fd())[..],
+            NONE,
+            bind,
+            NONE,
+        )
+        .map_err(sys_err(&what))?;
+        if flags.contains(MsFlags::MS_RDONLY) {
+            let t = self.open(dest, &what)?;
+            self.remount_readonly(t.as_fd(), &what)?;
+        }
+        Ok(())
+    }
+
+    /// Remounts the mount `fd` is the root of read-only, keeping its other flags.
+    pub fn remount_readonly(&self, fd: BorrowedFd<'_>, what: &str) -> Result<()> {
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | kept_flags(fd);
+        mount(NONE, &proc_fd_path(fd)[..], NONE, flags, NONE).map_err(sys_err(what))
+    }
+
+    /// `linux.readonlyPaths`: bind the path onto itself, then remount it read-only.
+    pub fn readonly_path(&self, p: &Path) -> Result<()> {
+        let what = format!("linux.readonlyPaths {}", p.display());
+        let fd = match paths::open_in_root(self.root, p, 0) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(()),
+            Err(e) => return Err(sys_err(what)(e)),
+        };
+        let fdp = proc_fd_path(fd.as_fd());
+        mount(
+            Some(&fdp[..]),
+            &fdp[..],
+            NONE,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            NONE,
+        )
+        .map_err(sys_err(&what))?;
+        let fd = self.open(p, &what)?;
+        self.remount_readonly(fd.as_fd(), &what)
+    }
+
+    /// `linux.maskedPaths`: /dev/null over files, an empty read-only tmpfs over
+    /// directories. The /dev/null used is verified to be the null device, not a symlink
+    /// or a file planted by the image (CVE-2025-31133).
+    pub fn mask_paths(&self, masked: &[String]) -> Result<()> {
+        if masked.is_empty() {
+            return Ok(());
+        }
+        let null = paths::open_no_symlinks(self.root, Path::new("/dev/null"), 0)
+            .map_err(sys_err("linux.maskedPaths: /dev/null"))?;
+        match paths::file_type(null.as_fd()) {
+            Ok((SFlag::S_IFCHR, rdev)) if rdev == nix::sys::stat::makedev(1, 3) => {}
+            _ => {
+                return Err(RootfsError::Unsafe(
+                    "linux.maskedPaths: /dev/null in the container is not the null device".into(),
+                ))
+            }
+        }
+        for p in masked {
+            let what = format!("linux.maskedPaths {p}");
+            let fd = match paths::open_in_root(self.root, Path::new(p), 0) {
+                Ok(fd) => fd,
+                Err(Errno::ENOENT) => continue,
+                Err(e) => return Err(sys_err(what)(e)),
+            };
+            let (k, _) = paths::file_type(fd.as_fd()).map_err(sys_err(&what))?;
+            let target = proc_fd_path(fd.as_fd());
+            if k == SFlag::S_IFDIR {
+                mount(
+                    Some("tmpfs"),
+                    &target[..],
+                    Some("tmpfs"),
+                    MsFlags::MS_RDONLY,
+                    NONE,
+                )
+                .map_err(sys_err(&what))?;
+            } else {
+                mount(
+                    Some(&proc_fd_path(null.as_fd())[..]),
+                    &target[..],
+                    NONE,
+                    MsFlags::MS_BIND,
+                    NONE,
+                )
+                .map_err(sys_err(&what))?;
+            }
+        }
+        Ok(())
+    }
+}
