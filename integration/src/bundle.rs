@@ -1,0 +1,350 @@
+//! OCI bundles for end-to-end tests.
+//!
+//! A [`Bundle`] is a fresh directory under `/tmp` holding `config.json` and a
+//! `rootfs/` with busybox-static, a minimal `/etc`, and the static checker at
+//! `/checker`. [`Bundle::write_config`] writes the spec both to
+//! `<dir>/config.json` (for the runtime) and to `<dir>/rootfs/config.json`, so
+//! the process can run `/checker /config.json` without any extra mount.
+
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use oci_spec::runtime::Spec;
+
+/// Where busybox-static is taken from on the host.
+pub const HOST_BUSYBOX: &str = "/bin/busybox";
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A test bundle; its directory is removed when it is dropped.
+#[derive(Debug)]
+pub struct Bundle {
+    /// The bundle directory (`/tmp/casulo-it-<pid>-<n>`).
+    pub dir: PathBuf,
+    /// The configuration; call [`Bundle::write_config`] after changing it.
+    pub spec: Spec,
+    id: String,
+}
+
+impl Bundle {
+    /// A bundle whose rootfs holds busybox (with applet symlinks in `/bin`),
+    /// `/etc/passwd` and `/etc/group` (root, nobody, user 1000), empty
+    /// `proc sys dev tmp …` dirs and the checker at `/checker`.
+    ///
+    /// `config.json` is [`default_spec`] with `process.args = args` and
+    /// `linux.cgroupsPath = <cgroup_parent()>/<id>`; it is already written.
+    ///
+    /// Panics on any I/O error (it is test infrastructure).
+    pub fn new(args: &[&str]) -> Bundle {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let dir = PathBuf::from(format!("/tmp/casulo-it-{pid}-{n}"));
+        let id = format!("it-{pid}-{n}");
+        if dir.exists() {
+            fs::remove_dir_all(&dir).expect("remove stale bundle dir");
+        }
+        fs::create_dir_all(&dir).expect("create bundle dir");
+        set_mode(&dir, 0o755);
+        let mut spec = default_spec();
+        if let Some(p) = spec.process_mut().as_mut() {
+            p.set_args(Some(args.iter().map(|s| s.to_string()).collect()));
+        }
+        if let Some(l) = spec.linux_mut().as_mut() {
+            l.set_cgroups_path(Some(PathBuf::from(format!("{}/{id}", cgroup_parent()))));
+        }
+        let bundle = Bundle { dir, spec, id };
+        populate_rootfs(&bundle.rootfs());
+        bundle.write_config();
+        bundle
+    }
+
+    /// Writes `self.spec` to `<dir>/config.json` and a copy to
+    /// `<dir>/rootfs/config.json` (read by the checker as `/config.json`).
+    pub fn write_config(&self) {
+        let json = serde_json::to_string_pretty(&self.spec).expect("serialize spec");
+        fs::write(self.dir.join("config.json"), &json).expect("write config.json");
+        let copy = self.rootfs().join("config.json");
+        fs::write(&copy, &json).expect("write rootfs/config.json");
+        set_mode(&copy, 0o644);
+    }
+
+    /// `<dir>/rootfs`.
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+
+    /// A container id unique to this bundle: `it-<pid>-<n>`.
+    pub fn id(&self) -> String {
+        self.id.clone()
+    }
+
+    /// Runs `<runtime> --root <state_root()> run --bundle <dir> <id>` with
+    /// stdin from /dev/null and stdout/stderr captured, then
+    /// `<runtime> --root … delete --force <id>` (whatever the outcome).
+    pub fn run(&self, runtime: &Path) -> std::process::Output {
+        let root = state_root();
+        let out = Command::new(runtime)
+            .arg("--root")
+            .arg(&root)
+            .args(["run", "--bundle"])
+            .arg(&self.dir)
+            .arg(&self.id)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("spawn the runtime");
+        let _ = Command::new(runtime)
+            .arg("--root")
+            .arg(&root)
+            .args(["delete", "--force"])
+            .arg(&self.id)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        out
+    }
+}
+
+/// The runtime state directory used by [`Bundle::run`]:
+/// `/tmp/casulo-it-state-<pid>` (the runtime creates it).
+pub fn state_root() -> PathBuf {
+    PathBuf::from(format!("/tmp/casulo-it-state-{}", std::process::id()))
+}
+
+impl Drop for Bundle {
+    fn drop(&mut self) {
+        // Tests never mount into the bundle on the host, so a plain recursive
+        // removal is enough.
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The parent cgroup path used by bundles of this process:
+/// `/casulo-it-<pid>`. Remove it with [`remove_cgroup_parent`] at the end.
+pub fn cgroup_parent() -> String {
+    format!("/casulo-it-{}", std::process::id())
+}
+
+/// Removes (rmdir, deepest first) the directories named
+/// [`cgroup_parent`] that this process's containers left in every cgroup
+/// hierarchy under `/sys/fs/cgroup` (v1 controllers and the unified tree).
+/// Only empty cgroups can be removed; errors are ignored.
+pub fn remove_cgroup_parent() {
+    let name = cgroup_parent();
+    let name = name.trim_start_matches('/');
+    let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
+    if let Ok(rd) = fs::read_dir("/sys/fs/cgroup") {
+        for e in rd.flatten() {
+            roots.push(e.path());
+        }
+    }
+    for root in roots {
+        let parent = root.join(name);
+        if parent.is_dir() {
+            rmdir_tree(&parent);
+        }
+    }
+}
+
+fn rmdir_tree(dir: &Path) {
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                rmdir_tree(&e.path());
+            }
+        }
+    }
+    let _ = fs::remove_dir(dir);
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// The applets of the host busybox (`busybox --list`), computed once.
+fn busybox_applets() -> &'static [String] {
+    static APPLETS: OnceLock<Vec<String>> = OnceLock::new();
+    APPLETS.get_or_init(|| {
+        let out = Command::new(HOST_BUSYBOX)
+            .arg("--list")
+            .output()
+            .expect("run busybox --list");
+        let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty() && !l.contains('/') && l != "busybox")
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    })
+}
+
+const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
+user:x:1000:1000:user:/home/user:/bin/sh\n\
+nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
+const GROUP: &str = "root:x:0:\nuser:x:1000:\nnogroup:x:65534:\n";
+
+fn populate_rootfs(rootfs: &Path) {
+    for d in [
+        "",
+        "bin",
+        "sbin",
+        "etc",
+        "proc",
+        "sys",
+        "dev",
+        "tmp",
+        "root",
+        "home/user",
+        "run",
+        "var",
+        "mnt",
+        "usr/bin",
+    ] {
+        let p = rootfs.join(d);
+        fs::create_dir_all(&p).expect("mkdir in rootfs");
+        set_mode(&p, 0o755);
+    }
+    set_mode(&rootfs.join("tmp"), 0o1777);
+    let bb = rootfs.join("bin/busybox");
+    fs::copy(HOST_BUSYBOX, &bb).expect("copy busybox");
+    set_mode(&bb, 0o755);
+    for applet in busybox_applets() {
+        let link = rootfs.join("bin").join(applet);
+        if !link.exists() {
+            symlink("busybox", &link).expect("busybox applet symlink");
+        }
+    }
+    fs::write(rootfs.join("etc/passwd"), PASSWD).expect("write passwd");
+    fs::write(rootfs.join("etc/group"), GROUP).expect("write group");
+    fs::write(rootfs.join("etc/hostname"), "casulo\n").expect("write hostname");
+    let checker = rootfs.join("checker");
+    fs::copy(checker_path(), &checker).expect("copy checker");
+    set_mode(&checker, 0o755);
+}
+
+/// Path of the static `casulo-checker` binary, building it once per process.
+///
+/// `CASULO_CHECKER=<path>` uses a prebuilt binary instead. Otherwise this runs
+/// `cargo build --release --target x86_64-unknown-linux-gnu --bin casulo-checker`
+/// with `RUSTFLAGS="-C target-feature=+crt-static"` in the target dir given by
+/// `CARGO_TARGET_DIR` (at run time, else at compile time) or the workspace's
+/// `target/`. Panics if the build fails.
+pub fn checker_path() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(build_checker).clone()
+}
+
+fn build_checker() -> PathBuf {
+    if let Some(p) = std::env::var_os("CASULO_CHECKER") {
+        return PathBuf::from(p);
+    }
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .or_else(|| option_env!("CARGO_TARGET_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| manifest_dir.join("../target"));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+        ])
+        .args(["--bin", "casulo-checker", "--manifest-path"])
+        .arg(manifest_dir.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .status()
+        .expect("spawn cargo to build casulo-checker");
+    assert!(status.success(), "building casulo-checker failed");
+    let path = target_dir.join("x86_64-unknown-linux-gnu/release/casulo-checker");
+    assert!(path.is_file(), "{} missing after build", path.display());
+    path
+}
+
+/// The default configuration, as `runc spec` writes it, except: terminal is
+/// false, hostname is "casulo", the process has no inheritable or ambient
+/// capabilities, and a cgroup namespace is created.
+///
+/// Process: args `["sh"]`, env PATH + TERM, cwd `/`, uid/gid 0, capabilities
+/// CAP_AUDIT_WRITE, CAP_KILL, CAP_NET_BIND_SERVICE in bounding, effective and
+/// permitted, RLIMIT_NOFILE 1024/1024, noNewPrivileges. Root `rootfs`
+/// read-only. Mounts proc, /dev tmpfs, devpts, /dev/shm, mqueue, sysfs, cgroup.
+/// Linux: deny-all device cgroup rule, namespaces pid, network, ipc, uts,
+/// mount, cgroup, runc's masked and read-only paths.
+pub fn default_spec() -> Spec {
+    let caps = serde_json::json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+    let v = serde_json::json!({
+        "ociVersion": "1.0.2-dev",
+        "process": {
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh"],
+            "env": [
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "TERM=xterm"
+            ],
+            "cwd": "/",
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": true
+        },
+        "root": {"path": "rootfs", "readonly": true},
+        "hostname": "casulo",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+             "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
+        ],
+        "linux": {
+            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+            "namespaces": [
+                {"type": "pid"}, {"type": "network"}, {"type": "ipc"},
+                {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}
+            ],
+            "maskedPaths": [
+                "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+                "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+                "/proc/sched_debug", "/sys/firmware", "/proc/scsi"
+            ],
+            "readonlyPaths": [
+                "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"
+            ]
+        }
+    });
+    serde_json::from_value(v).expect("default spec is valid")
+}
+
+/// The inodes of this process's namespaces, as the checker expects them in
+/// the env var `CASULO_HOST_NS` (`pid=4026531836,net=…`). With it, the checker
+/// verifies that namespaces in the config are new (inode differs) and that
+/// the others are shared with the host (inode equal).
+pub fn host_ns_env() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let mut parts = Vec::new();
+    for ns in ["pid", "net", "ipc", "uts", "mnt", "user", "cgroup", "time"] {
+        if let Ok(m) = fs::metadata(format!("/proc/self/ns/{ns}")) {
+            parts.push(format!("{ns}={}", m.ino()));
+        }
+    }
+    format!("CASULO_HOST_NS={}", parts.join(","))
+}

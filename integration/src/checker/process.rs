@@ -1,0 +1,246 @@
+//! config.md "Process": args, env, cwd, user, umask, rlimits, capabilities,
+//! noNewPrivileges, oomScoreAdj; config-linux.md "Seccomp".
+
+use serde_json::Value;
+
+use crate::tap::Tap;
+use crate::{at, strings, sys};
+
+const S: &str = "Process";
+
+/// Capability names in bit order (linux/capability.h).
+const CAPS: [&str; 41] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// rlimit names in resource-number order (asm-generic/resource.h).
+const RLIMITS: [&str; 16] = [
+    "RLIMIT_CPU",
+    "RLIMIT_FSIZE",
+    "RLIMIT_DATA",
+    "RLIMIT_STACK",
+    "RLIMIT_CORE",
+    "RLIMIT_RSS",
+    "RLIMIT_NPROC",
+    "RLIMIT_NOFILE",
+    "RLIMIT_MEMLOCK",
+    "RLIMIT_AS",
+    "RLIMIT_LOCKS",
+    "RLIMIT_SIGPENDING",
+    "RLIMIT_MSGQUEUE",
+    "RLIMIT_NICE",
+    "RLIMIT_RTPRIO",
+    "RLIMIT_RTTIME",
+];
+
+/// A line `Key:\tvalue` of /proc/self/status.
+pub fn status_field(key: &str) -> Option<String> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .map(|v| v.trim().to_string())
+}
+
+/// Names of the bits set in `mask`.
+fn cap_names(mask: u64) -> Vec<&'static str> {
+    (0..64)
+        .filter(|b| mask & (1u64 << b) != 0)
+        .map(|b| CAPS.get(b).copied().unwrap_or("CAP_?"))
+        .collect()
+}
+
+fn cap_mask(names: &[String], known: u64) -> u64 {
+    names
+        .iter()
+        .filter_map(|n| CAPS.iter().position(|c| c == n))
+        .fold(0, |m, b| m | (1u64 << b))
+        & known
+}
+
+/// Runs every Process check.
+pub fn check(t: &mut Tap, c: &Value) {
+    let p = at(c, &["process"]);
+    if p.is_null() {
+        t.skip(S, "process", "no process in config");
+        return;
+    }
+    let cmdline = std::fs::read("/proc/self/cmdline").unwrap_or_default();
+    let args: Vec<String> = cmdline
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    t.eq(S, "args", strings(&p["args"]), args);
+
+    for kv in strings(&p["env"]) {
+        let (k, v) = kv.split_once('=').unwrap_or((&kv, ""));
+        let got = std::env::var(k).ok();
+        t.eq(S, &format!("env {k}"), Some(v.to_string()), got);
+    }
+
+    let cwd = std::env::current_dir()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    t.eq(S, "cwd", p["cwd"].as_str().unwrap_or("/").to_string(), cwd);
+
+    check_user(t, &p["user"]);
+    check_rlimits(t, &p["rlimits"]);
+    check_caps(t, c);
+
+    let nnp = p["noNewPrivileges"].as_bool().unwrap_or(false);
+    let got = status_field("NoNewPrivs").unwrap_or_default();
+    t.eq(
+        S,
+        "noNewPrivileges",
+        if nnp { "1" } else { "0" },
+        got.as_str(),
+    );
+
+    if let Some(adj) = p["oomScoreAdj"].as_i64() {
+        let got = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap_or_default();
+        t.eq(S, "oomScoreAdj", adj.to_string(), got.trim().to_string());
+    }
+
+    let want = if at(c, &["linux", "seccomp"]).is_null() {
+        "0"
+    } else {
+        "2"
+    };
+    let got = status_field("Seccomp").unwrap_or_default();
+    t.eq("Seccomp", "seccomp mode", want, got.as_str());
+}
+
+fn check_user(t: &mut Tap, u: &Value) {
+    let (uid, euid, gid, egid) = sys::ids();
+    let want_uid = u["uid"].as_u64().unwrap_or(0) as u32;
+    let want_gid = u["gid"].as_u64().unwrap_or(0) as u32;
+    t.eq(S, "user uid", (want_uid, want_uid), (uid, euid));
+    t.eq(S, "user gid", (want_gid, want_gid), (gid, egid));
+    let mut want: Vec<u32> = u["additionalGids"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|g| g.as_u64())
+                .map(|g| g as u32)
+                .collect()
+        })
+        .unwrap_or_default();
+    want.sort_unstable();
+    want.dedup();
+    let mut got = sys::groups();
+    got.sort_unstable();
+    got.dedup();
+    // The primary gid may or may not be listed among the supplementary ones.
+    let strip = |v: &[u32]| -> Vec<u32> { v.iter().copied().filter(|&g| g != want_gid).collect() };
+    t.eq(S, "user additionalGids", strip(&want), strip(&got));
+    if let Some(m) = u["umask"].as_u64() {
+        let got = status_field("Umask").unwrap_or_default();
+        let got = u64::from_str_radix(&got, 8).ok();
+        t.eq(S, "user umask", Some(m), got);
+    }
+}
+
+fn check_rlimits(t: &mut Tap, r: &Value) {
+    for rl in r.as_array().into_iter().flatten() {
+        let ty = rl["type"].as_str().unwrap_or("");
+        let Some(res) = RLIMITS.iter().position(|n| *n == ty) else {
+            t.skip(S, &format!("rlimit {ty}"), "unknown rlimit type");
+            continue;
+        };
+        let want = (rl["soft"].as_u64(), rl["hard"].as_u64());
+        let got = sys::rlimit(res as u32).map(|(s, h)| (Some(s), Some(h)));
+        t.eq(S, &format!("rlimit {ty} (soft, hard)"), Some(want), got);
+    }
+}
+
+fn check_caps(t: &mut Tap, c: &Value) {
+    let caps = at(c, &["process", "capabilities"]);
+    if caps.is_null() {
+        t.skip(S, "capabilities", "no process.capabilities in config");
+        return;
+    }
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40);
+    let known = if last >= 63 {
+        u64::MAX
+    } else {
+        (1u64 << (last + 1)) - 1
+    };
+    let set = |k: &str| cap_mask(&strings(&caps[k]), known);
+    let (b, i, p) = (set("bounding"), set("inheritable"), set("permitted"));
+    // The kernel only keeps ambient capabilities that are permitted and
+    // inheritable.
+    let a = set("ambient") & p & i;
+    let nnp = at(c, &["process", "noNewPrivileges"])
+        .as_bool()
+        .unwrap_or(false);
+    let (_, euid, _, _) = sys::ids();
+    // After execve of /checker (no file capabilities): root gets
+    // bounding ∪ inheritable (limited to the old permitted set under
+    // no_new_privs) plus ambient, all effective; other users keep ambient only.
+    let prm = if euid == 0 {
+        let gained = b | i;
+        (if nnp { gained & p } else { gained }) | a
+    } else {
+        a
+    };
+    for (key, want) in [
+        ("CapBnd", b),
+        ("CapInh", i),
+        ("CapPrm", prm),
+        ("CapEff", prm),
+        ("CapAmb", a),
+    ] {
+        let got = status_field(key)
+            .and_then(|v| u64::from_str_radix(&v, 16).ok())
+            .unwrap_or(u64::MAX);
+        t.eq(
+            S,
+            &format!("capabilities {key}"),
+            cap_names(want),
+            cap_names(got),
+        );
+    }
+}

@@ -1,0 +1,61 @@
+//! The only module with `unsafe`: thin wrappers over libc calls that std
+//! does not expose.
+
+/// Real and effective user and group ids: (uid, euid, gid, egid).
+pub fn ids() -> (u32, u32, u32, u32) {
+    // SAFETY: these calls take no arguments, cannot fail and touch no memory.
+    unsafe {
+        (
+            libc::getuid(),
+            libc::geteuid(),
+            libc::getgid(),
+            libc::getegid(),
+        )
+    }
+}
+
+/// The supplementary group ids of the process.
+pub fn groups() -> Vec<u32> {
+    // SAFETY: with size 0 and a null list, getgroups only returns the count.
+    let n = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+    if n <= 0 {
+        return Vec::new();
+    }
+    let mut buf = vec![0 as libc::gid_t; n as usize];
+    // SAFETY: buf has room for exactly `n` gids, which is the size passed.
+    let got = unsafe { libc::getgroups(n, buf.as_mut_ptr()) };
+    buf.truncate(got.max(0) as usize);
+    buf
+}
+
+/// (soft, hard) of resource `res`, or None if getrlimit fails.
+pub fn rlimit(res: u32) -> Option<(u64, u64)> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `r` is a valid, writable rlimit struct that outlives the call.
+    let rc = unsafe { libc::getrlimit(res as _, &mut r) };
+    (rc == 0).then_some((r.rlim_cur, r.rlim_max))
+}
+
+fn field(chars: &[libc::c_char]) -> String {
+    let bytes: Vec<u8> = chars
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// (nodename, domainname) from uname(2).
+pub fn uname() -> (String, String) {
+    // SAFETY: utsname is plain old data; all-zero is a valid value.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a valid, writable utsname that outlives the call.
+    let rc = unsafe { libc::uname(&mut u) };
+    if rc != 0 {
+        return (String::new(), String::new());
+    }
+    (field(&u.nodename), field(&u.domainname))
+}
