@@ -253,8 +253,8 @@ pub fn allowed(rules: &[Rule], typ: DevType, major: u32, minor: u32, access: u32
     for r in rules.iter().rev() {
         let t = r.typ == DevType::All || r.typ == typ;
         let a = access & r.access == access;
-        let ma = r.major.map_or(true, |m| m == major);
-        let mi = r.minor.map_or(true, |m| m == minor);
+        let ma = r.major.is_none_or(|m| m == major);
+        let mi = r.minor.is_none_or(|m| m == minor);
         if t && a && ma && mi {
             return r.allow;
         }

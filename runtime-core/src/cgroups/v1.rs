@@ -244,7 +244,7 @@ impl V1 {
             }
         }
         let has_memsw = dir.join("memory.memsw.limit_in_bytes").exists();
-        let swap = m.swap().filter(|s| !(*s == -1 && !has_memsw));
+        let swap = m.swap().filter(|s| *s != -1 || has_memsw);
         match (m.limit(), swap) {
             (Some(l), Some(s)) => {
                 // memsw must stay >= limit at every step: raise memsw first
