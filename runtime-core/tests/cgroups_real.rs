@@ -421,3 +421,93 @@ fn clone_into_fd_on_v2_only() {
     let fd = f.cg.clone_into_fd();
     assert_eq!(fd.is_some(), f.cg.layout() == Layout::V2);
 }
+
+#[test]
+fn missing_files_are_named_only_when_asked() {
+    if !usable() {
+        return;
+    }
+    let f = Fixture::new();
+    if f.cg.layout() == Layout::V2 {
+        // v2 has no leaf weight at all: asked for, it is refused by name.
+        let e =
+            f.cg.create(Some(&res(r#"{"blockIO":{"leafWeight":500}}"#)))
+                .unwrap_err();
+        assert!(
+            e.to_string().contains("linux.resources.blockIO.leafWeight"),
+            "{e}"
+        );
+        return;
+    }
+    // Nothing asked of leafWeight: fine even where the file is missing.
+    f.cg.create(Some(&res(r#"{"blockIO":{"weight":500}}"#)))
+        .expect("create");
+    let leaf = f.dir("blkio");
+    let w = ["blkio.weight", "blkio.bfq.weight"]
+        .iter()
+        .find_map(|n| std::fs::read_to_string(leaf.join(n)).ok())
+        .unwrap_or_default();
+    let has_leaf_weight = leaf.join("blkio.leaf_weight").exists();
+    f.cg.destroy().unwrap();
+    if !w.is_empty() {
+        assert!(w.trim().ends_with("500"), "weight file reads {w:?}");
+    }
+    if !has_leaf_weight {
+        let e =
+            f.cg.create(Some(&res(r#"{"blockIO":{"leafWeight":500}}"#)))
+                .unwrap_err();
+        let s = e.to_string();
+        assert!(
+            s.contains("linux.resources.blockIO.leafWeight") && s.contains("blkio.leaf_weight"),
+            "{s}"
+        );
+        assert!(
+            f.all_dirs().iter().all(|d| !d.exists()),
+            "cleaned up after failure"
+        );
+    }
+}
+
+#[test]
+fn hugetlb_limit_where_available() {
+    if !usable() {
+        return;
+    }
+    let sizes = cgroups::stats::hugepage_sizes();
+    let Some(size) = sizes.first() else { return };
+    let f = Fixture::new();
+    let (file, ok) = match f.cg.layout() {
+        Layout::V2 => (format!("hugetlb.{size}.max"), true),
+        _ if Path::new("/sys/fs/cgroup/hugetlb").exists() => {
+            (format!("hugetlb.{size}.limit_in_bytes"), true)
+        }
+        _ => {
+            // Hybrid: only when the unified root already delegates hugetlb
+            // (tests never change cgroups they did not create).
+            let sc = std::fs::read_to_string("/sys/fs/cgroup/unified/cgroup.subtree_control")
+                .unwrap_or_default();
+            (
+                format!("hugetlb.{size}.max"),
+                sc.split_whitespace().any(|c| c == "hugetlb"),
+            )
+        }
+    };
+    if !ok {
+        eprintln!("skipping hugetlb: not delegated on this host");
+        return;
+    }
+    let json = format!(
+        r#"{{"hugepageLimits":[{{"pageSize":"{size}","limit":{}}}]}}"#,
+        4u64 << 30
+    );
+    f.cg.create(Some(&res(&json))).expect("create");
+    let dir = match f.cg.layout() {
+        Layout::V1 if Path::new("/sys/fs/cgroup/hugetlb").exists() => f.dir("hugetlb"),
+        Layout::Hybrid if Path::new("/sys/fs/cgroup/hugetlb").exists() => f.dir("hugetlb"),
+        Layout::Hybrid => f.dir("unified"),
+        _ => f.dir(""),
+    };
+    let v = std::fs::read_to_string(dir.join(&file)).unwrap();
+    assert_eq!(v.trim().parse::<u64>().unwrap(), 4u64 << 30);
+    assert!(f.cg.stats().unwrap().hugetlb.contains_key(size));
+}
