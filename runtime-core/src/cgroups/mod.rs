@@ -2,12 +2,13 @@
 //!
 //! One trait, [`Cgroup`], with a backend per layout the host can have: v1, hybrid
 //! (v1 controllers plus a cgroup2 mount at `/sys/fs/cgroup/unified`) and pure v2.
-//! The layout is detected at run time by [`open`].
+//! The layout is detected at run time by [`open`] (see [`detect`]).
 //!
 //! INTERFACE CONTRACT (used by the create path and the CLI; keep it stable):
 //! - [`resolve_path`] turns `linux.cgroupsPath` (absolute, relative, or absent) and the
 //!   container id into the absolute cgroup path that is stored in the container's state.
 //! - [`open`] builds the manager for an absolute cgroup path (create and later commands).
+//! - [`validate`] checks `linux.resources` before anything is created.
 //! - `create` makes the cgroup(s) and applies resources before the init runs user code;
 //!   `add_process` moves a pid in; `destroy` removes everything `create` made.
 
@@ -16,10 +17,23 @@ use std::path::PathBuf;
 
 use oci_spec::runtime::LinuxResources;
 
+pub mod detect;
+pub mod devices;
+pub mod stats;
+mod sys;
+mod util;
+mod v1;
+mod v2;
+mod validate;
+
+pub use detect::Layout;
+pub use stats::Stats;
+pub use validate::{parse_list, parse_page_size, validate, validate_unified_key};
+
 /// Errors of the cgroups module.
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
-    /// A cgroup file or directory could not be read, written or removed.
+    /// A cgroup file or directory could not be read, created or removed.
     #[error("cgroup {path}: {source}")]
     Io {
         /// The file or directory.
@@ -27,129 +41,258 @@ pub enum CgroupError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// Writing a value asked for by a configuration field failed.
+    #[error("{field}: writing {value:?} to {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// What was written.
+        value: String,
+        /// The configuration field that asked for it.
+        field: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
     /// The configuration asks for something invalid or unsupported here.
     #[error("{0}")]
     Invalid(String),
+    /// A configuration field has a bad value (found before anything is created).
+    #[error("{field}: {reason}")]
+    InvalidField {
+        /// The field, e.g. `linux.resources.cpu.period`.
+        field: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The host lacks the controller or file a configuration field needs.
+    #[error("{field}: not supported on this host: {what}")]
+    Unsupported {
+        /// The field that asked for it.
+        field: String,
+        /// What is missing.
+        what: String,
+    },
+    /// The host's cgroup layout could not be detected or used.
+    #[error("cgroup layout: {0}")]
+    Layout(String),
+    /// Setting up the cgroup v2 eBPF device filter failed.
+    #[error("cgroup v2 device filter for {path}: {source}")]
+    Bpf {
+        /// The cgroup directory.
+        path: PathBuf,
+        /// The underlying error (with the verifier log, if any).
+        source: std::io::Error,
+    },
+    /// Freezing or thawing did not complete.
+    #[error("freezer {path}: {reason}")]
+    Freeze {
+        /// The cgroup directory.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// Result type of this module.
 pub type Result<T> = std::result::Result<T, CgroupError>;
 
+/// Freezer state of a cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreezerState {
+    /// Tasks run.
+    Thawed,
+    /// Tasks are being frozen (v1 transitional state).
+    Freezing,
+    /// All tasks are frozen.
+    Frozen,
+}
+
 /// A container's cgroup, on whatever layout the host has.
 pub trait Cgroup: Send + Sync {
     /// The absolute cgroup path (as stored in the container state).
     fn path(&self) -> &str;
-    /// Creates the cgroup in every hierarchy and applies `resources`.
+    /// The host layout this manager drives.
+    fn layout(&self) -> Layout;
+    /// Creates the cgroup in every hierarchy and applies `resources` (always
+    /// including the device rules: the given ones plus the default allow list).
+    /// Validates `resources` first; on failure removes what it created.
     fn create(&self, resources: Option<&LinuxResources>) -> Result<()>;
-    /// Moves `pid` into the cgroup.
+    /// Moves `pid` into the cgroup (in every hierarchy).
     fn add_process(&self, pid: i32) -> Result<()>;
-    /// On cgroup v2, a directory fd for `clone3(CLONE_INTO_CGROUP)`.
+    /// On cgroup v2, an `O_PATH|O_DIRECTORY` fd of the cgroup directory for
+    /// `clone3(CLONE_INTO_CGROUP)`; `None` on v1 and hybrid.
     fn clone_into_fd(&self) -> Option<OwnedFd> {
         None
     }
-    /// Removes every cgroup directory `create` made (after killing nothing: the
-    /// caller has already killed the processes).
+    /// Applies `resources` to the existing cgroup. Device rules are replaced
+    /// only when `resources.devices` is non-empty. With
+    /// `memory.checkBeforeUpdate`, a limit below current usage is refused.
+    fn update(&self, resources: &LinuxResources) -> Result<()>;
+    /// Freezes (`true`) or thaws (`false`) all tasks, waiting until done.
+    fn freeze(&self, freeze: bool) -> Result<()>;
+    /// Current freezer state.
+    fn freezer_state(&self) -> Result<FreezerState>;
+    /// True when frozen.
+    fn frozen(&self) -> Result<bool> {
+        Ok(self.freezer_state()? == FreezerState::Frozen)
+    }
+    /// Sends `signal` to every process in the cgroup and its descendants
+    /// (`cgroup.kill` for SIGKILL where present; otherwise freeze, signal each
+    /// pid, thaw).
+    fn kill_all(&self, signal: i32) -> Result<()>;
+    /// Resource usage statistics.
+    fn stats(&self) -> Result<Stats>;
+    /// Number of OOM kills in the cgroup so far (v1 `memory.oom_control`,
+    /// v2 `memory.events` `oom_kill`); poll it to get OOM events.
+    fn oom_kill_count(&self) -> Result<u64>;
+    /// Removes the cgroup directory (with any child cgroups) in every
+    /// hierarchy, and the parent directories this manager's `create` made,
+    /// retrying while tasks are still exiting. The caller kills the processes
+    /// first.
     fn destroy(&self) -> Result<()>;
-    /// Host pids of all processes in the cgroup.
+    /// Host pids of all processes in the cgroup and its descendants.
     fn pids(&self) -> Result<Vec<i32>>;
 }
 
+/// Refuses systemd cgroup management: `--systemd-cgroup` (`systemd == true`)
+/// and a `cgroupsPath` in systemd's `slice:prefix:name` form, since this
+/// runtime only drives cgroupfs directly.
+pub fn check_systemd_cgroup(systemd: bool, cgroups_path: Option<&str>) -> Result<()> {
+    if systemd {
+        return Err(CgroupError::Invalid(
+            "--systemd-cgroup: the systemd cgroup driver is not supported (no systemd); \
+             use a cgroupfs linux.cgroupsPath such as /mycontainers/<id>"
+                .into(),
+        ));
+    }
+    if let Some(p) = cgroups_path {
+        if p.split(':').count() == 3 && !p.contains('/') {
+            return Err(CgroupError::InvalidField {
+                field: "linux.cgroupsPath".into(),
+                reason: format!(
+                    "{p:?} is in the systemd \"slice:prefix:name\" form, which needs the \
+                     systemd cgroup driver (--systemd-cgroup); it is not supported here"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Lexically cleans a cgroup path: drops `.`, empty parts and `..` (which can
+/// never climb above the root). Keeps relative paths relative.
+fn clean(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    let joined = parts.join("/");
+    if p.starts_with('/') {
+        format!("/{joined}")
+    } else {
+        joined
+    }
+}
+
 /// Turns `linux.cgroupsPath` into an absolute cgroup path.
+///
+/// - absolute: used as is (cleaned);
+/// - relative: joined to the runtime's own cgroup from `/proc/self/cgroup`
+///   (v2: the parent of its `0::` cgroup, as runc does, since that one has
+///   tasks; v1/hybrid: its `devices` cgroup, falling back to `memory`/`pids`);
+/// - absent or empty: the container id, relative as above (runc's cgroupfs
+///   default).
+///
+/// The `slice:prefix:name` form is refused (see [`check_systemd_cgroup`]).
 pub fn resolve_path(cgroups_path: Option<&str>, id: &str) -> Result<String> {
-    Ok(match cgroups_path {
-        Some(p) if p.starts_with('/') => p.to_string(),
-        Some(p) => format!("/{p}"),
-        None => format!("/{id}"),
+    check_systemd_cgroup(false, cgroups_path)?;
+    let raw = match cgroups_path {
+        Some(p) if !p.is_empty() => p,
+        _ => id,
+    };
+    if raw.starts_with('/') {
+        return Ok(clean(raw));
+    }
+    let rel = clean(raw);
+    if rel.is_empty() {
+        return Err(CgroupError::InvalidField {
+            field: "linux.cgroupsPath".into(),
+            reason: format!("{raw:?} resolves to no cgroup"),
+        });
+    }
+    let own = detect::own_cgroups()?;
+    let base = match detect::layout()? {
+        Layout::V2 => {
+            let p = own.get("").cloned().unwrap_or_else(|| "/".into());
+            std::path::Path::new(&p)
+                .parent()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "/".into())
+        }
+        Layout::V1 | Layout::Hybrid => ["devices", "memory", "pids", "cpu"]
+            .iter()
+            .find_map(|c| own.get(*c).cloned())
+            .unwrap_or_else(|| "/".into()),
+    };
+    Ok(clean(&format!("{base}/{rel}")))
+}
+
+/// Opens the manager for the absolute cgroup path `path`, after detecting the
+/// host layout. Errors when the layout cannot be detected or `path` is not
+/// absolute.
+pub fn open(path: &str) -> Result<Box<dyn Cgroup>> {
+    if !path.starts_with('/') {
+        return Err(CgroupError::Invalid(format!(
+            "cgroup path {path:?} must be absolute (see resolve_path)"
+        )));
+    }
+    let path = clean(path);
+    Ok(match detect::layout()? {
+        Layout::V2 => Box::new(v2::V2::new(&path)),
+        l @ (Layout::V1 | Layout::Hybrid) => Box::new(v1::V1::new(&path, l)?),
     })
 }
 
-/// Opens the manager for the absolute cgroup path `path`.
-pub fn open(path: &str) -> Result<Box<dyn Cgroup>> {
-    Ok(Box::new(v1::Hierarchies::new(path)))
+/// Converts cgroup v1 `cpu.shares` to cgroup v2 `cpu.weight` the way current
+/// runc/crun do: a quadratic in log2(shares) mapping 2→1, 1024→100 and
+/// 262144→10000; 0 means unset.
+pub fn shares_to_weight(shares: u64) -> u64 {
+    if shares == 0 {
+        return 0;
+    }
+    if shares <= 2 {
+        return 1;
+    }
+    if shares >= 262_144 {
+        return 10_000;
+    }
+    let l = (shares as f64).log2();
+    let exponent = (l * l + 125.0 * l) / 612.0 - 7.0 / 34.0;
+    10f64.powf(exponent).ceil() as u64
 }
 
-mod v1 {
-    //! Minimal placeholder backend (to be replaced by the full v1/hybrid/v2 backends).
-    use super::*;
-
-    const ROOT: &str = "/sys/fs/cgroup";
-
-    pub struct Hierarchies {
-        path: String,
-        dirs: Vec<PathBuf>,
+/// Converts a v1 blkio weight (10..1000) to a v2 `io.weight` (1..10000), as runc.
+pub fn blkio_weight_to_io_weight(weight: u16) -> u64 {
+    if weight == 0 {
+        return 0;
     }
+    1 + (u64::from(weight).saturating_sub(10)) * 9999 / 990
+}
 
-    impl Hierarchies {
-        pub fn new(path: &str) -> Self {
-            let rel = path.trim_start_matches('/');
-            let mut dirs = Vec::new();
-            for ctl in [
-                "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids",
-                "unified",
-            ] {
-                let base = PathBuf::from(ROOT).join(ctl);
-                if base.join("cgroup.procs").exists() {
-                    dirs.push(base.join(rel));
-                }
-            }
-            Hierarchies {
-                path: path.to_string(),
-                dirs,
-            }
-        }
-    }
-
-    impl Cgroup for Hierarchies {
-        fn path(&self) -> &str {
-            &self.path
-        }
-        fn create(&self, _resources: Option<&LinuxResources>) -> Result<()> {
-            for d in &self.dirs {
-                std::fs::create_dir_all(d).map_err(|source| CgroupError::Io {
-                    path: d.clone(),
-                    source,
-                })?;
-                if d.starts_with("/sys/fs/cgroup/cpuset") {
-                    for f in ["cpuset.cpus", "cpuset.mems"] {
-                        let v = std::fs::read_to_string(d.parent().unwrap().join(f))
-                            .unwrap_or_default();
-                        let _ = std::fs::write(d.join(f), v.trim());
-                    }
-                }
-            }
-            Ok(())
-        }
-        fn add_process(&self, pid: i32) -> Result<()> {
-            for d in &self.dirs {
-                let f = d.join("cgroup.procs");
-                std::fs::write(&f, pid.to_string())
-                    .map_err(|source| CgroupError::Io { path: f, source })?;
-            }
-            Ok(())
-        }
-        fn destroy(&self) -> Result<()> {
-            for d in &self.dirs {
-                match std::fs::remove_dir(d) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(source) => {
-                        return Err(CgroupError::Io {
-                            path: d.clone(),
-                            source,
-                        })
-                    }
-                }
-            }
-            Ok(())
-        }
-        fn pids(&self) -> Result<Vec<i32>> {
-            let Some(d) = self.dirs.first() else {
-                return Ok(Vec::new());
-            };
-            let f = d.join("cgroup.procs");
-            let s = std::fs::read_to_string(&f)
-                .map_err(|source| CgroupError::Io { path: f, source })?;
-            Ok(s.lines().filter_map(|l| l.trim().parse().ok()).collect())
-        }
+/// Formats cgroup v2 `cpu.max` from a quota (`None` or `-1` = unlimited) and a
+/// period (µs).
+pub fn cpu_max(quota: Option<i64>, period: u64) -> String {
+    match quota {
+        Some(q) if q > 0 => format!("{q} {period}"),
+        _ => format!("max {period}"),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,159 @@
+//! Run-time detection of the host's cgroup layout (statfs magic of
+//! `/sys/fs/cgroup`, then `/proc/self/mountinfo` for the v1 hierarchies).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC, TMPFS_MAGIC};
+
+use super::{CgroupError, Result};
+
+/// The cgroup mount point every layout is found under.
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// Which cgroup layout the host has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Only cgroup v1 hierarchies.
+    V1,
+    /// cgroup v1 controllers plus a cgroup2 mount at `/sys/fs/cgroup/unified`.
+    Hybrid,
+    /// Pure cgroup v2 at `/sys/fs/cgroup`.
+    V2,
+}
+
+/// Detects the layout from the filesystem type of `/sys/fs/cgroup` (and of
+/// `/sys/fs/cgroup/unified` when the former is a tmpfs).
+pub fn layout() -> Result<Layout> {
+    let root = Path::new(CGROUP_ROOT);
+    let st = statfs(root).map_err(|e| super::util::io_err(root, e.into()))?;
+    let ty = st.filesystem_type();
+    if ty == CGROUP2_SUPER_MAGIC {
+        return Ok(Layout::V2);
+    }
+    if ty != TMPFS_MAGIC && ty != CGROUP_SUPER_MAGIC {
+        return Err(CgroupError::Layout(format!(
+            "{CGROUP_ROOT} is neither cgroup2 nor a tmpfs of v1 hierarchies (fs magic {:#x})",
+            ty.0
+        )));
+    }
+    let unified = root.join("unified");
+    let hybrid = statfs(&unified)
+        .map(|s| s.filesystem_type() == CGROUP2_SUPER_MAGIC)
+        .unwrap_or(false);
+    if v1_mounts()?.is_empty() {
+        return Err(CgroupError::Layout(format!(
+            "no cgroup v1 hierarchy is mounted under {CGROUP_ROOT}"
+        )));
+    }
+    Ok(if hybrid { Layout::Hybrid } else { Layout::V1 })
+}
+
+/// A mounted v1 hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct V1Mount {
+    /// Where it is mounted.
+    pub mountpoint: PathBuf,
+    /// The cgroup path of the mount's root (`/` unless a subtree is bind-mounted).
+    pub root: String,
+}
+
+/// v1 hierarchies under `/sys/fs/cgroup`, keyed by controller name (`cpu`,
+/// `memory`, ..., `name=systemd`); co-mounted controllers share a mount.
+pub fn v1_mounts() -> Result<BTreeMap<String, V1Mount>> {
+    let path = Path::new("/proc/self/mountinfo");
+    let text = std::fs::read_to_string(path).map_err(|e| super::util::io_err(path, e))?;
+    Ok(parse_v1_mounts(&text))
+}
+
+/// Parses mountinfo text (see proc(5)) for `cgroup` (v1) mounts.
+pub fn parse_v1_mounts(text: &str) -> BTreeMap<String, V1Mount> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let pre: Vec<&str> = pre.split(' ').collect();
+        let post: Vec<&str> = post.split(' ').collect();
+        if pre.len() < 5 || post.len() < 3 || post[0] != "cgroup" {
+            continue;
+        }
+        let mountpoint = PathBuf::from(unescape(pre[4]));
+        if !mountpoint.starts_with(CGROUP_ROOT) {
+            continue;
+        }
+        for opt in post[2].split(',') {
+            let known = matches!(
+                opt,
+                "cpu"
+                    | "cpuacct"
+                    | "cpuset"
+                    | "memory"
+                    | "devices"
+                    | "freezer"
+                    | "blkio"
+                    | "pids"
+                    | "hugetlb"
+                    | "net_cls"
+                    | "net_prio"
+                    | "perf_event"
+                    | "rdma"
+                    | "misc"
+            ) || opt.starts_with("name=");
+            if known {
+                out.entry(opt.to_string()).or_insert_with(|| V1Mount {
+                    mountpoint: mountpoint.clone(),
+                    root: pre[3].to_string(),
+                });
+            }
+        }
+    }
+    out
+}
+
+fn unescape(s: &str) -> String {
+    // mountinfo escapes space, tab, newline and backslash as \ooo.
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 4 <= b.len() {
+            let oct = std::str::from_utf8(&b[i + 1..i + 4]).ok();
+            if let Some(v) = oct.and_then(|o| u8::from_str_radix(o, 8).ok()) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The calling process's cgroups from `/proc/self/cgroup`: controller name
+/// (`""` for the unified hierarchy) to path.
+pub fn own_cgroups() -> Result<BTreeMap<String, String>> {
+    let path = Path::new("/proc/self/cgroup");
+    let text = std::fs::read_to_string(path).map_err(|e| super::util::io_err(path, e))?;
+    Ok(parse_proc_cgroup(&text))
+}
+
+/// Parses `/proc/<pid>/cgroup` text (`id:controllers:path` lines).
+pub fn parse_proc_cgroup(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(ctls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        if ctls.is_empty() {
+            out.insert(String::new(), path.to_string());
+        } else {
+            for c in ctls.split(',') {
+                out.insert(c.to_string(), path.to_string());
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,199 @@
+//! Small file helpers shared by the backends: every failure names the file.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::{CgroupError, Result};
+
+/// Wraps an I/O error with the path it concerns.
+pub(crate) fn io_err(path: &Path, source: std::io::Error) -> CgroupError {
+    CgroupError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `value` to `dir/file`; a missing file is reported as the controller
+/// or file being unsupported on this host, naming the `field` that asked for it.
+pub(crate) fn write(dir: &Path, file: &str, value: &str, field: &str) -> Result<()> {
+    let path = dir.join(file);
+    if !path.exists() {
+        return Err(CgroupError::Unsupported {
+            field: field.to_string(),
+            what: format!("{} does not exist on this host", path.display()),
+        });
+    }
+    std::fs::write(&path, value).map_err(|source| CgroupError::Write {
+        path,
+        value: value.to_string(),
+        field: field.to_string(),
+        source,
+    })
+}
+
+/// Reads `dir/file` as a trimmed string.
+pub(crate) fn read(dir: &Path, file: &str) -> Result<String> {
+    let path = dir.join(file);
+    std::fs::read_to_string(&path)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| io_err(&path, e))
+}
+
+/// Reads `dir/file` if it exists.
+pub(crate) fn read_opt(dir: &Path, file: &str) -> Option<String> {
+    std::fs::read_to_string(dir.join(file))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// Reads a u64 (`max` reads as `u64::MAX`); missing or unparsable gives 0.
+pub(crate) fn read_u64(dir: &Path, file: &str) -> u64 {
+    match read_opt(dir, file) {
+        Some(s) if s == "max" => u64::MAX,
+        Some(s) => s.parse().unwrap_or(0),
+        None => 0,
+    }
+}
+
+/// Parses flat-keyed files (`key value` per line) such as `memory.stat`.
+pub(crate) fn read_keyed(dir: &Path, file: &str) -> Vec<(String, u64)> {
+    read_opt(dir, file)
+        .map(|s| {
+            s.lines()
+                .filter_map(|l| {
+                    let mut it = l.split_whitespace();
+                    let k = it.next()?;
+                    let v = it.next()?.parse().ok()?;
+                    Some((k.to_string(), v))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Value of `key` in a flat-keyed file.
+pub(crate) fn keyed_value(dir: &Path, file: &str, key: &str) -> Option<u64> {
+    read_keyed(dir, file)
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+}
+
+/// Creates `dir` and its missing parents, returning the directories that were
+/// actually created (outermost first).
+pub(crate) fn mkdir_all(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut missing = Vec::new();
+    let mut cur = Some(dir);
+    while let Some(d) = cur {
+        if d.exists() {
+            break;
+        }
+        missing.push(d.to_path_buf());
+        cur = d.parent();
+    }
+    missing.reverse();
+    let mut created = Vec::new();
+    for d in missing {
+        match std::fs::create_dir(&d) {
+            Ok(()) => created.push(d),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err(&d, e)),
+        }
+    }
+    Ok(created)
+}
+
+/// Removes a cgroup directory and its child cgroups (children first), retrying
+/// while the kernel still reports it busy (tasks exiting). Missing is fine.
+pub(crate) fn rmdir_tree(dir: &Path) -> Result<()> {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                rmdir_tree(&e.path())?;
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut delay = Duration::from_millis(5);
+    loop {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e)
+                if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::ENOTEMPTY))
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_millis(100));
+            }
+            Err(e) => return Err(io_err(dir, e)),
+        }
+    }
+}
+
+/// Pids listed in `cgroup.procs` of `dir` and of every descendant cgroup.
+pub(crate) fn pids_recursive(dir: &Path) -> Result<Vec<i32>> {
+    let mut out = Vec::new();
+    collect_pids(dir, &mut out)?;
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
+    let procs = dir.join("cgroup.procs");
+    match std::fs::read_to_string(&procs) {
+        Ok(s) => out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err(&procs, e)),
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                collect_pids(&e.path(), out)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes a pid to `dir/cgroup.procs`, retrying briefly on EINVAL (a task that
+/// is still being created cannot be moved yet).
+pub(crate) fn add_pid(dir: &Path, pid: i32) -> Result<()> {
+    let path = dir.join("cgroup.procs");
+    let mut last = None;
+    for _ in 0..5 {
+        match std::fs::write(&path, pid.to_string()) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                last = Some(e);
+                std::thread::sleep(Duration::from_millis(30));
+            }
+            Err(e) => return Err(io_err(&path, e)),
+        }
+    }
+    Err(io_err(
+        &path,
+        last.unwrap_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL)),
+    ))
+}
+
+/// Polls `cond` until it returns true or `timeout` passes.
+pub(crate) fn wait_until(
+    timeout: Duration,
+    mut cond: impl FnMut() -> Result<bool>,
+) -> Result<bool> {
+    let deadline = Instant::now() + timeout;
+    let mut delay = Duration::from_millis(1);
+    loop {
+        if cond()? {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,655 @@
+//! cgroup v1 backend, also used for the hybrid layout (v1 controllers plus a
+//! cgroup2 mount at `/sys/fs/cgroup/unified`, whose directory is created and
+//! joined too and which takes hugetlb limits when v1 has no hugetlb).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use oci_spec::runtime::LinuxResources;
+
+use super::detect::{self, Layout, CGROUP_ROOT};
+use super::util::{self, read, read_opt, write};
+use super::{devices, stats, CgroupError, FreezerState, Result, Stats};
+
+/// Manager for one cgroup path on a v1 or hybrid host.
+pub struct V1 {
+    path: String,
+    layout: Layout,
+    /// Controller (`cpu`, `memory`, ..., `name=systemd`) to its directory.
+    dirs: BTreeMap<String, PathBuf>,
+    /// Hybrid only: (unified mount point, this cgroup's dir in it).
+    unified: Option<(PathBuf, PathBuf)>,
+    /// Directories `create` made, outermost first.
+    created: Mutex<Vec<PathBuf>>,
+}
+
+fn unsupported(field: &str, what: impl Into<String>) -> CgroupError {
+    CgroupError::Unsupported {
+        field: field.to_string(),
+        what: what.into(),
+    }
+}
+
+impl V1 {
+    pub(crate) fn new(path: &str, layout: Layout) -> Result<Self> {
+        let mut dirs = BTreeMap::new();
+        for (ctl, m) in detect::v1_mounts()? {
+            let rel = path
+                .strip_prefix(m.root.trim_end_matches('/'))
+                .filter(|r| r.is_empty() || r.starts_with('/'))
+                .unwrap_or(path);
+            dirs.insert(ctl, m.mountpoint.join(rel.trim_start_matches('/')));
+        }
+        let unified = (layout == Layout::Hybrid).then(|| {
+            let root = Path::new(CGROUP_ROOT).join("unified");
+            let dir = root.join(path.trim_start_matches('/'));
+            (root, dir)
+        });
+        Ok(V1 {
+            path: path.to_string(),
+            layout,
+            dirs,
+            unified,
+            created: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The directory of controller `ctl`, or an error naming `field`.
+    fn dir(&self, ctl: &str, field: &str) -> Result<&Path> {
+        self.dirs.get(ctl).map(PathBuf::as_path).ok_or_else(|| {
+            unsupported(
+                field,
+                format!("the cgroup v1 {ctl:?} controller is not mounted under {CGROUP_ROOT}"),
+            )
+        })
+    }
+
+    /// Distinct hierarchy directories (co-mounted controllers share one),
+    /// plus the unified dir on hybrid.
+    fn all_dirs(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = self.dirs.values().cloned().collect();
+        v.sort();
+        v.dedup();
+        if let Some((_, d)) = &self.unified {
+            v.push(d.clone());
+        }
+        v
+    }
+
+    /// Where hugetlb limits go: the v1 hierarchy, or the hybrid unified dir
+    /// when its cgroup2 root offers the hugetlb controller.
+    fn hugetlb_dir(&self) -> Option<(PathBuf, bool)> {
+        if let Some(d) = self.dirs.get("hugetlb") {
+            return Some((d.clone(), false));
+        }
+        let (root, dir) = self.unified.as_ref()?;
+        let ctls = read_opt(root, "cgroup.controllers").unwrap_or_default();
+        ctls.split_whitespace()
+            .any(|c| c == "hugetlb")
+            .then(|| (dir.clone(), true))
+    }
+
+    fn make_dirs(&self, r: Option<&LinuxResources>) -> Result<()> {
+        let mut created = self.created.lock().unwrap_or_else(|e| e.into_inner());
+        for d in self.all_dirs() {
+            let new = util::mkdir_all(&d)?;
+            if self.dirs.get("cpuset") == Some(&d) {
+                // A new cpuset cgroup starts with empty cpus/mems, and tasks
+                // cannot join it until both are set: inherit the parent's.
+                for n in &new {
+                    inherit_cpuset(n)?;
+                }
+            }
+            created.extend(new);
+        }
+        let wants_hugetlb =
+            r.is_some_and(|r| r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()));
+        if let (Some((root, dir)), true) = (&self.unified, wants_hugetlb) {
+            if self.hugetlb_dir().is_some_and(|(_, v2)| v2) {
+                enable_v2_controller(root, dir, "hugetlb", "linux.resources.hugepageLimits")?;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&self, r: Option<&LinuxResources>, creating: bool) -> Result<()> {
+        let user_devices = r.and_then(|r| r.devices().as_ref());
+        if creating || user_devices.is_some_and(|d| !d.is_empty()) {
+            let rules = devices::effective_rules(user_devices.map_or(&[][..], Vec::as_slice));
+            self.apply_devices(&rules)?;
+        }
+        let Some(r) = r else { return Ok(()) };
+        self.apply_memory(r, !creating)?;
+        self.apply_cpu(r)?;
+        if let Some(p) = r.pids() {
+            if p.limit() != 0 {
+                let v = if p.limit() > 0 {
+                    p.limit().to_string()
+                } else {
+                    "max".into()
+                };
+                write(
+                    self.dir("pids", "linux.resources.pids")?,
+                    "pids.max",
+                    &v,
+                    "linux.resources.pids.limit",
+                )?;
+            }
+        }
+        self.apply_blkio(r)?;
+        for h in r.hugepage_limits().iter().flatten() {
+            let field = "linux.resources.hugepageLimits";
+            let (dir, v2) = self.hugetlb_dir().ok_or_else(|| {
+                unsupported(
+                    field,
+                    "no hugetlb controller (neither v1 nor in the unified hierarchy)",
+                )
+            })?;
+            let file = if v2 {
+                format!("hugetlb.{}.max", h.page_size())
+            } else {
+                format!("hugetlb.{}.limit_in_bytes", h.page_size())
+            };
+            write(&dir, &file, &h.limit().to_string(), field)?;
+        }
+        if let Some(n) = r.network() {
+            if let Some(id) = n.class_id() {
+                let f = "linux.resources.network.classID";
+                write(
+                    self.dir("net_cls", f)?,
+                    "net_cls.classid",
+                    &id.to_string(),
+                    f,
+                )?;
+            }
+            for p in n.priorities().iter().flatten() {
+                let f = "linux.resources.network.priorities";
+                let v = format!("{} {}", p.name(), p.priority());
+                write(self.dir("net_prio", f)?, "net_prio.ifpriomap", &v, f)?;
+            }
+        }
+        for (dev, l) in r.rdma().iter().flatten() {
+            let f = "linux.resources.rdma";
+            write(
+                self.dir("rdma", f)?,
+                "rdma.max",
+                &super::v2::rdma_line(dev, l),
+                f,
+            )?;
+        }
+        if let Some(u) = r.unified().as_ref().filter(|u| !u.is_empty()) {
+            let f = "linux.resources.unified";
+            let Some((_, dir)) = &self.unified else {
+                return Err(unsupported(
+                    f,
+                    "cgroup v1 host has no unified (cgroup2) hierarchy",
+                ));
+            };
+            for (k, v) in u {
+                write(dir, k, v, &format!("{f}[{k:?}]"))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_devices(&self, rules: &[devices::Rule]) -> Result<()> {
+        let f = "linux.resources.devices";
+        let dir = self.dir("devices", f)?;
+        write(dir, "devices.deny", "a", f)?;
+        for r in rules {
+            let file = if r.allow {
+                "devices.allow"
+            } else {
+                "devices.deny"
+            };
+            write(dir, file, &r.v1_line(), f)?;
+        }
+        Ok(())
+    }
+
+    fn apply_memory(&self, r: &LinuxResources, updating: bool) -> Result<()> {
+        let Some(m) = r.memory() else { return Ok(()) };
+        const F: &str = "linux.resources.memory";
+        let asked = m.limit().is_some()
+            || m.swap().is_some()
+            || m.reservation().is_some()
+            || m.kernel().is_some()
+            || m.kernel_tcp().is_some()
+            || m.swappiness().is_some()
+            || m.disable_oom_killer().is_some();
+        if !asked {
+            return Ok(());
+        }
+        let dir = self.dir("memory", F)?;
+        let val = |v: i64| {
+            if v == -1 {
+                "-1".to_string()
+            } else {
+                v.to_string()
+            }
+        };
+        if updating && m.check_before_update() == Some(true) {
+            if let Some(l) = m.limit().filter(|l| *l > 0) {
+                let usage: u64 = read(dir, "memory.usage_in_bytes")?.parse().unwrap_or(0);
+                if (l as u64) < usage {
+                    return Err(CgroupError::InvalidField {
+                        field: format!("{F}.limit"),
+                        reason: format!(
+                            "{l} is below the current usage {usage} (checkBeforeUpdate)"
+                        ),
+                    });
+                }
+            }
+        }
+        let has_memsw = dir.join("memory.memsw.limit_in_bytes").exists();
+        let swap = m.swap().filter(|s| *s != -1 || has_memsw);
+        match (m.limit(), swap) {
+            (Some(l), Some(s)) => {
+                // memsw must stay >= limit at every step: raise memsw first
+                // when the new limit exceeds the current memsw.
+                let cur: i64 = read(dir, "memory.memsw.limit_in_bytes")
+                    .ok()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .map_or(i64::MAX, |v| v.min(i64::MAX as u64) as i64);
+                if s == -1 || l == -1 || l > cur {
+                    write(
+                        dir,
+                        "memory.memsw.limit_in_bytes",
+                        &val(s),
+                        &format!("{F}.swap"),
+                    )?;
+                    write(dir, "memory.limit_in_bytes", &val(l), &format!("{F}.limit"))?;
+                } else {
+                    write(dir, "memory.limit_in_bytes", &val(l), &format!("{F}.limit"))?;
+                    write(
+                        dir,
+                        "memory.memsw.limit_in_bytes",
+                        &val(s),
+                        &format!("{F}.swap"),
+                    )?;
+                }
+            }
+            (Some(l), None) => {
+                write(dir, "memory.limit_in_bytes", &val(l), &format!("{F}.limit"))?;
+            }
+            (None, Some(s)) => {
+                write(
+                    dir,
+                    "memory.memsw.limit_in_bytes",
+                    &val(s),
+                    &format!("{F}.swap"),
+                )?;
+            }
+            (None, None) => {}
+        }
+        if let Some(v) = m.reservation() {
+            write(
+                dir,
+                "memory.soft_limit_in_bytes",
+                &val(v),
+                &format!("{F}.reservation"),
+            )?;
+        }
+        if let Some(v) = m.kernel() {
+            write(
+                dir,
+                "memory.kmem.limit_in_bytes",
+                &val(v),
+                &format!("{F}.kernel"),
+            )?;
+        }
+        if let Some(v) = m.kernel_tcp() {
+            write(
+                dir,
+                "memory.kmem.tcp.limit_in_bytes",
+                &val(v),
+                &format!("{F}.kernelTCP"),
+            )?;
+        }
+        if let Some(v) = m.swappiness() {
+            write(
+                dir,
+                "memory.swappiness",
+                &v.to_string(),
+                &format!("{F}.swappiness"),
+            )?;
+        }
+        if let Some(v) = m.disable_oom_killer() {
+            let s = if v { "1" } else { "0" };
+            write(
+                dir,
+                "memory.oom_control",
+                s,
+                &format!("{F}.disableOOMKiller"),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn apply_cpu(&self, r: &LinuxResources) -> Result<()> {
+        let Some(c) = r.cpu() else { return Ok(()) };
+        const F: &str = "linux.resources.cpu";
+        let cpu = || self.dir("cpu", F);
+        if let Some(s) = c.shares().filter(|s| *s != 0) {
+            write(cpu()?, "cpu.shares", &s.to_string(), &format!("{F}.shares"))?;
+        }
+        if let Some(p) = c.period() {
+            write(
+                cpu()?,
+                "cpu.cfs_period_us",
+                &p.to_string(),
+                &format!("{F}.period"),
+            )?;
+        }
+        if let Some(q) = c.quota().filter(|q| *q != 0) {
+            write(
+                cpu()?,
+                "cpu.cfs_quota_us",
+                &q.to_string(),
+                &format!("{F}.quota"),
+            )?;
+        }
+        if let Some(b) = c.burst() {
+            write(
+                cpu()?,
+                "cpu.cfs_burst_us",
+                &b.to_string(),
+                &format!("{F}.burst"),
+            )?;
+        }
+        if let Some(p) = c.realtime_period() {
+            write(
+                cpu()?,
+                "cpu.rt_period_us",
+                &p.to_string(),
+                &format!("{F}.realtimePeriod"),
+            )?;
+        }
+        if let Some(rt) = c.realtime_runtime() {
+            write(
+                cpu()?,
+                "cpu.rt_runtime_us",
+                &rt.to_string(),
+                &format!("{F}.realtimeRuntime"),
+            )?;
+        }
+        if let Some(i) = c.idle() {
+            write(cpu()?, "cpu.idle", &i.to_string(), &format!("{F}.idle"))?;
+        }
+        if let Some(s) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
+            let f = format!("{F}.cpus");
+            write(self.dir("cpuset", &f)?, "cpuset.cpus", s, &f)?;
+        }
+        if let Some(s) = c.mems().as_deref().filter(|s| !s.is_empty()) {
+            let f = format!("{F}.mems");
+            write(self.dir("cpuset", &f)?, "cpuset.mems", s, &f)?;
+        }
+        Ok(())
+    }
+
+    fn apply_blkio(&self, r: &LinuxResources) -> Result<()> {
+        let Some(b) = r.block_io() else { return Ok(()) };
+        const F: &str = "linux.resources.blockIO";
+        let dir = || self.dir("blkio", F);
+        // The CFQ files, or BFQ's where CFQ is gone.
+        let weight_file = |d: &Path, cfq: &'static str, bfq: &'static str| {
+            if d.join(cfq).exists() || !d.join(bfq).exists() {
+                cfq
+            } else {
+                bfq
+            }
+        };
+        if let Some(w) = b.weight().filter(|w| *w != 0) {
+            let d = dir()?;
+            let file = weight_file(d, "blkio.weight", "blkio.bfq.weight");
+            write(d, file, &w.to_string(), &format!("{F}.weight"))?;
+        }
+        if let Some(w) = b.leaf_weight().filter(|w| *w != 0) {
+            write(
+                dir()?,
+                "blkio.leaf_weight",
+                &w.to_string(),
+                &format!("{F}.leafWeight"),
+            )?;
+        }
+        for wd in b.weight_device().iter().flatten() {
+            let d = dir()?;
+            if let Some(w) = wd.weight() {
+                let file = weight_file(d, "blkio.weight_device", "blkio.bfq.weight_device");
+                let v = format!("{}:{} {w}", wd.major(), wd.minor());
+                write(d, file, &v, &format!("{F}.weightDevice"))?;
+            }
+            if let Some(w) = wd.leaf_weight() {
+                let v = format!("{}:{} {w}", wd.major(), wd.minor());
+                write(
+                    d,
+                    "blkio.leaf_weight_device",
+                    &v,
+                    &format!("{F}.weightDevice"),
+                )?;
+            }
+        }
+        for (name, file, list) in [
+            (
+                "throttleReadBpsDevice",
+                "blkio.throttle.read_bps_device",
+                b.throttle_read_bps_device(),
+            ),
+            (
+                "throttleWriteBpsDevice",
+                "blkio.throttle.write_bps_device",
+                b.throttle_write_bps_device(),
+            ),
+            (
+                "throttleReadIOPSDevice",
+                "blkio.throttle.read_iops_device",
+                b.throttle_read_iops_device(),
+            ),
+            (
+                "throttleWriteIOPSDevice",
+                "blkio.throttle.write_iops_device",
+                b.throttle_write_iops_device(),
+            ),
+        ] {
+            for t in list.iter().flatten() {
+                let v = format!("{}:{} {}", t.major(), t.minor(), t.rate());
+                write(dir()?, file, &v, &format!("{F}.{name}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn freezer_dir(&self) -> Result<&Path> {
+        self.dir("freezer", "freezer")
+    }
+
+    /// Directory whose `cgroup.procs` lists the container's tasks.
+    fn procs_dir(&self) -> Option<&Path> {
+        ["pids", "freezer", "memory", "cpu", "devices"]
+            .iter()
+            .find_map(|c| self.dirs.get(*c))
+            .or_else(|| self.dirs.values().next())
+            .map(PathBuf::as_path)
+    }
+}
+
+/// Copies `cpuset.cpus`/`cpuset.mems` from the parent when empty.
+fn inherit_cpuset(dir: &Path) -> Result<()> {
+    let Some(parent) = dir.parent() else {
+        return Ok(());
+    };
+    for f in ["cpuset.cpus", "cpuset.mems"] {
+        if read_opt(dir, f).is_some_and(|v| v.is_empty()) {
+            let v = read(parent, f)?;
+            write(dir, f, &v, "linux.resources.cpu")?;
+        }
+    }
+    Ok(())
+}
+
+/// Enables controller `ctl` in `cgroup.subtree_control` of every ancestor of
+/// `dir` from the cgroup2 `root` down (needed before `dir` can use it).
+pub(crate) fn enable_v2_controller(root: &Path, dir: &Path, ctl: &str, field: &str) -> Result<()> {
+    let Ok(rel) = dir.strip_prefix(root) else {
+        return Ok(());
+    };
+    let mut cur = root.to_path_buf();
+    for comp in rel.components() {
+        let enabled = read_opt(&cur, "cgroup.subtree_control").unwrap_or_default();
+        if !enabled.split_whitespace().any(|c| c == ctl) {
+            write(&cur, "cgroup.subtree_control", &format!("+{ctl}"), field)?;
+        }
+        cur.push(comp);
+    }
+    Ok(())
+}
+
+impl super::Cgroup for V1 {
+    fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    fn create(&self, resources: Option<&LinuxResources>) -> Result<()> {
+        if let Some(r) = resources {
+            super::validate(r)?;
+        }
+        let res = self
+            .make_dirs(resources)
+            .and_then(|()| self.apply(resources, true));
+        if let Err(e) = res {
+            let _ = super::Cgroup::destroy(self);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn add_process(&self, pid: i32) -> Result<()> {
+        for d in self.all_dirs() {
+            util::add_pid(&d, pid)?;
+        }
+        Ok(())
+    }
+
+    fn update(&self, resources: &LinuxResources) -> Result<()> {
+        super::validate(resources)?;
+        self.apply(Some(resources), false)
+    }
+
+    fn freeze(&self, freeze: bool) -> Result<()> {
+        let dir = self.freezer_dir()?;
+        let fail = |reason: String| CgroupError::Freeze {
+            path: dir.to_path_buf(),
+            reason,
+        };
+        if !freeze {
+            write(dir, "freezer.state", "THAWED", "freezer")?;
+            let ok = util::wait_until(Duration::from_secs(5), || {
+                Ok(read(dir, "freezer.state")? == "THAWED")
+            })?;
+            return if ok {
+                Ok(())
+            } else {
+                Err(fail("did not reach THAWED".into()))
+            };
+        }
+        // A freeze can stay in FREEZING while a task is in an uninterruptible
+        // state; thaw and retry a few times, as runc does.
+        for _ in 0..20 {
+            write(dir, "freezer.state", "FROZEN", "freezer")?;
+            let ok = util::wait_until(Duration::from_millis(250), || {
+                Ok(read(dir, "freezer.state")? == "FROZEN")
+            })?;
+            if ok {
+                return Ok(());
+            }
+            write(dir, "freezer.state", "THAWED", "freezer")?;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Err(fail("stuck in FREEZING".into()))
+    }
+
+    fn freezer_state(&self) -> Result<FreezerState> {
+        let dir = self.freezer_dir()?;
+        Ok(match read(dir, "freezer.state")?.as_str() {
+            "FROZEN" => FreezerState::Frozen,
+            "FREEZING" => FreezerState::Freezing,
+            _ => FreezerState::Thawed,
+        })
+    }
+
+    fn kill_all(&self, signal: i32) -> Result<()> {
+        if signal == libc::SIGKILL {
+            if let Some((_, dir)) = &self.unified {
+                if dir.join("cgroup.kill").exists() {
+                    return write(dir, "cgroup.kill", "1", "kill");
+                }
+            }
+        }
+        let can_freeze = self.dirs.contains_key("freezer");
+        if can_freeze {
+            self.freeze(true)?;
+        }
+        let res = super::v2::signal_all(&self.pids()?, signal);
+        if can_freeze {
+            self.freeze(false)?;
+        }
+        res
+    }
+
+    fn stats(&self) -> Result<Stats> {
+        let get = |c: &str| self.dirs.get(c).map(PathBuf::as_path);
+        let hugetlb = self.hugetlb_dir();
+        Ok(stats::read_v1(&stats::V1Dirs {
+            cpu: get("cpu"),
+            cpuacct: get("cpuacct"),
+            memory: get("memory"),
+            pids: get("pids"),
+            blkio: get("blkio"),
+            hugetlb: hugetlb.as_ref().map(|(d, v2)| (d.as_path(), *v2)),
+        }))
+    }
+
+    fn oom_kill_count(&self) -> Result<u64> {
+        let dir = self.dir("memory", "oom events")?;
+        Ok(util::keyed_value(dir, "memory.oom_control", "oom_kill").unwrap_or(0))
+    }
+
+    fn destroy(&self) -> Result<()> {
+        let mut first_err = None;
+        for d in self.all_dirs() {
+            if let Err(e) = util::rmdir_tree(&d) {
+                first_err.get_or_insert(e);
+            }
+        }
+        let mut created = self.created.lock().unwrap_or_else(|e| e.into_inner());
+        for d in created.iter().rev() {
+            // Parents we made may hold other cgroups by now: keep those.
+            match std::fs::remove_dir(d) {
+                Ok(()) => {}
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ENOENT | libc::EBUSY | libc::ENOTEMPTY)
+                    ) => {}
+                Err(e) => {
+                    first_err.get_or_insert(util::io_err(d, e));
+                }
+            }
+        }
+        created.clear();
+        first_err.map_or(Ok(()), Err)
+    }
+
+    fn pids(&self) -> Result<Vec<i32>> {
+        match self.procs_dir() {
+            Some(d) => util::pids_recursive(d),
+            None => Ok(Vec::new()),
+        }
+    }
+}

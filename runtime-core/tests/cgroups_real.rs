@@ -1,0 +1,513 @@
+//! Tests against REAL cgroups (run as root: `cargo test -p casulo-core`).
+//!
+//! Every test works under its own parent `/casulo-test-<pid>-<n>` and removes
+//! it; no other cgroup is touched. Processes started here are killed by pid.
+//! Works on v1, hybrid and pure v2 hosts (files are chosen by layout).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use casulo_core::cgroups::{self, Cgroup, Layout};
+use oci_spec::runtime::LinuxResources;
+
+static N: AtomicUsize = AtomicUsize::new(0);
+
+/// A test cgroup `/casulo-test-<pid>-<n>/c` and the processes started in it.
+struct Fixture {
+    parent: String,
+    cg: Box<dyn Cgroup>,
+    children: Vec<Child>,
+}
+
+fn usable() -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipping: cgroup tests need root");
+        return false;
+    }
+    cgroups::detect::layout().is_ok()
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let parent = format!(
+            "/casulo-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        let cg = cgroups::open(&format!("{parent}/c")).expect("open");
+        Fixture {
+            parent,
+            cg,
+            children: Vec::new(),
+        }
+    }
+
+    /// Starts `sh -c script` that waits for a line on stdin before running
+    /// the rest, so it can be moved into the cgroup first.
+    fn spawn_gated(&mut self, script: &str) -> usize {
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(format!("read _gate; {script}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sh");
+        self.cg.add_process(child.id() as i32).expect("add_process");
+        self.children.push(child);
+        self.children.len() - 1
+    }
+
+    fn release(&mut self, i: usize) {
+        let stdin = self.children[i].stdin.as_mut().expect("stdin");
+        stdin.write_all(b"go\n").expect("release gate");
+        stdin.flush().ok();
+    }
+
+    fn output(&mut self, i: usize) -> (String, String) {
+        let c = &mut self.children[i];
+        drop(c.stdin.take());
+        let _ = wait_timeout(c, Duration::from_secs(10));
+        let mut out = String::new();
+        let mut err = String::new();
+        c.stdout.take().map(|mut s| s.read_to_string(&mut out));
+        c.stderr.take().map(|mut s| s.read_to_string(&mut err));
+        (out, err)
+    }
+
+    /// Directory of `v1ctl` (v1/hybrid) or the v2 dir, for host-side asserts.
+    fn dir(&self, v1ctl: &str) -> PathBuf {
+        let rel = self.cg.path().trim_start_matches('/');
+        match self.cg.layout() {
+            Layout::V2 => Path::new("/sys/fs/cgroup").join(rel),
+            _ => Path::new("/sys/fs/cgroup").join(v1ctl).join(rel),
+        }
+    }
+
+    fn read(&self, v1ctl: &str, file: &str) -> String {
+        let p = self.dir(v1ctl).join(file);
+        std::fs::read_to_string(&p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .trim()
+            .to_string()
+    }
+
+    fn all_dirs(&self) -> Vec<PathBuf> {
+        let mut v = Vec::new();
+        for base in [self.parent.as_str(), self.cg.path()] {
+            let rel = base.trim_start_matches('/');
+            if self.cg.layout() == Layout::V2 {
+                v.push(Path::new("/sys/fs/cgroup").join(rel));
+                continue;
+            }
+            for (_, m) in cgroups::detect::v1_mounts().unwrap() {
+                v.push(m.mountpoint.join(rel));
+            }
+            if self.cg.layout() == Layout::Hybrid {
+                v.push(Path::new("/sys/fs/cgroup/unified").join(rel));
+            }
+        }
+        v
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        // Only processes this test started (and their children) are in here.
+        let _ = self.cg.kill_all(libc::SIGKILL);
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = self.cg.destroy();
+        // Remove the per-test parent in case create failed half-way.
+        for d in self.all_dirs() {
+            if d.to_string_lossy().contains("/casulo-test-")
+                && d.ends_with(self.parent.trim_start_matches('/'))
+            {
+                let _ = std::fs::remove_dir(&d);
+            }
+        }
+    }
+}
+
+fn wait_timeout(c: &mut Child, t: Duration) -> Option<std::process::ExitStatus> {
+    let end = Instant::now() + t;
+    loop {
+        if let Ok(Some(s)) = c.try_wait() {
+            return Some(s);
+        }
+        if Instant::now() > end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn res(json: &str) -> LinuxResources {
+    serde_json::from_str(json).expect("resources json")
+}
+
+#[test]
+fn limits_are_written_and_updated_live() {
+    if !usable() {
+        return;
+    }
+    let mut f = Fixture::new();
+    f.cg.create(Some(&res(
+        r#"{"memory":{"limit":67108864},"cpu":{"shares":512,"quota":50000,"period":100000},
+                "pids":{"limit":50}}"#,
+    )))
+    .expect("create");
+    let i = f.spawn_gated("sleep 30");
+    let v2 = f.cg.layout() == Layout::V2;
+    if v2 {
+        assert_eq!(f.read("", "memory.max"), "67108864");
+        assert_eq!(f.read("", "cpu.max"), "50000 100000");
+        assert_eq!(
+            f.read("", "cpu.weight"),
+            cgroups::shares_to_weight(512).to_string()
+        );
+    } else {
+        assert_eq!(f.read("memory", "memory.limit_in_bytes"), "67108864");
+        assert_eq!(f.read("cpu", "cpu.shares"), "512");
+        assert_eq!(f.read("cpu", "cpu.cfs_quota_us"), "50000");
+        assert_eq!(f.read("cpu", "cpu.cfs_period_us"), "100000");
+    }
+    assert_eq!(f.read("pids", "pids.max"), "50");
+    let pid = f.children[i].id() as i32;
+    assert!(f.cg.pids().unwrap().contains(&pid));
+    if f.cg.layout() == Layout::Hybrid {
+        // Also joined in the unified hierarchy.
+        let p = Path::new("/sys/fs/cgroup/unified").join(f.cg.path().trim_start_matches('/'));
+        let procs = std::fs::read_to_string(p.join("cgroup.procs")).unwrap();
+        assert!(procs.lines().any(|l| l == pid.to_string()));
+    }
+
+    // Update live, with checkBeforeUpdate on.
+    f.cg
+        .update(&res(
+            r#"{"memory":{"limit":134217728,"checkBeforeUpdate":true},"cpu":{"quota":20000},"pids":{"limit":-1}}"#,
+        ))
+        .expect("update");
+    if v2 {
+        assert_eq!(f.read("", "memory.max"), "134217728");
+        assert_eq!(f.read("", "cpu.max"), "20000 100000");
+    } else {
+        assert_eq!(f.read("memory", "memory.limit_in_bytes"), "134217728");
+        assert_eq!(f.read("cpu", "cpu.cfs_quota_us"), "20000");
+    }
+    assert_eq!(f.read("pids", "pids.max"), "max");
+    // A limit below current usage is refused with checkBeforeUpdate.
+    let j = f.spawn_gated("x=$(head -c 3000000 /dev/zero | tr '\\0' a); echo ready; sleep 30");
+    f.release(j);
+    let mut line = [0u8; 6];
+    f.children[j]
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut line)
+        .unwrap();
+    let e =
+        f.cg.update(&res(
+            r#"{"memory":{"limit":1048576,"checkBeforeUpdate":true}}"#,
+        ))
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("linux.resources.memory.limit"),
+        "{e}"
+    );
+
+    let s = f.cg.stats().expect("stats");
+    assert!(s.pids.current >= 1);
+    assert_eq!(s.memory.usage.limit, 134_217_728);
+    let json = serde_json::to_value(&s).unwrap();
+    assert!(json["cpu"]["throttling"].is_object());
+}
+
+#[test]
+fn pids_limit_makes_fork_fail() {
+    if !usable() {
+        return;
+    }
+    let mut f = Fixture::new();
+    f.cg.create(Some(&res(r#"{"pids":{"limit":2}}"#)))
+        .expect("create");
+    let i = f.spawn_gated("sleep 20 & sleep 20 & sleep 20 & echo spawned; wait");
+    f.release(i);
+    std::thread::sleep(Duration::from_millis(300));
+    let n = f.cg.pids().unwrap().len();
+    assert!(n <= 2, "{n} tasks with pids.max=2");
+    f.cg.kill_all(libc::SIGKILL).unwrap();
+    let (_, err) = f.output(i);
+    assert!(
+        err.to_lowercase().contains("fork") || err.contains("Resource temporarily unavailable"),
+        "stderr: {err}"
+    );
+}
+
+#[test]
+fn device_rules_deny_and_allow() {
+    if !usable() {
+        return;
+    }
+    let mut f = Fixture::new();
+    f.cg.create(Some(&res(r#"{"devices":[{"allow":false,"access":"rwm"},
+                {"allow":false,"type":"c","major":1,"minor":5,"access":"rwm"}]}"#)))
+        .expect("create");
+    let i = f.spawn_gated("cat /dev/null && echo null-ok; head -c 1 /dev/zero | wc -c");
+    f.release(i);
+    let (out, err) = f.output(i);
+    assert!(out.contains("null-ok"), "stdout: {out} stderr: {err}");
+    assert!(err.contains("Operation not permitted"), "stderr: {err}");
+
+    // Allowing everything again through update.
+    f.cg.update(&res(r#"{"devices":[{"allow":true,"access":"rwm"}]}"#))
+        .expect("update");
+    let i = f.spawn_gated("head -c 1 /dev/zero | wc -c");
+    f.release(i);
+    let (out, err) = f.output(i);
+    assert_eq!(out.trim(), "1", "stderr: {err}");
+}
+
+fn counter(path: &Path) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn freeze_stops_progress_and_thaw_resumes() {
+    if !usable() {
+        return;
+    }
+    let mut f = Fixture::new();
+    f.cg.create(None).expect("create");
+    let file = std::env::temp_dir().join(format!("{}-counter", f.parent.trim_start_matches('/')));
+    let i = f.spawn_gated(&format!(
+        "i=0; while :; do i=$((i+1)); echo $i > {}; sleep 0.02; done",
+        file.display()
+    ));
+    f.release(i);
+    let end = Instant::now() + Duration::from_secs(10);
+    while counter(&file) < 2 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(counter(&file) >= 2, "counter never started");
+    f.cg.freeze(true).expect("freeze");
+    assert!(f.cg.frozen().unwrap());
+    let a = counter(&file);
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(counter(&file), a, "counter advanced while frozen");
+    f.cg.freeze(false).expect("thaw");
+    assert!(!f.cg.frozen().unwrap());
+    let end = Instant::now() + Duration::from_secs(10);
+    while counter(&file) <= a && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(counter(&file) > a, "counter did not resume after thaw");
+    let _ = std::fs::remove_file(&file);
+}
+
+#[test]
+fn kill_all_kills_every_process() {
+    if !usable() {
+        return;
+    }
+    let mut f = Fixture::new();
+    f.cg.create(None).expect("create");
+    let a = f.spawn_gated("sleep 30");
+    let b = f.spawn_gated("sleep 30 & wait");
+    f.release(b);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(f.cg.pids().unwrap().len() >= 3);
+    f.cg.kill_all(libc::SIGTERM).expect("kill_all TERM");
+    for i in [a, b] {
+        let st = wait_timeout(&mut f.children[i], Duration::from_secs(5)).expect("child exited");
+        assert!(!st.success());
+    }
+    let end = Instant::now() + Duration::from_secs(5);
+    while !f.cg.pids().unwrap().is_empty() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(f.cg.pids().unwrap().is_empty());
+
+    let c = f.spawn_gated("sleep 30");
+    f.cg.kill_all(libc::SIGKILL).expect("kill_all KILL");
+    let st = wait_timeout(&mut f.children[c], Duration::from_secs(5)).expect("child exited");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(st.signal(), Some(libc::SIGKILL));
+}
+
+#[test]
+fn destroy_removes_every_dir() {
+    if !usable() {
+        return;
+    }
+    let mut f = Fixture::new();
+    f.cg.create(Some(&res(r#"{"cpu":{"cpus":"0"}}"#)))
+        .expect("create");
+    let dirs = f.all_dirs();
+    assert!(dirs.iter().all(|d| d.exists()), "{dirs:?}");
+    if f.cg.layout() != Layout::V2 {
+        assert_eq!(f.read("cpuset", "cpuset.cpus"), "0");
+        assert!(
+            !f.read("cpuset", "cpuset.mems").is_empty(),
+            "mems copied from the parent"
+        );
+    }
+    let i = f.spawn_gated("sleep 30");
+    f.children[i].kill().unwrap();
+    f.children[i].wait().unwrap();
+    f.cg.destroy().expect("destroy");
+    for d in &dirs {
+        assert!(!d.exists(), "{} still exists", d.display());
+    }
+}
+
+#[test]
+fn bad_input_creates_nothing_and_missing_controllers_are_named() {
+    if !usable() {
+        return;
+    }
+    let f = Fixture::new();
+    let e =
+        f.cg.create(Some(&res(r#"{"cpu":{"period":0}}"#)))
+            .unwrap_err();
+    assert_eq!(e.to_string(), "linux.resources.cpu.period: must be > 0");
+    assert!(f.all_dirs().iter().all(|d| !d.exists()));
+
+    let net = Path::new("/sys/fs/cgroup/net_cls");
+    if f.cg.layout() == Layout::V2 || !net.exists() {
+        let e =
+            f.cg.create(Some(&res(r#"{"network":{"classID":42}}"#)))
+                .unwrap_err();
+        assert!(e.to_string().contains("linux.resources.network"), "{e}");
+        assert!(
+            f.all_dirs().iter().all(|d| !d.exists()),
+            "cleaned up after failure"
+        );
+    }
+}
+
+#[test]
+fn relative_and_default_paths() {
+    if !usable() {
+        return;
+    }
+    let p = cgroups::resolve_path(Some("casulo-test-rel/x"), "id").unwrap();
+    assert!(
+        p.starts_with('/') && p.ends_with("/casulo-test-rel/x"),
+        "{p}"
+    );
+    let d = cgroups::resolve_path(None, "casulo-id").unwrap();
+    assert!(d.starts_with('/') && d.ends_with("/casulo-id"), "{d}");
+    let e = cgroups::resolve_path(Some("system.slice:casulo:abc"), "abc").unwrap_err();
+    assert!(e.to_string().contains("systemd"), "{e}");
+    assert!(cgroups::open("relative").is_err());
+}
+
+#[test]
+fn clone_into_fd_on_v2_only() {
+    if !usable() {
+        return;
+    }
+    let f = Fixture::new();
+    f.cg.create(None).expect("create");
+    let fd = f.cg.clone_into_fd();
+    assert_eq!(fd.is_some(), f.cg.layout() == Layout::V2);
+}
+
+#[test]
+fn missing_files_are_named_only_when_asked() {
+    if !usable() {
+        return;
+    }
+    let f = Fixture::new();
+    if f.cg.layout() == Layout::V2 {
+        // v2 has no leaf weight at all: asked for, it is refused by name.
+        let e =
+            f.cg.create(Some(&res(r#"{"blockIO":{"leafWeight":500}}"#)))
+                .unwrap_err();
+        assert!(
+            e.to_string().contains("linux.resources.blockIO.leafWeight"),
+            "{e}"
+        );
+        return;
+    }
+    // Nothing asked of leafWeight: fine even where the file is missing.
+    f.cg.create(Some(&res(r#"{"blockIO":{"weight":500}}"#)))
+        .expect("create");
+    let leaf = f.dir("blkio");
+    let w = ["blkio.weight", "blkio.bfq.weight"]
+        .iter()
+        .find_map(|n| std::fs::read_to_string(leaf.join(n)).ok())
+        .unwrap_or_default();
+    let has_leaf_weight = leaf.join("blkio.leaf_weight").exists();
+    f.cg.destroy().unwrap();
+    if !w.is_empty() {
+        assert!(w.trim().ends_with("500"), "weight file reads {w:?}");
+    }
+    if !has_leaf_weight {
+        let e =
+            f.cg.create(Some(&res(r#"{"blockIO":{"leafWeight":500}}"#)))
+                .unwrap_err();
+        let s = e.to_string();
+        assert!(
+            s.contains("linux.resources.blockIO.leafWeight") && s.contains("blkio.leaf_weight"),
+            "{s}"
+        );
+        assert!(
+            f.all_dirs().iter().all(|d| !d.exists()),
+            "cleaned up after failure"
+        );
+    }
+}
+
+#[test]
+fn hugetlb_limit_where_available() {
+    if !usable() {
+        return;
+    }
+    let sizes = cgroups::stats::hugepage_sizes();
+    let Some(size) = sizes.first() else { return };
+    let f = Fixture::new();
+    let (file, ok) = match f.cg.layout() {
+        Layout::V2 => (format!("hugetlb.{size}.max"), true),
+        _ if Path::new("/sys/fs/cgroup/hugetlb").exists() => {
+            (format!("hugetlb.{size}.limit_in_bytes"), true)
+        }
+        _ => {
+            // Hybrid: only when the unified root already delegates hugetlb
+            // (tests never change cgroups they did not create).
+            let sc = std::fs::read_to_string("/sys/fs/cgroup/unified/cgroup.subtree_control")
+                .unwrap_or_default();
+            (
+                format!("hugetlb.{size}.max"),
+                sc.split_whitespace().any(|c| c == "hugetlb"),
+            )
+        }
+    };
+    if !ok {
+        eprintln!("skipping hugetlb: not delegated on this host");
+        return;
+    }
+    let json = format!(
+        r#"{{"hugepageLimits":[{{"pageSize":"{size}","limit":{}}}]}}"#,
+        4u64 << 30
+    );
+    f.cg.create(Some(&res(&json))).expect("create");
+    let dir = match f.cg.layout() {
+        Layout::V1 if Path::new("/sys/fs/cgroup/hugetlb").exists() => f.dir("hugetlb"),
+        Layout::Hybrid if Path::new("/sys/fs/cgroup/hugetlb").exists() => f.dir("hugetlb"),
+        Layout::Hybrid => f.dir("unified"),
+        _ => f.dir(""),
+    };
+    let v = std::fs::read_to_string(dir.join(&file)).unwrap();
+    assert_eq!(v.trim().parse::<u64>().unwrap(), 4u64 << 30);
+    assert!(f.cg.stats().unwrap().hugetlb.contains_key(size));
+}
