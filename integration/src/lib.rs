@@ -10,9 +10,11 @@
 //! test runs against runc and casulo.
 
 pub mod bundle;
+pub mod cli;
 pub mod known;
 pub mod tap;
 
 pub use bundle::{checker_path, default_spec, Bundle};
+pub use cli::{casulo_bin, runtime, Run};
 pub use known::KNOWN_RUNC_DIFFERENCES;
 pub use tap::{parse_tap, SectionCount, TapSummary};
