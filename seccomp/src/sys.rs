@@ -355,6 +355,12 @@ pub mod probe {
         }
     }
 
+    /// Whether no_new_privs is set on the calling thread (prctl PR_GET_NO_NEW_PRIVS).
+    pub fn no_new_privs() -> bool {
+        // SAFETY: PR_GET_NO_NEW_PRIVS only reads a flag.
+        unsafe { libc::prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 1 }
+    }
+
     /// Sets RLIMIT_CORE to 0 so that a child killed by SIGSYS dumps no core.
     pub fn no_core_dumps() {
         let lim = libc::rlimit {
