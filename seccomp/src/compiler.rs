@@ -152,7 +152,6 @@ fn emit_cond(asm: &mut Asm, c: &Cond, succ: Label, fail: Label, narrow: bool) ->
             Op::Lt => asm.jump(JGE_K, vlo, fail, succ),
             Op::Le => asm.jump(JGT_K, vlo, fail, succ),
             Op::MaskedEq => {
-                // Bits of the expected value outside the mask never compare equal.
                 asm.jump(JEQ_K, dlo, succ, fail);
                 asm.stmt(ALU_AND_K, vlo)
             }

@@ -45,7 +45,7 @@ pub enum Op {
     Ge,
     /// `arg > value`
     Gt,
-    /// `arg & value == valueTwo`
+    /// `arg & value == valueTwo & value`
     MaskedEq,
 }
 
@@ -200,11 +200,17 @@ impl Model {
                         "{afield}.valueTwo: ignored, only SCMP_CMP_MASKED_EQ uses it"
                     ));
                 }
+                let mut value_two = arg.value_two().unwrap_or(0);
+                if op == Op::MaskedEq {
+                    // As libseccomp: bits of the expected value outside the mask
+                    // are ignored (the expected value is masked too).
+                    value_two &= arg.value();
+                }
                 conds.push(Cond {
                     index: arg.index() as u8,
                     op,
                     value: arg.value(),
-                    value_two: arg.value_two().unwrap_or(0),
+                    value_two,
                 });
             }
             if sc.names().is_empty() {

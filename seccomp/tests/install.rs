@@ -139,7 +139,12 @@ fn argument_conditions_on_full_64_bit_values() {
             expect_errno(3, libc::SYS_getpriority, [6, big, 1, 0, 0, 0], libc::EINVAL)?;
             expect_errno(4, libc::SYS_getpriority, [7, 3, 1, 0, 0, 0], 12)?;
             // Only the high word differs from 5: not <= 5.
-            expect_errno(5, libc::SYS_getpriority, [9, big | 5, 1, 0, 0, 0], libc::EINVAL)?;
+            expect_errno(
+                5,
+                libc::SYS_getpriority,
+                [9, big | 5, 1, 0, 0, 0],
+                libc::EINVAL,
+            )?;
             expect_errno(6, libc::SYS_getpriority, [9, 6, 0, 0, 0, 0], 13)?;
             Ok(())
         };
