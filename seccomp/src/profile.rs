@@ -149,7 +149,7 @@ impl Model {
             let abi = Abi::from_oci(*arch).ok_or_else(|| {
                 SeccompError::invalid(
                     format!("{BASE}.architectures[{i}]"),
-                    format!("{arch:?} is not supported (supported: SCMP_ARCH_X86_64, SCMP_ARCH_X86, SCMP_ARCH_X32, SCMP_ARCH_AARCH64, SCMP_ARCH_ARM)"),
+                    format!("{arch} is not supported (supported: SCMP_ARCH_X86_64, SCMP_ARCH_X86, SCMP_ARCH_X32, SCMP_ARCH_AARCH64, SCMP_ARCH_ARM)"),
                 )
             })?;
             if !abis.contains(&abi) {
