@@ -146,3 +146,64 @@ pub fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ins(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
+        sock_filter { code, jt, jf, k }
+    }
+
+    #[test]
+    fn runs_loads_alu_jumps_and_scratch_memory() {
+        let prog = [
+            ins(0x20, 0, 0, 16),          // ld args[0].lo
+            ins(0x02, 0, 0, 3),           // st M[3]
+            ins(0x54, 0, 0, 0xff),        // and #0xff
+            ins(0x15, 0, 3, 7),           // jeq #7, +0, +3
+            ins(0x60, 0, 0, 3),           // ld M[3]
+            ins(0x07, 0, 0, 0),           // tax
+            ins(0x16, 0, 0, 0),           // ret a
+            ins(0x20, 0, 0, 20),          // ld args[0].hi
+            ins(0x45, 1, 0, 1),           // jset #1, +1, +0
+            ins(0x06, 0, 0, 0x7fff_0000), // ret ALLOW
+            ins(0x05, 0, 0, 0),           // ja +0
+            ins(0x06, 0, 0, 0x0005_0001), // ret ERRNO(1)
+        ];
+        let r = |a0: u64| run(&prog, 0, 0, &[a0, 0, 0, 0, 0, 0]).unwrap();
+        assert_eq!(
+            r(0x107),
+            Outcome {
+                ret: 0x107,
+                steps: 7
+            }
+        );
+        assert_eq!(r(0x1_0000_0000).ret, 0x0005_0001);
+        assert_eq!(r(0x2_0000_0000).ret, 0x7fff_0000);
+    }
+
+    #[test]
+    fn rejects_bad_programs() {
+        assert_eq!(
+            run(&[ins(0x20, 0, 0, 2)], 0, 0, &[0; 6]),
+            Err(InterpError::BadLoad(2))
+        );
+        assert_eq!(
+            run(&[ins(0x20, 0, 0, 64)], 0, 0, &[0; 6]),
+            Err(InterpError::BadLoad(64))
+        );
+        assert_eq!(
+            run(&[ins(0x15, 5, 5, 0)], 0, 0, &[0; 6]),
+            Err(InterpError::OutOfBounds(6))
+        );
+        assert_eq!(
+            run(&[ins(0x34, 0, 0, 0)], 0, 0, &[0; 6]),
+            Err(InterpError::DivByZero(0))
+        );
+        assert!(matches!(
+            run(&[ins(0xff, 0, 0, 0)], 0, 0, &[0; 6]),
+            Err(InterpError::BadInstruction { pc: 0, .. })
+        ));
+    }
+}

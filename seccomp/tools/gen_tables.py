@@ -66,15 +66,19 @@ def write(name, const, table, doc):
     lines.append("];\n")
     open(os.path.join(OUT, name + ".rs"), "w").write("\n".join(lines))
 
-def with_common(t, bit=0):
+# map_shadow_stack is "64" (not "common") in x86's syscall_64.tbl, and absent on i386.
+NOT_ON = {"x86": {"map_shadow_stack"}, "x32": {"map_shadow_stack"}}
+
+def with_common(t, bit=0, abi=""):
     t = dict(t)
     for n, v in COMMON.items():
-        t.setdefault(n, v + bit)
+        if n not in NOT_ON.get(abi, ()):
+            t.setdefault(n, v + bit)
     return t
 
 write("x86_64", "X86_64", with_common(header(f"{ASM}/unistd_64.h")), "x86_64 syscall numbers.")
-write("x86", "X86", with_common(header(f"{ASM}/unistd_32.h")), "i386 syscall numbers.")
-write("x32", "X32", with_common(header(f"{ASM}/unistd_x32.h", X32_BIT), X32_BIT),
+write("x86", "X86", with_common(header(f"{ASM}/unistd_32.h"), abi="x86"), "i386 syscall numbers.")
+write("x32", "X32", with_common(header(f"{ASM}/unistd_x32.h", X32_BIT), X32_BIT, "x32"),
       "x32 syscall numbers (including `__X32_SYSCALL_BIT`).")
 write("aarch64", "AARCH64", with_common(generic64()), "aarch64 syscall numbers.")
 write("arm", "ARM", with_common(libc_arm()), "arm (EABI) syscall numbers.")

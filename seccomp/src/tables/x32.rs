@@ -163,7 +163,6 @@ pub(crate) const X32: &[(&str, u32)] = &[
     ("lsm_set_self_attr", 0x400001cc),
     ("lstat", 0x40000006),
     ("madvise", 0x4000001c),
-    ("map_shadow_stack", 0x400001c5),
     ("mbind", 0x400000ed),
     ("membarrier", 0x40000144),
     ("memfd_create", 0x4000013f),
