@@ -5,6 +5,14 @@
 //! `execve` (no allocation). This crate never sets no_new_privs: that is
 //! `process.noNewPrivileges`' decision, taken by the runtime.
 //!
+//! Where the runtime installs it (runc's points): with `noNewPrivileges` the
+//! container init sets no_new_privs and installs the filter as late as possible,
+//! right before `execve`, so the fewest runtime syscalls need allowing; without it,
+//! loading a filter needs CAP_SYS_ADMIN, so it is installed before capabilities are
+//! dropped. With `SCMP_ACT_NOTIFY` [`Filter::install`] returns the listener fd,
+//! which goes (through the runtime) to the agent with [`send_listener`] and
+//! [`process_state_json`].
+//!
 //! The program checks `seccomp_data.arch` first (unlisted architectures are
 //! killed, see [`profile::RET_BAD_ARCH`]), then runs a balanced binary search on
 //! the syscall number (O(log n) instructions per syscall), whose leaves return an

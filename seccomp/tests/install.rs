@@ -244,3 +244,39 @@ fn in_child_with_listener(f: &Filter, path: &std::path::Path, state_json: &[u8])
     )
     .expect("fork/wait")
 }
+
+#[test]
+fn large_program_with_long_jumps_installs_and_decides() {
+    // Conditional rules on many syscalls make the tree's right branches farther
+    // than a conditional jump reaches (255), so trampolines (`ja`) are needed.
+    let names: Vec<&str> = casulo_seccomp::arch::Abi::X86_64
+        .syscalls()
+        .map(|(n, _)| n)
+        .filter(|n| !n.starts_with("exit") && *n != "getpriority")
+        .take(150)
+        .collect();
+    let mut syscalls: Vec<serde_json::Value> = names
+        .iter()
+        .map(|n| {
+            serde_json::json!({"names": [n], "action": "SCMP_ACT_ERRNO", "errnoRet": 99,
+                "args": [{"index": 0, "value": 1u64 << 40, "op": "SCMP_CMP_GT"}]})
+        })
+        .collect();
+    syscalls.push(
+        serde_json::json!({"names": ["getpriority"], "action": "SCMP_ACT_ERRNO",
+        "errnoRet": 77, "args": [{"index": 0, "value": 1u64 << 40, "op": "SCMP_CMP_GT"}]}),
+    );
+    let json = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": syscalls});
+    let f = filter(&json.to_string());
+    assert!(f.program().len() > 600, "{}", f.program().len());
+    assert!(f.program().iter().any(|i| i.code == 0x05), "no ja");
+    let end = in_child(&f, || {
+        let run = || -> Result<(), i32> {
+            expect_errno(1, libc::SYS_getpriority, [(1 << 40) + 1, 0, 0, 0, 0, 0], 77)?;
+            expect_errno(2, libc::SYS_getpriority, [6, 0, 0, 0, 0, 0], libc::EINVAL)?;
+            Ok(())
+        };
+        run().err().unwrap_or(0)
+    });
+    assert_eq!(end, ChildEnd::Exited(0));
+}

@@ -681,3 +681,32 @@ fn docker_profile_matches_its_meaning_and_libseccomp() {
     let arm = interp::run(ours.program(), AUDIT_ARCH_ARM, 20, &[0; 6]);
     assert_eq!(arm.unwrap().ret, 0x8000_0000, "unlisted arch is killed");
 }
+
+/// The kernel's own BPF checker accepts what we generate: random profiles are
+/// installed in forked children (exit 99 means seccomp(2) refused the program).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn kernel_accepts_random_programs() {
+    use casulo_seccomp::sys::{fork_and_wait, probe, ChildEnd};
+    let mut rng = Rng(0x5eed_0004);
+    let opts = GenOpts {
+        libseccomp_compatible: true,
+    };
+    for case in 0..40 {
+        let p = random_profile(&mut rng, &opts);
+        let profile: LinuxSeccomp = serde_json::from_value(p.clone()).unwrap();
+        let filter = compile(&profile).unwrap().filter;
+        let end = fork_and_wait(
+            || {
+                probe::no_core_dumps();
+                match filter.install() {
+                    Ok(_) => 0,
+                    Err(_) => 99,
+                }
+            },
+            std::time::Duration::from_secs(20),
+        )
+        .unwrap();
+        assert_ne!(end, ChildEnd::Exited(99), "case {case}: refused\n{p}");
+    }
+}
