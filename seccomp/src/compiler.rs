@@ -11,7 +11,7 @@
 use libc::sock_filter;
 
 use crate::action::Action;
-use crate::arch::{Abi, AUDIT_ARCH_X86_64};
+use crate::arch::Abi;
 use crate::asm::{Asm, Label, ALU_AND_K, JEQ_K, JGE_K, JGT_K, LD_W_ABS};
 use crate::profile::{Cond, Model, Op, Rule, RET_BAD_ARCH, RET_ENOSYS};
 
@@ -77,11 +77,13 @@ fn abi_intervals(model: &Model, abi: Abi, out: &mut Vec<Interval>) {
     } else {
         default
     };
+    // `cursor` is the first number not yet covered (None past u32::MAX).
     let mut cursor = Some(lo);
     for (&(_, nr), rules) in model.rules.range((abi, lo)..=(abi, hi)) {
-        if cursor.is_some_and(|c| c < nr) {
+        if let Some(c) = cursor.filter(|&c| c < nr) {
+            // A gap below a named syscall, so below the maximum: the default.
             out.push(Interval {
-                start: cursor.unwrap_or(lo),
+                start: c,
                 leaf: Leaf::Ret(default),
             });
         }
@@ -103,30 +105,21 @@ fn abi_intervals(model: &Model, abi: Abi, out: &mut Vec<Interval>) {
 /// Intervals covering the whole 32-bit number space of one audit arch.
 fn arch_intervals(model: &Model, audit_arch: u32) -> Vec<Interval> {
     let mut out = Vec::new();
-    let halves: &[Abi] = if audit_arch == AUDIT_ARCH_X86_64 {
-        &[Abi::X86_64, Abi::X32]
-    } else {
-        &[]
-    };
-    if halves.is_empty() {
-        let abi = model
-            .abis
-            .iter()
-            .copied()
-            .find(|a| a.audit_arch() == audit_arch);
-        if let Some(abi) = abi {
+    // The ABIs sharing this audit arch, in number order: x86_64 and x32 split
+    // AUDIT_ARCH_X86_64 on X32_SYSCALL_BIT; every other arch has one ABI.
+    for abi in Abi::ALL
+        .into_iter()
+        .filter(|a| a.audit_arch() == audit_arch)
+    {
+        if model.abis.contains(&abi) {
             abi_intervals(model, abi, &mut out);
-        }
-    } else {
-        for &abi in halves {
-            if model.abis.contains(&abi) {
-                abi_intervals(model, abi, &mut out);
-            } else {
-                out.push(Interval {
-                    start: abi.nr_range().0,
-                    leaf: Leaf::Ret(RET_BAD_ARCH),
-                });
-            }
+        } else {
+            // An unlisted half of a listed audit arch (e.g. x32 when only x86_64
+            // is listed) is a bad arch, as in libseccomp.
+            out.push(Interval {
+                start: abi.nr_range().0,
+                leaf: Leaf::Ret(RET_BAD_ARCH),
+            });
         }
     }
     // Merge neighbours that behave the same.
@@ -250,7 +243,7 @@ pub fn compile_model(model: &Model) -> Result<Vec<sock_filter>, crate::SeccompEr
 mod tests {
     use super::*;
     use crate::action::Action;
-    use crate::arch::X32_SYSCALL_BIT;
+    use crate::arch::{AUDIT_ARCH_X86_64, X32_SYSCALL_BIT};
     use std::collections::BTreeMap;
 
     fn model(rules: Vec<(u32, Rule)>, default: Action) -> Model {
