@@ -1,6 +1,7 @@
 //! Real installs, each in a forked child (never in the test process itself): the
 //! child installs a filter, calls syscalls, checks the results and `_exit`s with 0
-//! or the number of the first failed check.
+//! or the number of the first failed check (99: seccomp(2) refused the filter;
+//! without no_new_privs that needs CAP_SYS_ADMIN, so run these tests as root).
 #![cfg(target_arch = "x86_64")]
 
 use std::os::fd::AsFd;
