@@ -3,6 +3,16 @@
 //! Every test works under its own parent `/casulo-test-<pid>-<n>` and removes
 //! it; no other cgroup is touched. Processes started here are killed by pid.
 //! Works on v1, hybrid and pure v2 hosts (files are chosen by layout).
+//!
+//! Pure v2 in a throwaway VM (needs `apt-get install --no-install-recommends
+//! qemu-system-x86 busybox-static`):
+//! ```text
+//! export CARGO_TARGET_DIR=/work/target-cgroups
+//! cargo test -p casulo-core --no-run   # prints the test binaries' paths
+//! /work/shared/tools/run-in-v2vm.sh -s /work/wt-cgroups -s /work/target-cgroups -- \
+//!     sh -c '/work/target-cgroups/debug/deps/cgroups_real-<hash> && \
+//!            /work/target-cgroups/debug/deps/casulo_core-<hash>'
+//! ```
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -510,4 +520,75 @@ fn hugetlb_limit_where_available() {
     let v = std::fs::read_to_string(dir.join(&file)).unwrap();
     assert_eq!(v.trim().parse::<u64>().unwrap(), 4u64 << 30);
     assert!(f.cg.stats().unwrap().hugetlb.contains_key(size));
+}
+
+#[test]
+fn oom_kill_is_counted() {
+    if !usable() {
+        return;
+    }
+    let mut f = Fixture::new();
+    let v2 = f.cg.layout() == Layout::V2;
+    // memory+swap equal to memory: no swapping out of the OOM.
+    let json = if v2 {
+        r#"{"memory":{"limit":16777216,"swap":16777216}}"#
+    } else if f
+        .dir("memory")
+        .parent()
+        .unwrap()
+        .join("memory.memsw.limit_in_bytes")
+        .exists()
+    {
+        r#"{"memory":{"limit":16777216,"swap":16777216}}"#
+    } else {
+        r#"{"memory":{"limit":16777216}}"#
+    };
+    f.cg.create(Some(&res(json))).expect("create");
+    assert_eq!(f.cg.oom_kill_count().unwrap(), 0);
+    let i = f.spawn_gated("x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived");
+    f.release(i);
+    let (out, _) = f.output(i);
+    assert!(!out.contains("survived"), "allocation was not limited");
+    let end = Instant::now() + Duration::from_secs(5);
+    while f.cg.oom_kill_count().unwrap() == 0 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(f.cg.oom_kill_count().unwrap() >= 1);
+}
+
+#[test]
+fn unified_map_is_written_or_refused() {
+    if !usable() {
+        return;
+    }
+    let f = Fixture::new();
+    let (json, file) = match f.cg.layout() {
+        Layout::V2 => (r#"{"unified":{"memory.high":"50331648"}}"#, "memory.high"),
+        _ => (
+            r#"{"unified":{"cgroup.max.descendants":"5"}}"#,
+            "cgroup.max.descendants",
+        ),
+    };
+    let r = f.cg.create(Some(&res(json)));
+    match f.cg.layout() {
+        Layout::V1 => {
+            let e = r.unwrap_err();
+            assert!(e.to_string().contains("linux.resources.unified"), "{e}");
+        }
+        l => {
+            r.expect("create");
+            let dir = if l == Layout::V2 {
+                f.dir("")
+            } else {
+                f.dir("unified")
+            };
+            let v = std::fs::read_to_string(dir.join(file)).unwrap();
+            assert_eq!(v.trim(), if l == Layout::V2 { "50331648" } else { "5" });
+        }
+    }
+    // A key whose file does not exist is named.
+    let e =
+        f.cg.update(&res(r#"{"unified":{"memory.nonexistent":"1"}}"#))
+            .unwrap_err();
+    assert!(e.to_string().contains("memory.nonexistent"), "{e}");
 }

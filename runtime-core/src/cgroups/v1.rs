@@ -182,8 +182,10 @@ impl V1 {
         if let Some(u) = r.unified().as_ref().filter(|u| !u.is_empty()) {
             let f = "linux.resources.unified";
             let Some((_, dir)) = &self.unified else {
+                let mut keys: Vec<&String> = u.keys().collect();
+                keys.sort();
                 return Err(unsupported(
-                    f,
+                    &format!("{f}{keys:?}"),
                     "cgroup v1 host has no unified (cgroup2) hierarchy",
                 ));
             };
