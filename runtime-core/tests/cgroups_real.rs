@@ -530,15 +530,13 @@ fn oom_kill_is_counted() {
     let mut f = Fixture::new();
     let v2 = f.cg.layout() == Layout::V2;
     // memory+swap equal to memory: no swapping out of the OOM.
-    let json = if v2 {
-        r#"{"memory":{"limit":16777216,"swap":16777216}}"#
-    } else if f
-        .dir("memory")
-        .parent()
-        .unwrap()
-        .join("memory.memsw.limit_in_bytes")
-        .exists()
-    {
+    let has_swap_limit = v2
+        || f.dir("memory")
+            .parent()
+            .unwrap()
+            .join("memory.memsw.limit_in_bytes")
+            .exists();
+    let json = if has_swap_limit {
         r#"{"memory":{"limit":16777216,"swap":16777216}}"#
     } else {
         r#"{"memory":{"limit":16777216}}"#
