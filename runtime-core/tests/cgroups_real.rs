@@ -530,12 +530,8 @@ fn oom_kill_is_counted() {
     let mut f = Fixture::new();
     let v2 = f.cg.layout() == Layout::V2;
     // memory+swap equal to memory: no swapping out of the OOM.
-    let has_swap_limit = v2
-        || f.dir("memory")
-            .parent()
-            .unwrap()
-            .join("memory.memsw.limit_in_bytes")
-            .exists();
+    let has_swap_limit =
+        v2 || Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists();
     let json = if has_swap_limit {
         r#"{"memory":{"limit":16777216,"swap":16777216}}"#
     } else {
@@ -543,8 +539,14 @@ fn oom_kill_is_counted() {
     };
     f.cg.create(Some(&res(json))).expect("create");
     assert_eq!(f.cg.oom_kill_count().unwrap(), 0);
+    let mut notifier = f.cg.oom_notifier().expect("oom notifier");
+    assert!(!notifier.wait(Some(Duration::from_millis(50))).unwrap());
     let i = f.spawn_gated("x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived");
     f.release(i);
+    assert!(
+        notifier.wait(Some(Duration::from_secs(10))).unwrap(),
+        "no OOM event"
+    );
     let (out, _) = f.output(i);
     assert!(!out.contains("survived"), "allocation was not limited");
     let end = Instant::now() + Duration::from_secs(5);

@@ -19,6 +19,7 @@ use oci_spec::runtime::LinuxResources;
 
 pub mod detect;
 pub mod devices;
+pub mod oom;
 pub mod stats;
 mod sys;
 mod util;
@@ -27,6 +28,7 @@ mod v2;
 mod validate;
 
 pub use detect::Layout;
+pub use oom::OomNotifier;
 pub use stats::Stats;
 pub use validate::{parse_list, parse_page_size, validate, validate_unified_key};
 
@@ -145,6 +147,9 @@ pub trait Cgroup: Send + Sync {
     /// Number of OOM kills in the cgroup so far (v1 `memory.oom_control`,
     /// v2 `memory.events` `oom_kill`); poll it to get OOM events.
     fn oom_kill_count(&self) -> Result<u64>;
+    /// An OOM event source for this cgroup (must exist): a pollable fd with
+    /// a blocking [`OomNotifier::wait`].
+    fn oom_notifier(&self) -> Result<OomNotifier>;
     /// Removes the cgroup directory (with any child cgroups) in every
     /// hierarchy, and the parent directories this manager's `create` made,
     /// retrying while tasks are still exiting. The caller kills the processes

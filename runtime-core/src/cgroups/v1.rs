@@ -622,6 +622,10 @@ impl super::Cgroup for V1 {
         Ok(util::keyed_value(dir, "memory.oom_control", "oom_kill").unwrap_or(0))
     }
 
+    fn oom_notifier(&self) -> Result<super::OomNotifier> {
+        super::OomNotifier::v1(self.dir("memory", "oom events")?)
+    }
+
     fn destroy(&self) -> Result<()> {
         let mut first_err = None;
         for d in self.all_dirs() {

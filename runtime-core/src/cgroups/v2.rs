@@ -426,6 +426,10 @@ impl super::Cgroup for V2 {
         Ok(util::keyed_value(&self.dir, "memory.events", "oom_kill").unwrap_or(0))
     }
 
+    fn oom_notifier(&self) -> Result<super::OomNotifier> {
+        super::OomNotifier::v2(&self.dir)
+    }
+
     fn destroy(&self) -> Result<()> {
         let mut res = util::rmdir_tree(&self.dir);
         let mut created = self.created.lock().unwrap_or_else(|e| e.into_inner());
