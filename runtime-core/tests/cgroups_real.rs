@@ -592,3 +592,84 @@ fn unified_map_is_written_or_refused() {
             .unwrap_err();
     assert!(e.to_string().contains("memory.nonexistent"), "{e}");
 }
+
+/// `major:minor` of a real block device, if the host has one.
+fn block_dev() -> Option<String> {
+    let mut names: Vec<_> = std::fs::read_dir("/sys/block").ok()?.flatten().collect();
+    names.sort_by_key(|e| e.file_name());
+    names.iter().find_map(|e| {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with("loop") || n.starts_with("zram") || n.starts_with("ram") {
+            return None;
+        }
+        std::fs::read_to_string(e.path().join("dev"))
+            .ok()
+            .map(|s| s.trim().to_string())
+    })
+}
+
+#[test]
+fn more_resources_reach_their_files() {
+    if !usable() {
+        return;
+    }
+    let f = Fixture::new();
+    let dev = block_dev();
+    let throttle = dev
+        .as_deref()
+        .and_then(|d| d.split_once(':'))
+        .map(|(ma, mi)| format!(r#","blockIO":{{"throttleReadBpsDevice":[{{"major":{ma},"minor":{mi},"rate":1048576}}]}}"#))
+        .unwrap_or_default();
+    if f.cg.layout() == Layout::V2 {
+        let json = format!(
+            r#"{{"memory":{{"reservation":33554432}},"cpu":{{"burst":1000,"idle":0}}{throttle}}}"#
+        );
+        f.cg.create(Some(&res(&json))).expect("create");
+        assert_eq!(f.read("", "memory.low"), "33554432");
+        assert_eq!(f.read("", "cpu.max.burst"), "1000");
+        if let Some(d) = &dev {
+            let io = f.read("", "io.max");
+            assert!(io.contains(&format!("{d} rbps=1048576")), "io.max: {io}");
+        }
+        let e =
+            f.cg.update(&res(r#"{"memory":{"swappiness":10}}"#))
+                .unwrap_err();
+        assert!(
+            e.to_string().contains("linux.resources.memory.swappiness"),
+            "{e}"
+        );
+        let e =
+            f.cg.update(&res(r#"{"cpu":{"realtimeRuntime":1000}}"#))
+                .unwrap_err();
+        assert!(
+            e.to_string().contains("linux.resources.cpu.realtime"),
+            "{e}"
+        );
+        return;
+    }
+    let json = format!(
+        r#"{{"memory":{{"reservation":33554432,"swappiness":10,"disableOOMKiller":true}},
+            "cpu":{{"burst":1000,"realtimePeriod":1000000,"realtimeRuntime":1000}}{throttle}}}"#
+    );
+    f.cg.create(Some(&res(&json))).expect("create");
+    assert_eq!(f.read("memory", "memory.soft_limit_in_bytes"), "33554432");
+    assert_eq!(f.read("memory", "memory.swappiness"), "10");
+    assert!(f
+        .read("memory", "memory.oom_control")
+        .contains("oom_kill_disable 1"));
+    assert_eq!(f.read("cpu", "cpu.cfs_burst_us"), "1000");
+    assert_eq!(f.read("cpu", "cpu.rt_runtime_us"), "1000");
+    if let Some(d) = &dev {
+        let t = f.read("blkio", "blkio.throttle.read_bps_device");
+        assert!(t.contains(&format!("{d} 1048576")), "throttle: {t}");
+    }
+    if !Path::new("/sys/fs/cgroup/rdma").exists() {
+        let e =
+            f.cg.update(&res(r#"{"rdma":{"mlx5_0":{"hcaHandles":3}}}"#))
+                .unwrap_err();
+        assert!(
+            e.to_string().contains("linux.resources.rdma") && e.to_string().contains("rdma"),
+            "{e}"
+        );
+    }
+}

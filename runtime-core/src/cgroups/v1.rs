@@ -361,21 +361,31 @@ impl V1 {
                 &format!("{F}.burst"),
             )?;
         }
-        if let Some(p) = c.realtime_period() {
-            write(
-                cpu()?,
-                "cpu.rt_period_us",
-                &p.to_string(),
-                &format!("{F}.realtimePeriod"),
-            )?;
-        }
-        if let Some(rt) = c.realtime_runtime() {
-            write(
-                cpu()?,
-                "cpu.rt_runtime_us",
-                &rt.to_string(),
-                &format!("{F}.realtimeRuntime"),
-            )?;
+        if c.realtime_period().is_some() || c.realtime_runtime().is_some() {
+            // A group can only get an RT budget its parent has: give the same
+            // budget to the parents this manager created (outermost first).
+            let leaf = cpu()?;
+            let created = self
+                .created
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let mut targets: Vec<&Path> = created
+                .iter()
+                .map(PathBuf::as_path)
+                .filter(|d| leaf.starts_with(d) && *d != leaf)
+                .collect();
+            targets.push(leaf);
+            for d in targets {
+                if let Some(p) = c.realtime_period() {
+                    let f = format!("{F}.realtimePeriod");
+                    write(d, "cpu.rt_period_us", &p.to_string(), &f)?;
+                }
+                if let Some(rt) = c.realtime_runtime() {
+                    let f = format!("{F}.realtimeRuntime");
+                    write(d, "cpu.rt_runtime_us", &rt.to_string(), &f)?;
+                }
+            }
         }
         if let Some(i) = c.idle() {
             write(cpu()?, "cpu.idle", &i.to_string(), &format!("{F}.idle"))?;
