@@ -61,13 +61,14 @@ impl Rule {
             && self.access == ACC_ALL
     }
 
-    /// The v1 `devices.allow`/`devices.deny` line: `c 1:3 rwm`.
-    pub fn v1_line(&self) -> String {
-        let t = match self.typ {
-            DevType::All => "a",
-            DevType::Block => "b",
-            DevType::Char => "c",
-        };
+    /// The v1 `devices.allow`/`devices.deny` lines: `c 1:3 rwm`. Only the
+    /// everything rule is written as `a` (the kernel treats any `a` line as
+    /// "all devices, all access"); a narrower type-`a` rule becomes a `c` and
+    /// a `b` line.
+    pub fn v1_lines(&self) -> Vec<String> {
+        if self.is_wildcard_all() {
+            return vec!["a".to_string()];
+        }
         let n = |v: Option<u32>| v.map_or("*".to_string(), |v| v.to_string());
         let mut acc = String::new();
         for (bit, c) in [(ACC_READ, 'r'), (ACC_WRITE, 'w'), (ACC_MKNOD, 'm')] {
@@ -75,10 +76,12 @@ impl Rule {
                 acc.push(c);
             }
         }
-        if self.is_wildcard_all() {
-            return "a".to_string();
+        let nums = format!("{}:{} {acc}", n(self.major), n(self.minor));
+        match self.typ {
+            DevType::All => vec![format!("c {nums}"), format!("b {nums}")],
+            DevType::Block => vec![format!("b {nums}")],
+            DevType::Char => vec![format!("c {nums}")],
         }
-        format!("{t} {}:{} {acc}", n(self.major), n(self.minor))
     }
 }
 

@@ -109,7 +109,7 @@ fn device_rules_and_v1_lines() {
         {"allow":false,"type":"c","major":1,"minor":5,"access":"rwm"},
         {"allow":true,"type":"b","major":8,"access":"r"}]}"#);
     let rules = devices::effective_rules(user.devices().as_ref().unwrap());
-    let lines: Vec<String> = rules.iter().map(|r| r.v1_line()).collect();
+    let lines: Vec<String> = rules.iter().flat_map(|r| r.v1_lines()).collect();
     assert_eq!(lines[0], "a");
     assert_eq!(lines[1], "c 1:5 rwm");
     assert_eq!(lines[2], "b 8:* r");
@@ -127,6 +127,13 @@ fn device_rules_and_v1_lines() {
     assert!(allowed(&rules, DevType::Char, 42, 1, ACC_MKNOD));
     assert!(!allowed(&rules, DevType::Char, 42, 1, ACC_READ));
     assert!(allowed(&rules, DevType::Char, 136, 7, ACC_READ));
+    // A narrower type-"a" rule never becomes the kernel's "a" (= everything).
+    let narrow = res(r#"{"devices":[{"allow":true,"major":10,"access":"r"}]}"#);
+    let r = devices::from_oci(&narrow.devices().as_ref().unwrap()[0]);
+    assert_eq!(
+        r.v1_lines(),
+        vec!["c 10:* r".to_string(), "b 10:* r".to_string()]
+    );
 }
 
 #[test]

@@ -206,7 +206,9 @@ impl V1 {
             } else {
                 "devices.deny"
             };
-            write(dir, file, &r.v1_line(), f)?;
+            for line in r.v1_lines() {
+                write(dir, file, &line, f)?;
+            }
         }
         Ok(())
     }
