@@ -11,6 +11,22 @@
 //! - [`validate`] checks `linux.resources` before anything is created.
 //! - `create` makes the cgroup(s) and applies resources before the init runs user code;
 //!   `add_process` moves a pid in; `destroy` removes everything `create` made.
+//!
+//! Per layout:
+//! - v1: one directory per mounted hierarchy (including `name=systemd`); new
+//!   cpuset dirs inherit the parent's cpus/mems; devices via
+//!   `devices.deny`/`devices.allow`; freezer via `freezer.state`.
+//! - hybrid: as v1, plus the same path in the cgroup2 mount at
+//!   `/sys/fs/cgroup/unified` (joined too; takes hugetlb limits when v1 has no
+//!   hugetlb hierarchy, the `unified` map, and `cgroup.kill` for SIGKILL).
+//! - v2: one directory; controllers enabled down from the root; devices via an
+//!   eBPF `BPF_CGROUP_DEVICE` program ([`devices::bpf_program`]); freezer via
+//!   `cgroup.freeze`/`cgroup.events`.
+//!
+//! Device rules always get the default allow list appended (see
+//! [`devices::effective_rules`]). A field asking for a controller or file the
+//! host lacks fails with [`CgroupError::Unsupported`] naming the field; nothing
+//! is written for fields that are absent.
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;

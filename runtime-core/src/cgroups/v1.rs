@@ -95,6 +95,7 @@ impl V1 {
         let mut created = self.created.lock().unwrap_or_else(|e| e.into_inner());
         for d in self.all_dirs() {
             let new = util::mkdir_all(&d)?;
+            created.extend(new.iter().cloned());
             if self.dirs.get("cpuset") == Some(&d) {
                 // A new cpuset cgroup starts with empty cpus/mems, and tasks
                 // cannot join it until both are set: inherit the parent's.
@@ -102,7 +103,6 @@ impl V1 {
                     inherit_cpuset(n)?;
                 }
             }
-            created.extend(new);
         }
         let wants_hugetlb =
             r.is_some_and(|r| r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()));
