@@ -274,6 +274,24 @@ fn device_rules_deny_and_allow() {
     assert!(out.contains("null-ok"), "stdout: {out} stderr: {err}");
     assert!(err.contains("Operation not permitted"), "stderr: {err}");
 
+    // Whitelist to whitelist (incremental on v1): allow /dev/zero again.
+    f.cg.update(&res(
+        r#"{"devices":[{"allow":false,"access":"rwm"},{"allow":true,"type":"c","major":1,"minor":5,"access":"rwm"}]}"#,
+    ))
+    .expect("update");
+    if f.cg.layout() != Layout::V2 {
+        let list = f.read("devices", "devices.list");
+        assert!(
+            list.lines().any(|l| l == "c 1:5 rwm"),
+            "devices.list: {list}"
+        );
+        assert!(!list.contains("a *:*"), "devices.list: {list}");
+    }
+    let i = f.spawn_gated("head -c 1 /dev/zero | wc -c");
+    f.release(i);
+    let (out, err) = f.output(i);
+    assert_eq!(out.trim(), "1", "stderr: {err}");
+
     // Allowing everything again through update.
     f.cg.update(&res(r#"{"devices":[{"allow":true,"access":"rwm"}]}"#))
         .expect("update");

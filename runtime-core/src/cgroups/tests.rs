@@ -200,3 +200,29 @@ fn stats_json_shape() {
     assert!(v["memory"]["kernel"].is_object() && v["memory"]["raw"].is_object());
     assert_eq!(v["pids"]["current"], 3);
 }
+
+#[test]
+fn v1_device_transition_is_incremental() {
+    let target = res(r#"{"devices":[{"allow":false,"access":"rwm"},
+        {"allow":true,"type":"c","major":10,"minor":200,"access":"rw"}]}"#);
+    let rules = devices::effective_rules(target.devices().as_ref().unwrap());
+    // Current: default list minus /dev/zero, plus an extra 4:1 entry and
+    // /dev/null with read only.
+    let current = "c *:* m\nb *:* m\nc 1:3 r\nc 1:7 rwm\nc 1:8 rwm\nc 1:9 rwm\n\
+                   c 5:0 rwm\nc 5:2 rwm\nc 136:* rwm\nc 4:1 rwm\n";
+    let w = devices::v1_transition(current, &rules).expect("whitelist to whitelist");
+    assert_eq!(
+        w,
+        vec![
+            (true, "c 1:3 wm".to_string()),
+            (true, "c 1:5 rwm".to_string()),
+            (true, "c 10:200 rw".to_string()),
+            (false, "c 4:1 rwm".to_string()),
+        ]
+    );
+    // From allow-all, or to allow-all, a full reset is needed.
+    assert!(devices::v1_transition("a *:* rwm\n", &rules).is_none());
+    let all = res(r#"{"devices":[{"allow":true,"access":"rwm"}]}"#);
+    let all = devices::effective_rules(all.devices().as_ref().unwrap());
+    assert!(devices::v1_transition(current, &all).is_none());
+}

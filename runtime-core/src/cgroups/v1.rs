@@ -118,7 +118,7 @@ impl V1 {
         let user_devices = r.and_then(|r| r.devices().as_ref());
         if creating || user_devices.is_some_and(|d| !d.is_empty()) {
             let rules = devices::effective_rules(user_devices.map_or(&[][..], Vec::as_slice));
-            self.apply_devices(&rules)?;
+            self.apply_devices(&rules, creating)?;
         }
         let Some(r) = r else { return Ok(()) };
         self.apply_memory(r, !creating)?;
@@ -196,9 +196,27 @@ impl V1 {
         Ok(())
     }
 
-    fn apply_devices(&self, rules: &[devices::Rule]) -> Result<()> {
+    fn apply_devices(&self, rules: &[devices::Rule], creating: bool) -> Result<()> {
         let f = "linux.resources.devices";
         let dir = self.dir("devices", f)?;
+        // On update, change only what differs (no deny-everything window for
+        // the running container) when the kernel state allows it.
+        let incremental = if creating {
+            None
+        } else {
+            read_opt(dir, "devices.list").and_then(|l| devices::v1_transition(&l, rules))
+        };
+        if let Some(writes) = incremental {
+            for (allow, line) in writes {
+                let file = if allow {
+                    "devices.allow"
+                } else {
+                    "devices.deny"
+                };
+                write(dir, file, &line, f)?;
+            }
+            return Ok(());
+        }
         write(dir, "devices.deny", "a", f)?;
         for r in rules {
             let file = if r.allow {
