@@ -666,7 +666,7 @@ fn more_resources_reach_their_files() {
         return;
     }
     let json = format!(
-        r#"{{"memory":{{"reservation":33554432,"swappiness":10,"disableOOMKiller":true}},
+        r#"{{"memory":{{"reservation":33554432,"swappiness":10,"disableOOMKiller":true,"useHierarchy":true}},
             "cpu":{{"burst":1000,"realtimePeriod":1000000,"realtimeRuntime":1000}}{throttle}}}"#
     );
     f.cg.create(Some(&res(&json))).expect("create");

@@ -177,6 +177,12 @@ impl V2 {
                 "kernel memory is not limited separately",
             ));
         }
+        if m.use_hierarchy() == Some(false) {
+            return Err(unsupported(
+                &format!("{F}.useHierarchy"),
+                "memory accounting is always hierarchical",
+            ));
+        }
         if m.disable_oom_killer() == Some(true) {
             return Err(unsupported(
                 &format!("{F}.disableOOMKiller"),

@@ -18,7 +18,8 @@ impl V1 {
             || m.kernel().is_some()
             || m.kernel_tcp().is_some()
             || m.swappiness().is_some()
-            || m.disable_oom_killer().is_some();
+            || m.disable_oom_killer().is_some()
+            || m.use_hierarchy().is_some();
         if !asked {
             return Ok(());
         }
@@ -124,6 +125,11 @@ impl V1 {
                 s,
                 &format!("{F}.disableOOMKiller"),
             )?;
+        }
+        if let Some(v) = m.use_hierarchy() {
+            let s = if v { "1" } else { "0" };
+            let f = format!("{F}.useHierarchy");
+            write(dir, "memory.use_hierarchy", s, &f)?;
         }
         Ok(())
     }
