@@ -3,6 +3,16 @@
 //! Every test works under its own parent `/casulo-test-<pid>-<n>` and removes
 //! it; no other cgroup is touched. Processes started here are killed by pid.
 //! Works on v1, hybrid and pure v2 hosts (files are chosen by layout).
+//!
+//! Pure v2 in a throwaway VM (needs `apt-get install --no-install-recommends
+//! qemu-system-x86 busybox-static`):
+//! ```text
+//! export CARGO_TARGET_DIR=/work/target-cgroups
+//! cargo test -p casulo-core --no-run   # prints the test binaries' paths
+//! /work/shared/tools/run-in-v2vm.sh -s /work/wt-cgroups -s /work/target-cgroups -- \
+//!     sh -c '/work/target-cgroups/debug/deps/cgroups_real-<hash> && \
+//!            /work/target-cgroups/debug/deps/casulo_core-<hash>'
+//! ```
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -264,6 +274,24 @@ fn device_rules_deny_and_allow() {
     assert!(out.contains("null-ok"), "stdout: {out} stderr: {err}");
     assert!(err.contains("Operation not permitted"), "stderr: {err}");
 
+    // Whitelist to whitelist (incremental on v1): allow /dev/zero again.
+    f.cg.update(&res(
+        r#"{"devices":[{"allow":false,"access":"rwm"},{"allow":true,"type":"c","major":1,"minor":5,"access":"rwm"}]}"#,
+    ))
+    .expect("update");
+    if f.cg.layout() != Layout::V2 {
+        let list = f.read("devices", "devices.list");
+        assert!(
+            list.lines().any(|l| l == "c 1:5 rwm"),
+            "devices.list: {list}"
+        );
+        assert!(!list.contains("a *:*"), "devices.list: {list}");
+    }
+    let i = f.spawn_gated("head -c 1 /dev/zero | wc -c");
+    f.release(i);
+    let (out, err) = f.output(i);
+    assert_eq!(out.trim(), "1", "stderr: {err}");
+
     // Allowing everything again through update.
     f.cg.update(&res(r#"{"devices":[{"allow":true,"access":"rwm"}]}"#))
         .expect("update");
@@ -510,4 +538,156 @@ fn hugetlb_limit_where_available() {
     let v = std::fs::read_to_string(dir.join(&file)).unwrap();
     assert_eq!(v.trim().parse::<u64>().unwrap(), 4u64 << 30);
     assert!(f.cg.stats().unwrap().hugetlb.contains_key(size));
+}
+
+#[test]
+fn oom_kill_is_counted() {
+    if !usable() {
+        return;
+    }
+    let mut f = Fixture::new();
+    let v2 = f.cg.layout() == Layout::V2;
+    // memory+swap equal to memory: no swapping out of the OOM.
+    let has_swap_limit =
+        v2 || Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists();
+    let json = if has_swap_limit {
+        r#"{"memory":{"limit":16777216,"swap":16777216}}"#
+    } else {
+        r#"{"memory":{"limit":16777216}}"#
+    };
+    f.cg.create(Some(&res(json))).expect("create");
+    assert_eq!(f.cg.oom_kill_count().unwrap(), 0);
+    let mut notifier = f.cg.oom_notifier().expect("oom notifier");
+    assert!(!notifier.wait(Some(Duration::from_millis(50))).unwrap());
+    let i = f.spawn_gated("x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived");
+    f.release(i);
+    assert!(
+        notifier.wait(Some(Duration::from_secs(10))).unwrap(),
+        "no OOM event"
+    );
+    let (out, _) = f.output(i);
+    assert!(!out.contains("survived"), "allocation was not limited");
+    let end = Instant::now() + Duration::from_secs(5);
+    while f.cg.oom_kill_count().unwrap() == 0 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(f.cg.oom_kill_count().unwrap() >= 1);
+}
+
+#[test]
+fn unified_map_is_written_or_refused() {
+    if !usable() {
+        return;
+    }
+    let f = Fixture::new();
+    let (json, file) = match f.cg.layout() {
+        Layout::V2 => (r#"{"unified":{"memory.high":"50331648"}}"#, "memory.high"),
+        _ => (
+            r#"{"unified":{"cgroup.max.descendants":"5"}}"#,
+            "cgroup.max.descendants",
+        ),
+    };
+    let r = f.cg.create(Some(&res(json)));
+    match f.cg.layout() {
+        Layout::V1 => {
+            let e = r.unwrap_err();
+            assert!(e.to_string().contains("linux.resources.unified"), "{e}");
+        }
+        l => {
+            r.expect("create");
+            let dir = if l == Layout::V2 {
+                f.dir("")
+            } else {
+                f.dir("unified")
+            };
+            let v = std::fs::read_to_string(dir.join(file)).unwrap();
+            assert_eq!(v.trim(), if l == Layout::V2 { "50331648" } else { "5" });
+        }
+    }
+    // A key whose file does not exist is named.
+    let e =
+        f.cg.update(&res(r#"{"unified":{"memory.nonexistent":"1"}}"#))
+            .unwrap_err();
+    assert!(e.to_string().contains("memory.nonexistent"), "{e}");
+}
+
+/// `major:minor` of a real block device, if the host has one.
+fn block_dev() -> Option<String> {
+    let mut names: Vec<_> = std::fs::read_dir("/sys/block").ok()?.flatten().collect();
+    names.sort_by_key(|e| e.file_name());
+    names.iter().find_map(|e| {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with("loop") || n.starts_with("zram") || n.starts_with("ram") {
+            return None;
+        }
+        std::fs::read_to_string(e.path().join("dev"))
+            .ok()
+            .map(|s| s.trim().to_string())
+    })
+}
+
+#[test]
+fn more_resources_reach_their_files() {
+    if !usable() {
+        return;
+    }
+    let f = Fixture::new();
+    let dev = block_dev();
+    let throttle = dev
+        .as_deref()
+        .and_then(|d| d.split_once(':'))
+        .map(|(ma, mi)| format!(r#","blockIO":{{"throttleReadBpsDevice":[{{"major":{ma},"minor":{mi},"rate":1048576}}]}}"#))
+        .unwrap_or_default();
+    if f.cg.layout() == Layout::V2 {
+        let json = format!(
+            r#"{{"memory":{{"reservation":33554432}},"cpu":{{"burst":1000,"idle":0}}{throttle}}}"#
+        );
+        f.cg.create(Some(&res(&json))).expect("create");
+        assert_eq!(f.read("", "memory.low"), "33554432");
+        assert_eq!(f.read("", "cpu.max.burst"), "1000");
+        if let Some(d) = &dev {
+            let io = f.read("", "io.max");
+            assert!(io.contains(&format!("{d} rbps=1048576")), "io.max: {io}");
+        }
+        let e =
+            f.cg.update(&res(r#"{"memory":{"swappiness":10}}"#))
+                .unwrap_err();
+        assert!(
+            e.to_string().contains("linux.resources.memory.swappiness"),
+            "{e}"
+        );
+        let e =
+            f.cg.update(&res(r#"{"cpu":{"realtimeRuntime":1000}}"#))
+                .unwrap_err();
+        assert!(
+            e.to_string().contains("linux.resources.cpu.realtime"),
+            "{e}"
+        );
+        return;
+    }
+    let json = format!(
+        r#"{{"memory":{{"reservation":33554432,"swappiness":10,"disableOOMKiller":true,"useHierarchy":true}},
+            "cpu":{{"burst":1000,"realtimePeriod":1000000,"realtimeRuntime":1000}}{throttle}}}"#
+    );
+    f.cg.create(Some(&res(&json))).expect("create");
+    assert_eq!(f.read("memory", "memory.soft_limit_in_bytes"), "33554432");
+    assert_eq!(f.read("memory", "memory.swappiness"), "10");
+    assert!(f
+        .read("memory", "memory.oom_control")
+        .contains("oom_kill_disable 1"));
+    assert_eq!(f.read("cpu", "cpu.cfs_burst_us"), "1000");
+    assert_eq!(f.read("cpu", "cpu.rt_runtime_us"), "1000");
+    if let Some(d) = &dev {
+        let t = f.read("blkio", "blkio.throttle.read_bps_device");
+        assert!(t.contains(&format!("{d} 1048576")), "throttle: {t}");
+    }
+    if !Path::new("/sys/fs/cgroup/rdma").exists() {
+        let e =
+            f.cg.update(&res(r#"{"rdma":{"mlx5_0":{"hcaHandles":3}}}"#))
+                .unwrap_err();
+        assert!(
+            e.to_string().contains("linux.resources.rdma") && e.to_string().contains("rdma"),
+            "{e}"
+        );
+    }
 }

@@ -61,13 +61,14 @@ impl Rule {
             && self.access == ACC_ALL
     }
 
-    /// The v1 `devices.allow`/`devices.deny` line: `c 1:3 rwm`.
-    pub fn v1_line(&self) -> String {
-        let t = match self.typ {
-            DevType::All => "a",
-            DevType::Block => "b",
-            DevType::Char => "c",
-        };
+    /// The v1 `devices.allow`/`devices.deny` lines: `c 1:3 rwm`. Only the
+    /// everything rule is written as `a` (the kernel treats any `a` line as
+    /// "all devices, all access"); a narrower type-`a` rule becomes a `c` and
+    /// a `b` line.
+    pub fn v1_lines(&self) -> Vec<String> {
+        if self.is_wildcard_all() {
+            return vec!["a".to_string()];
+        }
         let n = |v: Option<u32>| v.map_or("*".to_string(), |v| v.to_string());
         let mut acc = String::new();
         for (bit, c) in [(ACC_READ, 'r'), (ACC_WRITE, 'w'), (ACC_MKNOD, 'm')] {
@@ -75,10 +76,12 @@ impl Rule {
                 acc.push(c);
             }
         }
-        if self.is_wildcard_all() {
-            return "a".to_string();
+        let nums = format!("{}:{} {acc}", n(self.major), n(self.minor));
+        match self.typ {
+            DevType::All => vec![format!("c {nums}"), format!("b {nums}")],
+            DevType::Block => vec![format!("b {nums}")],
+            DevType::Char => vec![format!("c {nums}")],
         }
-        format!("{t} {}:{} {acc}", n(self.major), n(self.minor))
     }
 }
 
@@ -260,4 +263,104 @@ pub fn allowed(rules: &[Rule], typ: DevType, major: u32, minor: u32, access: u32
         }
     }
     false
+}
+
+/// Key of a v1 whitelist entry: type char (`b`/`c`), major, minor.
+type Key = (char, Option<u32>, Option<u32>);
+
+fn bits_to_acc(bits: u32) -> String {
+    [(ACC_READ, 'r'), (ACC_WRITE, 'w'), (ACC_MKNOD, 'm')]
+        .iter()
+        .filter(|(b, _)| bits & b != 0)
+        .map(|(_, c)| *c)
+        .collect()
+}
+
+fn parse_list_line(line: &str) -> Option<(Key, u32)> {
+    let mut it = line.split_whitespace();
+    let t = it.next()?.chars().next()?;
+    let (ma, mi) = it.next()?.split_once(':')?;
+    let num = |s: &str| {
+        if s == "*" {
+            Ok(None)
+        } else {
+            s.parse().map(Some)
+        }
+    };
+    let (ma, mi) = (num(ma).ok()?, num(mi).ok()?);
+    let mut bits = 0;
+    for c in it.next()?.chars() {
+        bits |= match c {
+            'r' => ACC_READ,
+            'w' => ACC_WRITE,
+            'm' => ACC_MKNOD,
+            _ => return None,
+        };
+    }
+    Some(((t, ma, mi), bits))
+}
+
+/// Computes v1 writes that turn the current `devices.list` into the state of
+/// `rules` without the window where everything is denied that a full reset
+/// (`a` to `devices.deny`, then the allow lines) has. Only possible when both
+/// the current and the target state are whitelists (default deny); returns
+/// `None` otherwise, and the caller does the full reset. Each write is
+/// `(allow, line)`; additions come before removals.
+pub fn v1_transition(current_list: &str, rules: &[Rule]) -> Option<Vec<(bool, String)>> {
+    use std::collections::BTreeMap;
+    let mut cur: BTreeMap<Key, u32> = BTreeMap::new();
+    for line in current_list.lines().filter(|l| !l.trim().is_empty()) {
+        let (k, bits) = parse_list_line(line)?;
+        if k.0 == 'a' {
+            return None; // default allow: exceptions are not listed
+        }
+        *cur.entry(k).or_default() |= bits;
+    }
+    // Simulate the kernel on the target rules, starting from a reset to deny.
+    let mut target: BTreeMap<Key, u32> = BTreeMap::new();
+    for r in rules {
+        if r.is_wildcard_all() {
+            if r.allow {
+                return None;
+            }
+            target.clear();
+            continue;
+        }
+        let types: &[char] = match r.typ {
+            DevType::All => &['c', 'b'],
+            DevType::Block => &['b'],
+            DevType::Char => &['c'],
+        };
+        for t in types {
+            let k = (*t, r.major, r.minor);
+            if r.allow {
+                *target.entry(k).or_default() |= r.access;
+            } else if let Some(b) = target.get_mut(&k) {
+                *b &= !r.access;
+                if *b == 0 {
+                    target.remove(&k);
+                }
+            }
+        }
+    }
+    let line = |k: &Key, bits: u32| {
+        let n = |v: Option<u32>| v.map_or("*".to_string(), |v| v.to_string());
+        format!("{} {}:{} {}", k.0, n(k.1), n(k.2), bits_to_acc(bits))
+    };
+    let mut adds = Vec::new();
+    let mut removes = Vec::new();
+    for (k, t) in &target {
+        let c = cur.get(k).copied().unwrap_or(0);
+        if t & !c != 0 {
+            adds.push((true, line(k, t & !c)));
+        }
+    }
+    for (k, c) in &cur {
+        let t = target.get(k).copied().unwrap_or(0);
+        if c & !t != 0 {
+            removes.push((false, line(k, c & !t)));
+        }
+    }
+    adds.extend(removes);
+    Some(adds)
 }

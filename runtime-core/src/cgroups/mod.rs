@@ -11,6 +11,22 @@
 //! - [`validate`] checks `linux.resources` before anything is created.
 //! - `create` makes the cgroup(s) and applies resources before the init runs user code;
 //!   `add_process` moves a pid in; `destroy` removes everything `create` made.
+//!
+//! Per layout:
+//! - v1: one directory per mounted hierarchy (including `name=systemd`); new
+//!   cpuset dirs inherit the parent's cpus/mems; devices via
+//!   `devices.deny`/`devices.allow`; freezer via `freezer.state`.
+//! - hybrid: as v1, plus the same path in the cgroup2 mount at
+//!   `/sys/fs/cgroup/unified` (joined too; takes hugetlb limits when v1 has no
+//!   hugetlb hierarchy, the `unified` map, and `cgroup.kill` for SIGKILL).
+//! - v2: one directory; controllers enabled down from the root; devices via an
+//!   eBPF `BPF_CGROUP_DEVICE` program ([`devices::bpf_program`]); freezer via
+//!   `cgroup.freeze`/`cgroup.events`.
+//!
+//! Device rules always get the default allow list appended (see
+//! [`devices::effective_rules`]). A field asking for a controller or file the
+//! host lacks fails with [`CgroupError::Unsupported`] naming the field; nothing
+//! is written for fields that are absent.
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -19,6 +35,7 @@ use oci_spec::runtime::LinuxResources;
 
 pub mod detect;
 pub mod devices;
+pub mod oom;
 pub mod stats;
 mod sys;
 mod util;
@@ -27,6 +44,7 @@ mod v2;
 mod validate;
 
 pub use detect::Layout;
+pub use oom::OomNotifier;
 pub use stats::Stats;
 pub use validate::{parse_list, parse_page_size, validate, validate_unified_key};
 
@@ -145,6 +163,9 @@ pub trait Cgroup: Send + Sync {
     /// Number of OOM kills in the cgroup so far (v1 `memory.oom_control`,
     /// v2 `memory.events` `oom_kill`); poll it to get OOM events.
     fn oom_kill_count(&self) -> Result<u64>;
+    /// An OOM event source for this cgroup (must exist): a pollable fd with
+    /// a blocking [`OomNotifier::wait`].
+    fn oom_notifier(&self) -> Result<OomNotifier>;
     /// Removes the cgroup directory (with any child cgroups) in every
     /// hierarchy, and the parent directories this manager's `create` made,
     /// retrying while tasks are still exiting. The caller kills the processes

@@ -124,3 +124,33 @@ pub fn detach_device_prog(cgroup: BorrowedFd<'_>, id: u32) -> std::io::Result<()
     attr.put_u32(8, BPF_CGROUP_DEVICE);
     bpf(BPF_PROG_DETACH, &mut attr).map(|_| ())
 }
+
+/// A new non-blocking, close-on-exec eventfd.
+pub fn eventfd() -> std::io::Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments; the result is checked.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(owned(fd.into()))
+}
+
+/// A non-blocking inotify fd watching `path` for modification.
+pub fn inotify_modify(path: &std::path::Path) -> std::io::Result<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: plain syscall with integer flags; the result is checked.
+    let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let fd = owned(fd.into());
+    // SAFETY: `fd` is our inotify fd and `c` a NUL-terminated path that lives
+    // across the call.
+    let wd = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), libc::IN_MODIFY) };
+    if wd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(fd)
+}

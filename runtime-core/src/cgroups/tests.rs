@@ -109,7 +109,7 @@ fn device_rules_and_v1_lines() {
         {"allow":false,"type":"c","major":1,"minor":5,"access":"rwm"},
         {"allow":true,"type":"b","major":8,"access":"r"}]}"#);
     let rules = devices::effective_rules(user.devices().as_ref().unwrap());
-    let lines: Vec<String> = rules.iter().map(|r| r.v1_line()).collect();
+    let lines: Vec<String> = rules.iter().flat_map(|r| r.v1_lines()).collect();
     assert_eq!(lines[0], "a");
     assert_eq!(lines[1], "c 1:5 rwm");
     assert_eq!(lines[2], "b 8:* r");
@@ -127,6 +127,13 @@ fn device_rules_and_v1_lines() {
     assert!(allowed(&rules, DevType::Char, 42, 1, ACC_MKNOD));
     assert!(!allowed(&rules, DevType::Char, 42, 1, ACC_READ));
     assert!(allowed(&rules, DevType::Char, 136, 7, ACC_READ));
+    // A narrower type-"a" rule never becomes the kernel's "a" (= everything).
+    let narrow = res(r#"{"devices":[{"allow":true,"major":10,"access":"r"}]}"#);
+    let r = devices::from_oci(&narrow.devices().as_ref().unwrap()[0]);
+    assert_eq!(
+        r.v1_lines(),
+        vec!["c 10:* r".to_string(), "b 10:* r".to_string()]
+    );
 }
 
 #[test]
@@ -192,4 +199,30 @@ fn stats_json_shape() {
     assert!(v["memory"]["usage"].is_object() && v["memory"]["swap"].is_object());
     assert!(v["memory"]["kernel"].is_object() && v["memory"]["raw"].is_object());
     assert_eq!(v["pids"]["current"], 3);
+}
+
+#[test]
+fn v1_device_transition_is_incremental() {
+    let target = res(r#"{"devices":[{"allow":false,"access":"rwm"},
+        {"allow":true,"type":"c","major":10,"minor":200,"access":"rw"}]}"#);
+    let rules = devices::effective_rules(target.devices().as_ref().unwrap());
+    // Current: default list minus /dev/zero, plus an extra 4:1 entry and
+    // /dev/null with read only.
+    let current = "c *:* m\nb *:* m\nc 1:3 r\nc 1:7 rwm\nc 1:8 rwm\nc 1:9 rwm\n\
+                   c 5:0 rwm\nc 5:2 rwm\nc 136:* rwm\nc 4:1 rwm\n";
+    let w = devices::v1_transition(current, &rules).expect("whitelist to whitelist");
+    assert_eq!(
+        w,
+        vec![
+            (true, "c 1:3 wm".to_string()),
+            (true, "c 1:5 rwm".to_string()),
+            (true, "c 10:200 rw".to_string()),
+            (false, "c 4:1 rwm".to_string()),
+        ]
+    );
+    // From allow-all, or to allow-all, a full reset is needed.
+    assert!(devices::v1_transition("a *:* rwm\n", &rules).is_none());
+    let all = res(r#"{"devices":[{"allow":true,"access":"rwm"}]}"#);
+    let all = devices::effective_rules(all.devices().as_ref().unwrap());
+    assert!(devices::v1_transition(current, &all).is_none());
 }

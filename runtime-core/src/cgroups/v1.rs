@@ -13,6 +13,8 @@ use super::detect::{self, Layout, CGROUP_ROOT};
 use super::util::{self, read, read_opt, write};
 use super::{devices, stats, CgroupError, FreezerState, Result, Stats};
 
+mod resources;
+
 /// Manager for one cgroup path on a v1 or hybrid host.
 pub struct V1 {
     path: String,
@@ -95,6 +97,7 @@ impl V1 {
         let mut created = self.created.lock().unwrap_or_else(|e| e.into_inner());
         for d in self.all_dirs() {
             let new = util::mkdir_all(&d)?;
+            created.extend(new.iter().cloned());
             if self.dirs.get("cpuset") == Some(&d) {
                 // A new cpuset cgroup starts with empty cpus/mems, and tasks
                 // cannot join it until both are set: inherit the parent's.
@@ -102,7 +105,6 @@ impl V1 {
                     inherit_cpuset(n)?;
                 }
             }
-            created.extend(new);
         }
         let wants_hugetlb =
             r.is_some_and(|r| r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()));
@@ -118,7 +120,7 @@ impl V1 {
         let user_devices = r.and_then(|r| r.devices().as_ref());
         if creating || user_devices.is_some_and(|d| !d.is_empty()) {
             let rules = devices::effective_rules(user_devices.map_or(&[][..], Vec::as_slice));
-            self.apply_devices(&rules)?;
+            self.apply_devices(&rules, creating)?;
         }
         let Some(r) = r else { return Ok(()) };
         self.apply_memory(r, !creating)?;
@@ -182,8 +184,10 @@ impl V1 {
         if let Some(u) = r.unified().as_ref().filter(|u| !u.is_empty()) {
             let f = "linux.resources.unified";
             let Some((_, dir)) = &self.unified else {
+                let mut keys: Vec<&String> = u.keys().collect();
+                keys.sort();
                 return Err(unsupported(
-                    f,
+                    &format!("{f}{keys:?}"),
                     "cgroup v1 host has no unified (cgroup2) hierarchy",
                 ));
             };
@@ -194,9 +198,27 @@ impl V1 {
         Ok(())
     }
 
-    fn apply_devices(&self, rules: &[devices::Rule]) -> Result<()> {
+    fn apply_devices(&self, rules: &[devices::Rule], creating: bool) -> Result<()> {
         let f = "linux.resources.devices";
         let dir = self.dir("devices", f)?;
+        // On update, change only what differs (no deny-everything window for
+        // the running container) when the kernel state allows it.
+        let incremental = if creating {
+            None
+        } else {
+            read_opt(dir, "devices.list").and_then(|l| devices::v1_transition(&l, rules))
+        };
+        if let Some(writes) = incremental {
+            for (allow, line) in writes {
+                let file = if allow {
+                    "devices.allow"
+                } else {
+                    "devices.deny"
+                };
+                write(dir, file, &line, f)?;
+            }
+            return Ok(());
+        }
         write(dir, "devices.deny", "a", f)?;
         for r in rules {
             let file = if r.allow {
@@ -204,258 +226,8 @@ impl V1 {
             } else {
                 "devices.deny"
             };
-            write(dir, file, &r.v1_line(), f)?;
-        }
-        Ok(())
-    }
-
-    fn apply_memory(&self, r: &LinuxResources, updating: bool) -> Result<()> {
-        let Some(m) = r.memory() else { return Ok(()) };
-        const F: &str = "linux.resources.memory";
-        let asked = m.limit().is_some()
-            || m.swap().is_some()
-            || m.reservation().is_some()
-            || m.kernel().is_some()
-            || m.kernel_tcp().is_some()
-            || m.swappiness().is_some()
-            || m.disable_oom_killer().is_some();
-        if !asked {
-            return Ok(());
-        }
-        let dir = self.dir("memory", F)?;
-        let val = |v: i64| {
-            if v == -1 {
-                "-1".to_string()
-            } else {
-                v.to_string()
-            }
-        };
-        if updating && m.check_before_update() == Some(true) {
-            if let Some(l) = m.limit().filter(|l| *l > 0) {
-                let usage: u64 = read(dir, "memory.usage_in_bytes")?.parse().unwrap_or(0);
-                if (l as u64) < usage {
-                    return Err(CgroupError::InvalidField {
-                        field: format!("{F}.limit"),
-                        reason: format!(
-                            "{l} is below the current usage {usage} (checkBeforeUpdate)"
-                        ),
-                    });
-                }
-            }
-        }
-        let has_memsw = dir.join("memory.memsw.limit_in_bytes").exists();
-        let swap = m.swap().filter(|s| *s != -1 || has_memsw);
-        match (m.limit(), swap) {
-            (Some(l), Some(s)) => {
-                // memsw must stay >= limit at every step: raise memsw first
-                // when the new limit exceeds the current memsw.
-                let cur: i64 = read(dir, "memory.memsw.limit_in_bytes")
-                    .ok()
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .map_or(i64::MAX, |v| v.min(i64::MAX as u64) as i64);
-                if s == -1 || l == -1 || l > cur {
-                    write(
-                        dir,
-                        "memory.memsw.limit_in_bytes",
-                        &val(s),
-                        &format!("{F}.swap"),
-                    )?;
-                    write(dir, "memory.limit_in_bytes", &val(l), &format!("{F}.limit"))?;
-                } else {
-                    write(dir, "memory.limit_in_bytes", &val(l), &format!("{F}.limit"))?;
-                    write(
-                        dir,
-                        "memory.memsw.limit_in_bytes",
-                        &val(s),
-                        &format!("{F}.swap"),
-                    )?;
-                }
-            }
-            (Some(l), None) => {
-                write(dir, "memory.limit_in_bytes", &val(l), &format!("{F}.limit"))?;
-            }
-            (None, Some(s)) => {
-                write(
-                    dir,
-                    "memory.memsw.limit_in_bytes",
-                    &val(s),
-                    &format!("{F}.swap"),
-                )?;
-            }
-            (None, None) => {}
-        }
-        if let Some(v) = m.reservation() {
-            write(
-                dir,
-                "memory.soft_limit_in_bytes",
-                &val(v),
-                &format!("{F}.reservation"),
-            )?;
-        }
-        if let Some(v) = m.kernel() {
-            write(
-                dir,
-                "memory.kmem.limit_in_bytes",
-                &val(v),
-                &format!("{F}.kernel"),
-            )?;
-        }
-        if let Some(v) = m.kernel_tcp() {
-            write(
-                dir,
-                "memory.kmem.tcp.limit_in_bytes",
-                &val(v),
-                &format!("{F}.kernelTCP"),
-            )?;
-        }
-        if let Some(v) = m.swappiness() {
-            write(
-                dir,
-                "memory.swappiness",
-                &v.to_string(),
-                &format!("{F}.swappiness"),
-            )?;
-        }
-        if let Some(v) = m.disable_oom_killer() {
-            let s = if v { "1" } else { "0" };
-            write(
-                dir,
-                "memory.oom_control",
-                s,
-                &format!("{F}.disableOOMKiller"),
-            )?;
-        }
-        Ok(())
-    }
-
-    fn apply_cpu(&self, r: &LinuxResources) -> Result<()> {
-        let Some(c) = r.cpu() else { return Ok(()) };
-        const F: &str = "linux.resources.cpu";
-        let cpu = || self.dir("cpu", F);
-        if let Some(s) = c.shares().filter(|s| *s != 0) {
-            write(cpu()?, "cpu.shares", &s.to_string(), &format!("{F}.shares"))?;
-        }
-        if let Some(p) = c.period() {
-            write(
-                cpu()?,
-                "cpu.cfs_period_us",
-                &p.to_string(),
-                &format!("{F}.period"),
-            )?;
-        }
-        if let Some(q) = c.quota().filter(|q| *q != 0) {
-            write(
-                cpu()?,
-                "cpu.cfs_quota_us",
-                &q.to_string(),
-                &format!("{F}.quota"),
-            )?;
-        }
-        if let Some(b) = c.burst() {
-            write(
-                cpu()?,
-                "cpu.cfs_burst_us",
-                &b.to_string(),
-                &format!("{F}.burst"),
-            )?;
-        }
-        if let Some(p) = c.realtime_period() {
-            write(
-                cpu()?,
-                "cpu.rt_period_us",
-                &p.to_string(),
-                &format!("{F}.realtimePeriod"),
-            )?;
-        }
-        if let Some(rt) = c.realtime_runtime() {
-            write(
-                cpu()?,
-                "cpu.rt_runtime_us",
-                &rt.to_string(),
-                &format!("{F}.realtimeRuntime"),
-            )?;
-        }
-        if let Some(i) = c.idle() {
-            write(cpu()?, "cpu.idle", &i.to_string(), &format!("{F}.idle"))?;
-        }
-        if let Some(s) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
-            let f = format!("{F}.cpus");
-            write(self.dir("cpuset", &f)?, "cpuset.cpus", s, &f)?;
-        }
-        if let Some(s) = c.mems().as_deref().filter(|s| !s.is_empty()) {
-            let f = format!("{F}.mems");
-            write(self.dir("cpuset", &f)?, "cpuset.mems", s, &f)?;
-        }
-        Ok(())
-    }
-
-    fn apply_blkio(&self, r: &LinuxResources) -> Result<()> {
-        let Some(b) = r.block_io() else { return Ok(()) };
-        const F: &str = "linux.resources.blockIO";
-        let dir = || self.dir("blkio", F);
-        // The CFQ files, or BFQ's where CFQ is gone.
-        let weight_file = |d: &Path, cfq: &'static str, bfq: &'static str| {
-            if d.join(cfq).exists() || !d.join(bfq).exists() {
-                cfq
-            } else {
-                bfq
-            }
-        };
-        if let Some(w) = b.weight().filter(|w| *w != 0) {
-            let d = dir()?;
-            let file = weight_file(d, "blkio.weight", "blkio.bfq.weight");
-            write(d, file, &w.to_string(), &format!("{F}.weight"))?;
-        }
-        if let Some(w) = b.leaf_weight().filter(|w| *w != 0) {
-            write(
-                dir()?,
-                "blkio.leaf_weight",
-                &w.to_string(),
-                &format!("{F}.leafWeight"),
-            )?;
-        }
-        for wd in b.weight_device().iter().flatten() {
-            let d = dir()?;
-            if let Some(w) = wd.weight() {
-                let file = weight_file(d, "blkio.weight_device", "blkio.bfq.weight_device");
-                let v = format!("{}:{} {w}", wd.major(), wd.minor());
-                write(d, file, &v, &format!("{F}.weightDevice"))?;
-            }
-            if let Some(w) = wd.leaf_weight() {
-                let v = format!("{}:{} {w}", wd.major(), wd.minor());
-                write(
-                    d,
-                    "blkio.leaf_weight_device",
-                    &v,
-                    &format!("{F}.weightDevice"),
-                )?;
-            }
-        }
-        for (name, file, list) in [
-            (
-                "throttleReadBpsDevice",
-                "blkio.throttle.read_bps_device",
-                b.throttle_read_bps_device(),
-            ),
-            (
-                "throttleWriteBpsDevice",
-                "blkio.throttle.write_bps_device",
-                b.throttle_write_bps_device(),
-            ),
-            (
-                "throttleReadIOPSDevice",
-                "blkio.throttle.read_iops_device",
-                b.throttle_read_iops_device(),
-            ),
-            (
-                "throttleWriteIOPSDevice",
-                "blkio.throttle.write_iops_device",
-                b.throttle_write_iops_device(),
-            ),
-        ] {
-            for t in list.iter().flatten() {
-                let v = format!("{}:{} {}", t.major(), t.minor(), t.rate());
-                write(dir()?, file, &v, &format!("{F}.{name}"))?;
+            for line in r.v1_lines() {
+                write(dir, file, &line, f)?;
             }
         }
         Ok(())
@@ -618,6 +390,10 @@ impl super::Cgroup for V1 {
     fn oom_kill_count(&self) -> Result<u64> {
         let dir = self.dir("memory", "oom events")?;
         Ok(util::keyed_value(dir, "memory.oom_control", "oom_kill").unwrap_or(0))
+    }
+
+    fn oom_notifier(&self) -> Result<super::OomNotifier> {
+        super::OomNotifier::v1(self.dir("memory", "oom events")?)
     }
 
     fn destroy(&self) -> Result<()> {

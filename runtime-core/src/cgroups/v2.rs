@@ -177,6 +177,12 @@ impl V2 {
                 "kernel memory is not limited separately",
             ));
         }
+        if m.use_hierarchy() == Some(false) {
+            return Err(unsupported(
+                &format!("{F}.useHierarchy"),
+                "memory accounting is always hierarchical",
+            ));
+        }
         if m.disable_oom_killer() == Some(true) {
             return Err(unsupported(
                 &format!("{F}.disableOOMKiller"),
@@ -424,6 +430,10 @@ impl super::Cgroup for V2 {
 
     fn oom_kill_count(&self) -> Result<u64> {
         Ok(util::keyed_value(&self.dir, "memory.events", "oom_kill").unwrap_or(0))
+    }
+
+    fn oom_notifier(&self) -> Result<super::OomNotifier> {
+        super::OomNotifier::v2(&self.dir)
     }
 
     fn destroy(&self) -> Result<()> {
