@@ -2,6 +2,7 @@
 //!
 //! * [`bundle`]: build OCI bundles (busybox rootfs + the checker) and the
 //!   default `config.json` (the one `runc spec` writes, hostname "casulo").
+//! * [`gen`]: ~130 generated configurations for conformance runs.
 //! * [`known`]: failures runc shows here, with reasons.
 //! * [`tap`]: parse the TAP output of the in-container checker
 //!   (`casulo-checker`, see `src/checker/`).
@@ -10,6 +11,7 @@
 //! test runs against runc and casulo.
 
 pub mod bundle;
+pub mod gen;
 pub mod known;
 pub mod tap;
 

@@ -2,7 +2,7 @@
 //! "Masked Paths" and "Readonly Paths". All based on /proc/self/mountinfo.
 
 use std::io::ErrorKind;
-use std::path::Path;
+use std::os::unix::fs::PermissionsExt;
 
 use serde_json::Value;
 
@@ -212,7 +212,14 @@ pub fn check_mounts(t: &mut Tap, c: &Value, m: &MountInfo) {
                 if got.is_none() && k == "mode" && e.fstype == "tmpfs" {
                     got = Some("1777");
                 }
-                let ok = got.is_some_and(|g| data_opt_matches(k, v, g));
+                // Inside a user namespace the kernel shows uid=/gid= as host ids.
+                let host = match k {
+                    "uid" => map_to_host("/proc/self/uid_map", v),
+                    "gid" => map_to_host("/proc/self/gid_map", v),
+                    _ => None,
+                };
+                let ok =
+                    got.is_some_and(|g| data_opt_matches(k, v, g) || host.as_deref() == Some(g));
                 t.check(S, &format!("{dest} {o}"), ok, o, &e.sopts.join(","));
             }
         }
@@ -228,11 +235,26 @@ pub fn check_mounts(t: &mut Tap, c: &Value, m: &MountInfo) {
     }
 }
 
+/// The host id of container id `id` per an id map file, as a string.
+fn map_to_host(map: &str, id: &str) -> Option<String> {
+    let id: u64 = id.parse().ok()?;
+    let text = std::fs::read_to_string(map).ok()?;
+    text.lines().find_map(|l| {
+        let v: Vec<u64> = l
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        (v.len() == 3 && id >= v[0] && id - v[0] < v[2]).then(|| (v[1] + id - v[0]).to_string())
+    })
+}
+
 fn check_propagation(t: &mut Tap, what: &str, mode: &str, e: &Entry) {
     let tag = |p: &str| e.tags.iter().any(|x| x.starts_with(p));
     let ok = match mode {
         "shared" => tag("shared:"),
-        "slave" => tag("master:"),
+        // MS_SLAVE on a mount without peers makes it private (kernel
+        // semantics), so only require that it does not propagate out.
+        "slave" => !tag("shared:"),
         "private" => !tag("shared:") && !tag("master:") && !tag("unbindable"),
         "unbindable" => tag("unbindable"),
         _ => return,
@@ -302,7 +324,8 @@ pub fn check_readonly(t: &mut Tap, c: &Value, m: &MountInfo) {
             Some(e) => t.eq(S, &format!("{p} mounted ro"), true, has(e, "ro")),
             None => t.fail(S, &format!("{p} mounted ro"), &"a ro mount", &"no mount"),
         }
-        if meta.is_file() && sys::ids().1 == 0 && Path::new(&p).exists() {
+        // Write only where the mode would allow it, so EROFS is what fails.
+        if meta.is_file() && sys::ids().1 == 0 && meta.permissions().mode() & 0o200 != 0 {
             let r = std::fs::OpenOptions::new().write(true).open(&p);
             let got = match r {
                 Ok(_) => "opened".to_string(),

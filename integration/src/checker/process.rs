@@ -105,9 +105,10 @@ pub fn check(t: &mut Tap, c: &Value) {
         return;
     }
     let cmdline = std::fs::read("/proc/self/cmdline").unwrap_or_default();
-    let args: Vec<String> = cmdline
+    // Each argument is NUL-terminated; empty arguments are kept.
+    let body = cmdline.strip_suffix(&[0]).unwrap_or(&cmdline);
+    let args: Vec<String> = body
         .split(|&b| b == 0)
-        .filter(|a| !a.is_empty())
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect();
     t.eq(S, "args", strings(&p["args"]), args);
