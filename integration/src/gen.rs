@@ -648,3 +648,42 @@ fn mount_cases(c: &mut Cases) {
     );
     c.add("readonly/nonexistent", ro(json!(["/does/not/exist"])));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cases_are_many_unique_and_valid() {
+        let cases = cases();
+        assert!(cases.len() >= 100, "{} cases", cases.len());
+        let dir = std::env::temp_dir().join(format!("casulo-gen-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let base = crate::default_spec();
+        for c in &cases {
+            // Capability sets are hash sets in oci-spec: compare them sorted.
+            let norm = |s: Spec| {
+                let mut v = serde_json::to_value(s).unwrap();
+                for set in v["process"]["capabilities"]
+                    .as_object_mut()
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(a) = set.1.as_array_mut() {
+                        a.sort_by_key(|x| x.to_string());
+                    }
+                }
+                v
+            };
+            let a = norm(c.apply(&base, &dir));
+            let b = norm(c.apply(&base, &dir));
+            assert_eq!(a, b, "{} is not deterministic", c.name);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        let names: Vec<_> = super::cases().into_iter().map(|c| c.name).collect();
+        assert_eq!(
+            names,
+            cases.iter().map(|c| c.name.clone()).collect::<Vec<_>>()
+        );
+    }
+}

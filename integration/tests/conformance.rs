@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use casulo_integration::bundle::{host_ns_env, remove_cgroup_parent, state_root};
 use casulo_integration::known::{is_runc, known_runc_difference};
@@ -32,14 +32,17 @@ fn conformance() {
     }
     let filter = std::env::var("CASULO_CONFORMANCE_FILTER").unwrap_or_default();
     let verbose = std::env::var_os("CASULO_CONFORMANCE_VERBOSE").is_some();
+    let _ = casulo_integration::checker_path(); // build it before timing
     let start = Instant::now();
     let mut table: BTreeMap<String, SectionCount> = BTreeMap::new();
     let mut unexpected = Vec::new();
     let mut excused: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     let cases = gen::cases();
     let mut ran = 0;
+    let (mut build_time, mut run_time) = (Duration::ZERO, Duration::ZERO);
     for case in cases.iter().filter(|c| c.name.contains(&filter)) {
         ran += 1;
+        let t0 = Instant::now();
         let mut b = Bundle::new(&["/checker", "/config.json"]);
         b.spec = case.apply(&b.spec, &b.dir);
         if let Some(p) = b.spec.process_mut().as_mut() {
@@ -48,7 +51,10 @@ fn conformance() {
             p.set_env(Some(env));
         }
         b.write_config();
+        let t1 = Instant::now();
         let out = b.run(&rt);
+        build_time += t1 - t0;
+        run_time += t1.elapsed();
         let stdout = String::from_utf8_lossy(&out.stdout);
         if verbose {
             println!("# case {}\n{stdout}", case.name);
@@ -88,6 +94,7 @@ fn conformance() {
         rt.display(),
         start.elapsed()
     );
+    println!("  bundles built in {build_time:.1?}, run in {run_time:.1?}");
     println!("{:<26} {:>9} {:>8}", "section", "passed/N", "skipped");
     for (sec, n) in &table {
         let total = n.passed + n.failed;

@@ -54,7 +54,11 @@ fn split_opts(s: &str) -> Vec<String> {
 impl MountInfo {
     /// Reads /proc/self/mountinfo (empty if unreadable).
     pub fn read() -> MountInfo {
-        let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        MountInfo::parse(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
+    }
+
+    /// Parses the text of a mountinfo file; malformed lines are skipped.
+    pub fn parse(text: &str) -> MountInfo {
         let mut v = Vec::new();
         for line in text.lines() {
             let f: Vec<&str> = line.split(' ').collect();
@@ -334,5 +338,33 @@ pub fn check_readonly(t: &mut Tap, c: &Value, m: &MountInfo) {
             };
             t.eq(S, &format!("{p} write"), "EROFS", got.as_str());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_mountinfo_lines() {
+        let text = "100 90 0:50 / / ro,relatime master:1 - ext4 /dev/vda ro\n\
+                    101 100 0:51 / /a\\040b rw,nosuid shared:7 unbindable - tmpfs tmpfs rw,size=64k,mode=700\n\
+                    garbage\n";
+        let m = MountInfo::parse(text);
+        assert_eq!(m.0.len(), 2);
+        let root = m.at("/").unwrap();
+        assert!(has(root, "ro") && root.tags == ["master:1"] && root.fstype == "ext4");
+        let e = m.at("/a b/").unwrap();
+        assert_eq!(e.tags, ["shared:7", "unbindable"]);
+        assert_eq!(e.sopts, ["rw", "size=64k", "mode=700"]);
+    }
+
+    #[test]
+    fn compares_data_options() {
+        assert!(data_opt_matches("mode", "0620", "620"));
+        assert!(data_opt_matches("size", "65536k", "65536k"));
+        assert!(data_opt_matches("size", "1m", "1024k"));
+        assert!(!data_opt_matches("gid", "5", "6"));
+        assert_eq!(bytes("2g"), Some(2 << 30));
     }
 }

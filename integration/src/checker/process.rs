@@ -245,3 +245,21 @@ fn check_caps(t: &mut Tap, c: &Value) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_masks_round_trip() {
+        let names = vec![
+            "CAP_KILL".to_string(),
+            "CAP_BPF".to_string(),
+            "CAP_NOPE".to_string(),
+        ];
+        let m = cap_mask(&names, u64::MAX);
+        assert_eq!(m, (1 << 5) | (1 << 39));
+        assert_eq!(cap_names(m), ["CAP_KILL", "CAP_BPF"]);
+        assert_eq!(cap_mask(&names, (1 << 38) - 1), 1 << 5);
+    }
+}
