@@ -288,6 +288,30 @@ fn process_cases(c: &mut Cases) {
             json!(adj),
         );
     }
+    for (name, rule) in [
+        (
+            "errno-default",
+            json!({"names": ["getpriority"], "action": "SCMP_ACT_ERRNO"}),
+        ),
+        (
+            "errno-33",
+            json!({"names": ["getpriority"], "action": "SCMP_ACT_ERRNO", "errnoRet": 33}),
+        ),
+        (
+            "allow-listed",
+            json!({"names": ["getpriority"], "action": "SCMP_ACT_ALLOW"}),
+        ),
+    ] {
+        c.add(format!("seccomp/getpriority-{name}"), move |v, _| {
+            *slot(v, &["linux", "seccomp"]) = json!({"defaultAction": "SCMP_ACT_ALLOW",
+                "architectures": ["SCMP_ARCH_X86_64"], "syscalls": [rule.clone()]});
+        });
+    }
+    c.set(
+        "apparmor/profile",
+        &["process", "apparmorProfile"],
+        json!("casulo-test"),
+    );
     c.set(
         "seccomp/allow-with-errno-rule",
         &["linux", "seccomp"],
@@ -466,6 +490,18 @@ fn linux_cases(c: &mut Cases) {
             "several",
             json!({"memory": {"limit": 134217728}, "pids": {"limit": 64}, "cpu": {"shares": 256}}),
         ),
+        ("cpuset-cpus-0", json!({"cpu": {"cpus": "0"}})),
+        ("cpuset-mems-0", json!({"cpu": {"mems": "0"}})),
+        (
+            "memory-reservation",
+            json!({"memory": {"limit": 268435456, "reservation": 134217728}}),
+        ),
+        (
+            "memory-swap",
+            json!({"memory": {"limit": 268435456, "swap": 536870912}}),
+        ),
+        ("blkio-weight", json!({"blockIO": {"weight": 500}})),
+        ("net-cls-classid", json!({"network": {"classID": 1048577}})),
     ] {
         c.add(format!("cgroups/{name}"), move |v, _| {
             let r = slot(v, &["linux", "resources"]);

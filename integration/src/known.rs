@@ -76,6 +76,18 @@ pub const KNOWN_RUNC_DIFFERENCES: &[Known] = &[
         reason: "runc makes / unbindable, then bind-mounts the rootfs onto itself, \
                  which the kernel refuses (EINVAL)",
     },
+    Known {
+        case: "apparmor/profile",
+        failure: "Runtime: run:",
+        reason: "host limit: no AppArmor; runc 1.1.5 still writes the profile to \
+                 /proc/self/attr/exec, gets EINVAL and aborts",
+    },
+    Known {
+        case: "cgroups/net-cls-classid",
+        failure: "Runtime: run:",
+        reason: "host limit: no net_cls cgroup hierarchy is mounted, so runc cannot \
+                 apply network.classID and aborts",
+    },
 ];
 
 /// The known difference excusing failure `failure` of case `case`, if any.

@@ -292,6 +292,74 @@ pub fn check_cgroups(t: &mut Tap, c: &Value) {
         ],
         false,
     );
+    let text = |v: &Value| v.as_str().map(str::to_string);
+    let mut one_s = |what: &str, want: Option<String>, files: &[&str]| {
+        let Some(want) = want else { return };
+        match read_first(files) {
+            None => t.skip(S, what, "no cgroup file readable in the container"),
+            Some((file, got)) => t.eq(S, &format!("{what} ({file})"), want, got),
+        }
+    };
+    one_s(
+        "cpuset.cpus",
+        text(&r["cpu"]["cpus"]),
+        &[
+            "/sys/fs/cgroup/cpuset/cpuset.cpus",
+            "/sys/fs/cgroup/cpuset.cpus",
+        ],
+    );
+    one_s(
+        "cpuset.mems",
+        text(&r["cpu"]["mems"]),
+        &[
+            "/sys/fs/cgroup/cpuset/cpuset.mems",
+            "/sys/fs/cgroup/cpuset.mems",
+        ],
+    );
+    let num = |v: &Value| v.as_i64().map(|n| n.to_string());
+    one_s(
+        "memory.reservation",
+        num(&r["memory"]["reservation"]),
+        &[
+            "/sys/fs/cgroup/memory/memory.soft_limit_in_bytes",
+            "/sys/fs/cgroup/memory.low",
+        ],
+    );
+    one_s(
+        "memory.swap",
+        num(&r["memory"]["swap"]),
+        &["/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"],
+    );
+    one_s(
+        "blockIO.weight",
+        num(&r["blockIO"]["weight"]),
+        &[
+            "/sys/fs/cgroup/blkio/blkio.weight",
+            "/sys/fs/cgroup/blkio/blkio.bfq.weight",
+        ],
+    );
+    one_s(
+        "network.classID",
+        num(&r["network"]["classID"]),
+        &[
+            "/sys/fs/cgroup/net_cls/net_cls.classid",
+            "/sys/fs/cgroup/net_cls,net_prio/net_cls.classid",
+        ],
+    );
+    let mut one = |what: &str, want: Option<i64>, files: &[&str], v2_max: bool| {
+        let Some(want) = want else { return };
+        match read_first(files) {
+            None => t.skip(S, what, "no cgroup file readable in the container"),
+            Some((file, got)) => {
+                let want_s = if v2_max && file.ends_with(".max") && want < 0 {
+                    "max".to_string()
+                } else {
+                    want.to_string()
+                };
+                t.eq(S, &format!("{what} ({file})"), want_s, got);
+            }
+        }
+    };
     one(
         "cpu.quota",
         r["cpu"]["quota"].as_i64(),

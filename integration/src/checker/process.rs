@@ -149,6 +149,51 @@ pub fn check(t: &mut Tap, c: &Value) {
     };
     let got = status_field("Seccomp").unwrap_or_default();
     t.eq("Seccomp", "seccomp mode", want, got.as_str());
+    check_seccomp_rules(t, c);
+    check_apparmor(t, p);
+}
+
+/// config-linux.md "Seccomp": an SCMP_ACT_ERRNO rule on `getpriority` (the
+/// one syscall the checker probes; harmless and not otherwise needed) makes
+/// it fail with `errnoRet` (default EPERM).
+fn check_seccomp_rules(t: &mut Tap, c: &Value) {
+    let rules = at(c, &["linux", "seccomp", "syscalls"]);
+    for r in rules.as_array().into_iter().flatten() {
+        if !strings(&r["names"]).iter().any(|n| n == "getpriority") || !r["args"].is_null() {
+            continue;
+        }
+        let want = match r["action"].as_str() {
+            Some("SCMP_ACT_ERRNO") => {
+                Err(r["errnoRet"].as_i64().unwrap_or(libc::EPERM as i64) as i32)
+            }
+            Some("SCMP_ACT_ALLOW") | Some("SCMP_ACT_LOG") => Ok(()),
+            _ => continue,
+        };
+        let got = sys::getpriority_self().map(|_| ());
+        t.eq("Seccomp", "getpriority rule (Err = errno)", want, got);
+    }
+}
+
+/// config.md "Process" apparmorProfile: /proc/self/attr/current, when the
+/// kernel has AppArmor enabled.
+fn check_apparmor(t: &mut Tap, p: &Value) {
+    let Some(profile) = p["apparmorProfile"].as_str() else {
+        return;
+    };
+    let enabled = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .map(|s| s.trim() == "Y")
+        .unwrap_or(false);
+    if !enabled {
+        t.skip(
+            "AppArmor",
+            "apparmorProfile",
+            "AppArmor is not enabled on this kernel",
+        );
+        return;
+    }
+    let cur = std::fs::read_to_string("/proc/self/attr/current").unwrap_or_default();
+    let label = cur.split(" (").next().unwrap_or("").trim().to_string();
+    t.eq("AppArmor", "apparmorProfile", profile.to_string(), label);
 }
 
 fn check_user(t: &mut Tap, u: &Value) {
