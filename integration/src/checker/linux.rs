@@ -61,6 +61,22 @@ pub fn check_namespaces(t: &mut Tap, c: &Value) {
     if listed.get("pid") == Some(&false) {
         t.eq(S, "pid: process is pid 1", 1, std::process::id());
     }
+    if listed.get("cgroup") == Some(&false) {
+        // In a new cgroup namespace the process sits at its root.
+        let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        let paths: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.splitn(3, ':').nth(2))
+            .collect();
+        let ok = !paths.is_empty() && paths.iter().all(|p| *p == "/");
+        t.check(
+            S,
+            "cgroup: /proc/self/cgroup paths are /",
+            ok,
+            "/",
+            &paths.join(" "),
+        );
+    }
     for name in ["pid", "net", "ipc", "uts", "mnt", "user", "cgroup"] {
         let Some(got) = ns_inode(name) else {
             t.skip(S, name, "no /proc/self/ns entry");
@@ -195,6 +211,13 @@ pub fn check_devices(t: &mut Tap, c: &Value) {
             .unwrap_or_else(|e| e.to_string());
         t.eq(S, path, format!("c {ma}:{mi}"), got);
     }
+    let rw = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map(|_| "ok".to_string())
+        .unwrap_or_else(|e| e.to_string());
+    t.eq(S, "/dev/null opens read-write", "ok", rw.as_str());
     // /dev/ptmx is a bind mount or symlink of /dev/pts/ptmx: only with devpts.
     let devpts = at(c, &["mounts"])
         .as_array()

@@ -3,6 +3,7 @@
 
 use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 use serde_json::Value;
 
@@ -14,6 +15,9 @@ use crate::{at, strings, sys};
 pub struct Entry {
     /// Mount point, unescaped.
     pub point: String,
+    /// Root of the mount within its filesystem (a bind mount's source path
+    /// relative to the source's own mount), unescaped.
+    pub root: String,
     /// Per-mount options (`rw,nosuid,…`).
     pub opts: Vec<String>,
     /// Optional fields (`shared:N`, `master:N`, `unbindable`, …).
@@ -70,6 +74,7 @@ impl MountInfo {
             }
             v.push(Entry {
                 point: unescape(f[4]),
+                root: unescape(f[3]),
                 opts: split_opts(f[5]),
                 tags: f[6..dash].iter().map(|s| s.to_string()).collect(),
                 fstype: f.get(dash + 1).unwrap_or(&"").to_string(),
@@ -155,6 +160,12 @@ pub fn check_mounts(t: &mut Tap, c: &Value, m: &MountInfo) {
             continue;
         };
         let bind = ty == "bind" || opts.iter().any(|o| o == "bind" || o == "rbind");
+        if bind {
+            // The source's path ends with the mount's root in its filesystem.
+            let src = mnt["source"].as_str().unwrap_or("");
+            let ok = e.root != "/" && Path::new(src).ends_with(e.root.trim_start_matches('/'));
+            t.check(S, &format!("{dest} bind source"), ok, src, &e.root);
+        }
         if !bind && !ty.is_empty() && ty != "none" {
             // On cgroup v1 hosts a "cgroup" mount is a tmpfs holding one
             // mount per controller; on v2 hosts it becomes cgroup2.
