@@ -12,6 +12,7 @@ pub(super) fn linux_cases(c: &mut Cases) {
         c.set(&format!("hostname/{h:?}"), &["hostname"], json!(h));
     }
     c.set("hostname/63-chars", &["hostname"], json!("h".repeat(63)));
+    c.set("hostname/64-chars", &["hostname"], json!("h".repeat(64)));
     c.set(
         "domainname/example.org",
         &["domainname"],

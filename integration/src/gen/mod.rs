@@ -182,7 +182,7 @@ fn process_cases(c: &mut Cases) {
         let env: Vec<String> = (0..300).map(|i| format!("VAR_{i}=value-{i}")).collect();
         *slot(v, &["process", "env"]) = json!(env);
     });
-    for cwd in ["/tmp", "/bin", "/home/user", "/dev", "/proc"] {
+    for cwd in ["/tmp", "/bin", "/home/user", "/dev", "/proc", "/tmp/"] {
         c.set(&format!("cwd{cwd}"), &["process", "cwd"], json!(cwd));
     }
     let user = |u: Value| move |v: &mut Value, _: &Path| *slot(v, &["process", "user"]) = u.clone();
@@ -194,6 +194,10 @@ fn process_cases(c: &mut Cases) {
     );
     c.add("user/root-gid-1000", user(json!({"uid": 0, "gid": 1000})));
     c.add("user/uid-1000-gid-0", user(json!({"uid": 1000, "gid": 0})));
+    c.add(
+        "user/root-gid-nogroup",
+        user(json!({"uid": 0, "gid": 65534})),
+    );
     c.add(
         "user/large-ids",
         user(json!({"uid": 2147483646u32, "gid": 2147483646u32})),
