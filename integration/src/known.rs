@@ -1,35 +1,115 @@
-//! Checker failures that runc 1.1.5 (Debian) shows on this kind of host,
-//! with the reason for each. A failure matches an entry when its description
-//! (`<section>: <what>: expected …`) starts with the entry's prefix.
+//! Checker failures that Debian's runc 1.1.5 shows on this kind of host
+//! (cgroup v1, no CAP_SYS_RESOURCE, no AppArmor), each with its reason.
 
-/// `(failure prefix, reason)` pairs of known runc differences.
-pub const KNOWN_RUNC_DIFFERENCES: &[(&str, &str)] = &[(
-    "Mounts: /sys/fs/cgroup ro:",
-    "cgroup v1 host: runc mounts a rw tmpfs at /sys/fs/cgroup and makes only the \
-     per-controller cgroup mounts below it read-only (checked separately)",
-)];
+use std::path::Path;
 
-/// The reason a failure is a known runc difference, if it is one.
-pub fn known_runc_difference(failure: &str) -> Option<&'static str> {
+/// One known runc difference.
+#[derive(Debug, Clone, Copy)]
+pub struct Known {
+    /// Generated case name prefix it applies to ("" = every case).
+    pub case: &'static str,
+    /// Failure prefix (`<section>: <what>`) it excuses.
+    pub failure: &'static str,
+    /// Why runc (or this host) behaves so.
+    pub reason: &'static str,
+}
+
+/// Known runc differences. A failure of case `c` with description `f` is
+/// excused when `c` starts with `case` and `f` starts with `failure`.
+pub const KNOWN_RUNC_DIFFERENCES: &[Known] = &[
+    Known {
+        case: "",
+        failure: "Mounts: /sys/fs/cgroup ro:",
+        reason: "cgroup v1 host: runc mounts a rw tmpfs at /sys/fs/cgroup and makes only \
+                 the per-controller cgroup mounts below it read-only (checked separately)",
+    },
+    Known {
+        case: "rlimits/nofile-above-host-hard",
+        failure: "Runtime: run:",
+        reason: "host limit: no CAP_SYS_RESOURCE, so raising a hard rlimit above the \
+                 host's (NOFILE 20000) fails with EPERM and runc aborts",
+    },
+    Known {
+        case: "oomScoreAdj/-",
+        failure: "Runtime: run:",
+        reason: "host limit: lowering oom_score_adj below the inherited value needs \
+                 CAP_SYS_RESOURCE; runc's init fails to write it and aborts",
+    },
+    Known {
+        case: "caps/all",
+        failure: "Runtime: run:",
+        reason: "host limit: CAP_SYS_RESOURCE is not in runc's own permitted set, so \
+                 capset() of every capability fails with EPERM",
+    },
+    Known {
+        case: "caps/all-bounding-only",
+        failure: "Process: capabilities CapBnd:",
+        reason: "host limit: the bounding set can only shrink and the host's lacks \
+                 CAP_SYS_RESOURCE",
+    },
+    Known {
+        case: "hostname/\"\"",
+        failure: "Hostname: hostname:",
+        reason: "runc treats an empty hostname as unset: the new UTS namespace keeps \
+                 the host's name",
+    },
+    Known {
+        case: "domainname/",
+        failure: "Domainname: domainname:",
+        reason: "runc 1.1.5 does not set `domainname`: the new UTS namespace keeps \
+                 \"(none)\"",
+    },
+    Known {
+        case: "devices/setgid-mode",
+        failure: "Devices: /dev/modedev fileMode:",
+        reason: "runc keeps only the permission bits (0777) of a device's fileMode",
+    },
+    Known {
+        case: "rootfsPropagation/",
+        failure: "Mount Propagation: rootfsPropagation / shared:",
+        reason: "runc 1.1.5 applies rootfsPropagation before pivot_root; the container's \
+                 / ends up in no peer group (no shared:N tag)",
+    },
+    Known {
+        case: "rootfsPropagation/unbindable",
+        failure: "Runtime: run:",
+        reason: "runc makes / unbindable, then bind-mounts the rootfs onto itself, \
+                 which the kernel refuses (EINVAL)",
+    },
+    Known {
+        case: "apparmor/profile",
+        failure: "Runtime: run:",
+        reason: "host limit: no AppArmor; runc 1.1.5 still writes the profile to \
+                 /proc/self/attr/exec, gets EINVAL and aborts",
+    },
+    Known {
+        case: "cgroups/net-cls-classid",
+        failure: "Runtime: run:",
+        reason: "host limit: no net_cls cgroup hierarchy is mounted, so runc cannot \
+                 apply network.classID and aborts",
+    },
+];
+
+/// The known difference excusing failure `failure` of case `case`, if any.
+pub fn known_runc_difference(case: &str, failure: &str) -> Option<&'static Known> {
     KNOWN_RUNC_DIFFERENCES
         .iter()
-        .find(|(prefix, _)| failure.starts_with(prefix))
-        .map(|(_, why)| *why)
+        .find(|k| case.starts_with(k.case) && failure.starts_with(k.failure))
 }
 
 /// True when `runtime` looks like runc (its file name starts with "runc").
-pub fn is_runc(runtime: &std::path::Path) -> bool {
+pub fn is_runc(runtime: &Path) -> bool {
     runtime
         .file_name()
         .and_then(|n| n.to_str())
         .is_some_and(|n| n.starts_with("runc"))
 }
 
-/// The failures of `failures` that are not excused: for runc, those not in
+/// The failures of case `case` that are not excused: for runc, those not in
 /// [`KNOWN_RUNC_DIFFERENCES`]; for any other runtime, all of them.
-pub fn unexpected<'a>(runtime: &std::path::Path, failures: &'a [String]) -> Vec<&'a String> {
+pub fn unexpected<'a>(runtime: &Path, case: &str, failures: &'a [String]) -> Vec<&'a String> {
     failures
         .iter()
-        .filter(|f| !(is_runc(runtime) && known_runc_difference(f).is_some()))
+        .filter(|f| !(is_runc(runtime) && known_runc_difference(case, f).is_some()))
         .collect()
 }

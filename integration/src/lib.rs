@@ -1,16 +1,23 @@
 //! Test infrastructure for Casulo's end-to-end tests.
 //!
 //! * [`bundle`]: build OCI bundles (busybox rootfs + the checker) and the
-//!   default `config.json` (the one `runc spec` writes, hostname "casulo").
-//! * [`known`]: failures runc shows here, with reasons.
-//! * [`tap`]: parse the TAP output of the in-container checker
-//!   (`casulo-checker`, see `src/checker/`).
+//!   default `config.json` (the one `runc spec` writes, hostname "casulo");
+//!   run a bundle under a runtime given as a `&Path`.
+//! * `casulo-checker` (`src/checker/`): the static in-container checker; run
+//!   as `/checker /config.json`, it prints TAP per spec section.
+//! * [`tap`]: parse that TAP.
+//! * [`gen`]: ~190 generated configurations for conformance runs.
+//! * [`conformance`]: run them all under a runtime, table results.
+//! * [`known`]: failures runc shows on this host, with reasons.
 //!
-//! Every end-to-end test takes the runtime binary as a `&Path`, so the same
-//! test runs against runc and casulo.
+//! Conformance against a runtime (root needed):
+//! `CASULO_CONFORMANCE_RUNTIME=/path/to/casulo cargo test -p casulo-integration --test conformance -- --nocapture`
+//! (default runtime: `/usr/sbin/runc`).
 
 pub mod bundle;
 pub mod cli;
+pub mod conformance;
+pub mod gen;
 pub mod known;
 pub mod tap;
 

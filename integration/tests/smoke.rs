@@ -31,7 +31,7 @@ fn default_bundle_passes_checker() {
     remove_cgroup_parent();
     let _ = std::fs::remove_dir_all(state_root());
     let s = parse_tap(&stdout);
-    let bad = unexpected(&runtime(), &s.failures);
+    let bad = unexpected(&runtime(), "default", &s.failures);
     assert!(
         bad.is_empty() && s.plan.is_some(),
         "stdout:\n{stdout}\nstderr:\n{}",

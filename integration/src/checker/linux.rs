@@ -61,6 +61,22 @@ pub fn check_namespaces(t: &mut Tap, c: &Value) {
     if listed.get("pid") == Some(&false) {
         t.eq(S, "pid: process is pid 1", 1, std::process::id());
     }
+    if listed.get("cgroup") == Some(&false) {
+        // In a new cgroup namespace the process sits at its root.
+        let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        let paths: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.splitn(3, ':').nth(2))
+            .collect();
+        let ok = !paths.is_empty() && paths.iter().all(|p| *p == "/");
+        t.check(
+            S,
+            "cgroup: /proc/self/cgroup paths are /",
+            ok,
+            "/",
+            &paths.join(" "),
+        );
+    }
     for name in ["pid", "net", "ipc", "uts", "mnt", "user", "cgroup"] {
         let Some(got) = ns_inode(name) else {
             t.skip(S, name, "no /proc/self/ns entry");
@@ -195,10 +211,25 @@ pub fn check_devices(t: &mut Tap, c: &Value) {
             .unwrap_or_else(|e| e.to_string());
         t.eq(S, path, format!("c {ma}:{mi}"), got);
     }
-    let ptmx = std::fs::metadata("/dev/ptmx")
-        .map(|m| format!("{} {}", dev_type(&m), major(m.rdev())))
+    let rw = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map(|_| "ok".to_string())
         .unwrap_or_else(|e| e.to_string());
-    t.eq(S, "/dev/ptmx", "c 5".to_string(), ptmx);
+    t.eq(S, "/dev/null opens read-write", "ok", rw.as_str());
+    // /dev/ptmx is a bind mount or symlink of /dev/pts/ptmx: only with devpts.
+    let devpts = at(c, &["mounts"])
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|m| m["type"] == "devpts" && m["destination"] == "/dev/pts");
+    if devpts {
+        let ptmx = std::fs::metadata("/dev/ptmx")
+            .map(|m| format!("{} {}", dev_type(&m), major(m.rdev())))
+            .unwrap_or_else(|e| e.to_string());
+        t.eq(S, "/dev/ptmx", "c 5".to_string(), ptmx);
+    }
     for (link, target) in [
         ("/dev/fd", "/proc/self/fd"),
         ("/dev/stdin", "/proc/self/fd/0"),
@@ -284,6 +315,74 @@ pub fn check_cgroups(t: &mut Tap, c: &Value) {
         ],
         false,
     );
+    let text = |v: &Value| v.as_str().map(str::to_string);
+    let mut one_s = |what: &str, want: Option<String>, files: &[&str]| {
+        let Some(want) = want else { return };
+        match read_first(files) {
+            None => t.skip(S, what, "no cgroup file readable in the container"),
+            Some((file, got)) => t.eq(S, &format!("{what} ({file})"), want, got),
+        }
+    };
+    one_s(
+        "cpuset.cpus",
+        text(&r["cpu"]["cpus"]),
+        &[
+            "/sys/fs/cgroup/cpuset/cpuset.cpus",
+            "/sys/fs/cgroup/cpuset.cpus",
+        ],
+    );
+    one_s(
+        "cpuset.mems",
+        text(&r["cpu"]["mems"]),
+        &[
+            "/sys/fs/cgroup/cpuset/cpuset.mems",
+            "/sys/fs/cgroup/cpuset.mems",
+        ],
+    );
+    let num = |v: &Value| v.as_i64().map(|n| n.to_string());
+    one_s(
+        "memory.reservation",
+        num(&r["memory"]["reservation"]),
+        &[
+            "/sys/fs/cgroup/memory/memory.soft_limit_in_bytes",
+            "/sys/fs/cgroup/memory.low",
+        ],
+    );
+    one_s(
+        "memory.swap",
+        num(&r["memory"]["swap"]),
+        &["/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"],
+    );
+    one_s(
+        "blockIO.weight",
+        num(&r["blockIO"]["weight"]),
+        &[
+            "/sys/fs/cgroup/blkio/blkio.weight",
+            "/sys/fs/cgroup/blkio/blkio.bfq.weight",
+        ],
+    );
+    one_s(
+        "network.classID",
+        num(&r["network"]["classID"]),
+        &[
+            "/sys/fs/cgroup/net_cls/net_cls.classid",
+            "/sys/fs/cgroup/net_cls,net_prio/net_cls.classid",
+        ],
+    );
+    let mut one = |what: &str, want: Option<i64>, files: &[&str], v2_max: bool| {
+        let Some(want) = want else { return };
+        match read_first(files) {
+            None => t.skip(S, what, "no cgroup file readable in the container"),
+            Some((file, got)) => {
+                let want_s = if v2_max && file.ends_with(".max") && want < 0 {
+                    "max".to_string()
+                } else {
+                    want.to_string()
+                };
+                t.eq(S, &format!("{what} ({file})"), want_s, got);
+            }
+        }
+    };
     one(
         "cpu.quota",
         r["cpu"]["quota"].as_i64(),

@@ -2,6 +2,7 @@
 //! "Masked Paths" and "Readonly Paths". All based on /proc/self/mountinfo.
 
 use std::io::ErrorKind;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use serde_json::Value;
@@ -14,6 +15,9 @@ use crate::{at, strings, sys};
 pub struct Entry {
     /// Mount point, unescaped.
     pub point: String,
+    /// Root of the mount within its filesystem (a bind mount's source path
+    /// relative to the source's own mount), unescaped.
+    pub root: String,
     /// Per-mount options (`rw,nosuid,…`).
     pub opts: Vec<String>,
     /// Optional fields (`shared:N`, `master:N`, `unbindable`, …).
@@ -54,7 +58,11 @@ fn split_opts(s: &str) -> Vec<String> {
 impl MountInfo {
     /// Reads /proc/self/mountinfo (empty if unreadable).
     pub fn read() -> MountInfo {
-        let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        MountInfo::parse(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
+    }
+
+    /// Parses the text of a mountinfo file; malformed lines are skipped.
+    pub fn parse(text: &str) -> MountInfo {
         let mut v = Vec::new();
         for line in text.lines() {
             let f: Vec<&str> = line.split(' ').collect();
@@ -66,6 +74,7 @@ impl MountInfo {
             }
             v.push(Entry {
                 point: unescape(f[4]),
+                root: unescape(f[3]),
                 opts: split_opts(f[5]),
                 tags: f[6..dash].iter().map(|s| s.to_string()).collect(),
                 fstype: f.get(dash + 1).unwrap_or(&"").to_string(),
@@ -151,6 +160,12 @@ pub fn check_mounts(t: &mut Tap, c: &Value, m: &MountInfo) {
             continue;
         };
         let bind = ty == "bind" || opts.iter().any(|o| o == "bind" || o == "rbind");
+        if bind {
+            // The source's path ends with the mount's root in its filesystem.
+            let src = mnt["source"].as_str().unwrap_or("");
+            let ok = e.root != "/" && Path::new(src).ends_with(e.root.trim_start_matches('/'));
+            t.check(S, &format!("{dest} bind source"), ok, src, &e.root);
+        }
         if !bind && !ty.is_empty() && ty != "none" {
             // On cgroup v1 hosts a "cgroup" mount is a tmpfs holding one
             // mount per controller; on v2 hosts it becomes cgroup2.
@@ -212,7 +227,14 @@ pub fn check_mounts(t: &mut Tap, c: &Value, m: &MountInfo) {
                 if got.is_none() && k == "mode" && e.fstype == "tmpfs" {
                     got = Some("1777");
                 }
-                let ok = got.is_some_and(|g| data_opt_matches(k, v, g));
+                // Inside a user namespace the kernel shows uid=/gid= as host ids.
+                let host = match k {
+                    "uid" => map_to_host("/proc/self/uid_map", v),
+                    "gid" => map_to_host("/proc/self/gid_map", v),
+                    _ => None,
+                };
+                let ok =
+                    got.is_some_and(|g| data_opt_matches(k, v, g) || host.as_deref() == Some(g));
                 t.check(S, &format!("{dest} {o}"), ok, o, &e.sopts.join(","));
             }
         }
@@ -228,11 +250,26 @@ pub fn check_mounts(t: &mut Tap, c: &Value, m: &MountInfo) {
     }
 }
 
+/// The host id of container id `id` per an id map file, as a string.
+fn map_to_host(map: &str, id: &str) -> Option<String> {
+    let id: u64 = id.parse().ok()?;
+    let text = std::fs::read_to_string(map).ok()?;
+    text.lines().find_map(|l| {
+        let v: Vec<u64> = l
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        (v.len() == 3 && id >= v[0] && id - v[0] < v[2]).then(|| (v[1] + id - v[0]).to_string())
+    })
+}
+
 fn check_propagation(t: &mut Tap, what: &str, mode: &str, e: &Entry) {
     let tag = |p: &str| e.tags.iter().any(|x| x.starts_with(p));
     let ok = match mode {
         "shared" => tag("shared:"),
-        "slave" => tag("master:"),
+        // MS_SLAVE on a mount without peers makes it private (kernel
+        // semantics), so only require that it does not propagate out.
+        "slave" => !tag("shared:"),
         "private" => !tag("shared:") && !tag("master:") && !tag("unbindable"),
         "unbindable" => tag("unbindable"),
         _ => return,
@@ -302,7 +339,8 @@ pub fn check_readonly(t: &mut Tap, c: &Value, m: &MountInfo) {
             Some(e) => t.eq(S, &format!("{p} mounted ro"), true, has(e, "ro")),
             None => t.fail(S, &format!("{p} mounted ro"), &"a ro mount", &"no mount"),
         }
-        if meta.is_file() && sys::ids().1 == 0 && Path::new(&p).exists() {
+        // Write only where the mode would allow it, so EROFS is what fails.
+        if meta.is_file() && sys::ids().1 == 0 && meta.permissions().mode() & 0o200 != 0 {
             let r = std::fs::OpenOptions::new().write(true).open(&p);
             let got = match r {
                 Ok(_) => "opened".to_string(),
@@ -311,5 +349,33 @@ pub fn check_readonly(t: &mut Tap, c: &Value, m: &MountInfo) {
             };
             t.eq(S, &format!("{p} write"), "EROFS", got.as_str());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_mountinfo_lines() {
+        let text = "100 90 0:50 / / ro,relatime master:1 - ext4 /dev/vda ro\n\
+                    101 100 0:51 / /a\\040b rw,nosuid shared:7 unbindable - tmpfs tmpfs rw,size=64k,mode=700\n\
+                    garbage\n";
+        let m = MountInfo::parse(text);
+        assert_eq!(m.0.len(), 2);
+        let root = m.at("/").unwrap();
+        assert!(has(root, "ro") && root.tags == ["master:1"] && root.fstype == "ext4");
+        let e = m.at("/a b/").unwrap();
+        assert_eq!(e.tags, ["shared:7", "unbindable"]);
+        assert_eq!(e.sopts, ["rw", "size=64k", "mode=700"]);
+    }
+
+    #[test]
+    fn compares_data_options() {
+        assert!(data_opt_matches("mode", "0620", "620"));
+        assert!(data_opt_matches("size", "65536k", "65536k"));
+        assert!(data_opt_matches("size", "1m", "1024k"));
+        assert!(!data_opt_matches("gid", "5", "6"));
+        assert_eq!(bytes("2g"), Some(2 << 30));
     }
 }

@@ -105,9 +105,10 @@ pub fn check(t: &mut Tap, c: &Value) {
         return;
     }
     let cmdline = std::fs::read("/proc/self/cmdline").unwrap_or_default();
-    let args: Vec<String> = cmdline
+    // Each argument is NUL-terminated; empty arguments are kept.
+    let body = cmdline.strip_suffix(&[0]).unwrap_or(&cmdline);
+    let args: Vec<String> = body
         .split(|&b| b == 0)
-        .filter(|a| !a.is_empty())
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect();
     t.eq(S, "args", strings(&p["args"]), args);
@@ -118,10 +119,10 @@ pub fn check(t: &mut Tap, c: &Value) {
         t.eq(S, &format!("env {k}"), Some(v.to_string()), got);
     }
 
-    let cwd = std::env::current_dir()
-        .map(|d| d.display().to_string())
-        .unwrap_or_default();
-    t.eq(S, "cwd", p["cwd"].as_str().unwrap_or("/").to_string(), cwd);
+    // Compared as paths: "/tmp/" and "/tmp" are the same directory.
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let want = std::path::PathBuf::from(p["cwd"].as_str().unwrap_or("/"));
+    t.eq(S, "cwd", want, cwd);
 
     check_user(t, &p["user"]);
     check_rlimits(t, &p["rlimits"]);
@@ -148,6 +149,51 @@ pub fn check(t: &mut Tap, c: &Value) {
     };
     let got = status_field("Seccomp").unwrap_or_default();
     t.eq("Seccomp", "seccomp mode", want, got.as_str());
+    check_seccomp_rules(t, c);
+    check_apparmor(t, p);
+}
+
+/// config-linux.md "Seccomp": an SCMP_ACT_ERRNO rule on `getpriority` (the
+/// one syscall the checker probes; harmless and not otherwise needed) makes
+/// it fail with `errnoRet` (default EPERM).
+fn check_seccomp_rules(t: &mut Tap, c: &Value) {
+    let rules = at(c, &["linux", "seccomp", "syscalls"]);
+    for r in rules.as_array().into_iter().flatten() {
+        if !strings(&r["names"]).iter().any(|n| n == "getpriority") || !r["args"].is_null() {
+            continue;
+        }
+        let want = match r["action"].as_str() {
+            Some("SCMP_ACT_ERRNO") => {
+                Err(r["errnoRet"].as_i64().unwrap_or(libc::EPERM as i64) as i32)
+            }
+            Some("SCMP_ACT_ALLOW") | Some("SCMP_ACT_LOG") => Ok(()),
+            _ => continue,
+        };
+        let got = sys::getpriority_self().map(|_| ());
+        t.eq("Seccomp", "getpriority rule (Err = errno)", want, got);
+    }
+}
+
+/// config.md "Process" apparmorProfile: /proc/self/attr/current, when the
+/// kernel has AppArmor enabled.
+fn check_apparmor(t: &mut Tap, p: &Value) {
+    let Some(profile) = p["apparmorProfile"].as_str() else {
+        return;
+    };
+    let enabled = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .map(|s| s.trim() == "Y")
+        .unwrap_or(false);
+    if !enabled {
+        t.skip(
+            "AppArmor",
+            "apparmorProfile",
+            "AppArmor is not enabled on this kernel",
+        );
+        return;
+    }
+    let cur = std::fs::read_to_string("/proc/self/attr/current").unwrap_or_default();
+    let label = cur.split(" (").next().unwrap_or("").trim().to_string();
+    t.eq("AppArmor", "apparmorProfile", profile.to_string(), label);
 }
 
 fn check_user(t: &mut Tap, u: &Value) {
@@ -242,5 +288,23 @@ fn check_caps(t: &mut Tap, c: &Value) {
             cap_names(want),
             cap_names(got),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_masks_round_trip() {
+        let names = vec![
+            "CAP_KILL".to_string(),
+            "CAP_BPF".to_string(),
+            "CAP_NOPE".to_string(),
+        ];
+        let m = cap_mask(&names, u64::MAX);
+        assert_eq!(m, (1 << 5) | (1 << 39));
+        assert_eq!(cap_names(m), ["CAP_KILL", "CAP_BPF"]);
+        assert_eq!(cap_mask(&names, (1 << 38) - 1), 1 << 5);
     }
 }

@@ -59,3 +59,18 @@ pub fn uname() -> (String, String) {
     }
     (field(&u.nodename), field(&u.domainname))
 }
+
+/// getpriority(PRIO_PROCESS, 0): Ok(nice) or Err(errno).
+pub fn getpriority_self() -> Result<i32, i32> {
+    // SAFETY: clearing errno through the thread-local pointer libc provides.
+    unsafe { *libc::__errno_location() = 0 };
+    // SAFETY: a plain syscall wrapper with integer arguments.
+    let r = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    // SAFETY: reading this thread's errno right after the call.
+    let e = unsafe { *libc::__errno_location() };
+    if r == -1 && e != 0 {
+        Err(e)
+    } else {
+        Ok(r)
+    }
+}
