@@ -75,5 +75,9 @@ pub fn runtime(bin: &Path, root: &Path, args: &[&str]) -> Run {
         let _ = std::fs::remove_file(p);
         s
     };
-    Run { code: status.code().unwrap_or(-1), stdout: read(&out_p), stderr: read(&err_p) }
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: read(&out_p),
+        stderr: read(&err_p),
+    }
 }

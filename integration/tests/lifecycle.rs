@@ -64,9 +64,18 @@ fn eventually(mut f: impl FnMut() -> bool) -> bool {
 }
 
 fn cgroup_exists(b: &Bundle) -> bool {
-    let p = b.spec.linux().as_ref().unwrap().cgroups_path().clone().unwrap();
+    let p = b
+        .spec
+        .linux()
+        .as_ref()
+        .unwrap()
+        .cgroups_path()
+        .clone()
+        .unwrap();
     let rel = p.strip_prefix("/").unwrap();
-    ["memory", "pids", "unified"].iter().any(|h| Path::new("/sys/fs/cgroup").join(h).join(rel).exists())
+    ["memory", "pids", "unified"]
+        .iter()
+        .any(|h| Path::new("/sys/fs/cgroup").join(h).join(rel).exists())
         || Path::new("/sys/fs/cgroup").join(rel).exists()
 }
 
@@ -90,7 +99,10 @@ fn run_passes_exit_codes_and_output() {
     let id = b.id();
     let r = std::thread::scope(|s| {
         let h = s.spawn(|| env.run(&["run", "--bundle", b.dir.to_str().unwrap(), &id]));
-        assert!(eventually(|| env.run(&["state", &id]).stdout.contains("running")));
+        assert!(eventually(|| env
+            .run(&["state", &id])
+            .stdout
+            .contains("running")));
         env.ok(&["kill", &id, "9"]);
         h.join().unwrap()
     });
@@ -106,7 +118,14 @@ fn full_lifecycle_states_and_errors() {
     let b = Bundle::new(&["sleep", "1000"]);
     let id = b.id();
     let pid_file = b.dir.join("init.pid");
-    let r = env.run(&["create", "--bundle", b.dir.to_str().unwrap(), "--pid-file", pid_file.to_str().unwrap(), &id]);
+    let r = env.run(&[
+        "create",
+        "--bundle",
+        b.dir.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
     let st = env.state(&id);
     assert_eq!(st["status"], "created");
@@ -115,14 +134,28 @@ fn full_lifecycle_states_and_errors() {
     assert_eq!(st["bundle"], b.dir.to_str().unwrap());
     assert!(st["created"].as_str().unwrap().ends_with('Z'));
     let pid = st["pid"].as_i64().unwrap();
-    assert_eq!(std::fs::read_to_string(&pid_file).unwrap(), pid.to_string(), "pid file written before create returns");
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap(),
+        pid.to_string(),
+        "pid file written before create returns"
+    );
     // The init waits for start blocked (state S), not spinning, and runs no user code yet.
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    assert!(stat.contains(") S "), "init must sleep while created: {stat}");
+    assert!(
+        stat.contains(") S "),
+        "init must sleep while created: {stat}"
+    );
     let cpu_before = cpu_ticks(pid);
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(cpu_ticks(pid), cpu_before, "created init burns no CPU");
-    assert!(std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap().is_empty() || !std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap().starts_with("sleep"));
+    assert!(
+        std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+            .unwrap()
+            .is_empty()
+            || !std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .unwrap()
+                .starts_with("sleep")
+    );
 
     // Wrong-state operations.
     let r = env.run(&["delete", &id]);
@@ -131,13 +164,21 @@ fn full_lifecycle_states_and_errors() {
 
     env.ok(&["start", &id]);
     assert_eq!(env.state(&id)["status"], "running");
-    assert!(std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap().starts_with("sleep"), "start returns after exec");
+    assert!(
+        std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+            .unwrap()
+            .starts_with("sleep"),
+        "start returns after exec"
+    );
     let r = env.run(&["start", &id]);
     assert_ne!(r.code, 0, "start of a running container must fail");
     assert!(r.stderr.contains("not created"), "{r:?}");
 
     env.ok(&["kill", &id, "KILL"]);
-    assert!(eventually(|| env.state(&id)["status"] == "stopped"), "state is stopped after kill");
+    assert!(
+        eventually(|| env.state(&id)["status"] == "stopped"),
+        "state is stopped after kill"
+    );
     assert_eq!(env.state(&id)["pid"], 0);
     let r = env.run(&["kill", &id]);
     assert_ne!(r.code, 0);
@@ -150,7 +191,10 @@ fn full_lifecycle_states_and_errors() {
     assert!(r.stderr.contains("does not exist"), "{r:?}");
     for cmd in ["start", "kill", "delete"] {
         let r = env.run(&[cmd, &id]);
-        assert!(r.code != 0 && r.stderr.contains("does not exist"), "{cmd}: {r:?}");
+        assert!(
+            r.code != 0 && r.stderr.contains("does not exist"),
+            "{cmd}: {r:?}"
+        );
     }
     env.ok(&["delete", "--force", &id]);
 }
@@ -170,7 +214,11 @@ fn kill_signals_by_name_number_and_default() {
     let env = Env::new("kill");
     for sig in ["15", "TERM", "SIGTERM", ""] {
         // pid 1 of a pid namespace only gets signals it handles.
-        let b = Bundle::new(&["sh", "-c", "trap 'exit 42' TERM; while :; do sleep 0.05; done"]);
+        let b = Bundle::new(&[
+            "sh",
+            "-c",
+            "trap 'exit 42' TERM; while :; do sleep 0.05; done",
+        ]);
         let id = b.id();
         assert_eq!(env.create(&b).code, 0);
         env.ok(&["start", &id]);
@@ -179,7 +227,10 @@ fn kill_signals_by_name_number_and_default() {
             args.push(sig);
         }
         env.ok(&args);
-        assert!(eventually(|| env.state(&id)["status"] == "stopped"), "signal {sig:?} stops sleep");
+        assert!(
+            eventually(|| env.state(&id)["status"] == "stopped"),
+            "signal {sig:?} stops sleep"
+        );
         env.ok(&["delete", &id]);
     }
     let r = env.run(&["kill", "nonexistent-id", "BOGUS"]);
@@ -201,7 +252,10 @@ fn delete_force_kills_and_cleans() {
     assert!(!env.root.join(&id).exists());
     assert!(!cgroup_exists(&b));
     // Our test process is not the init's parent: wait until it is gone or a zombie.
-    assert!(eventually(|| std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "))));
+    assert!(eventually(|| std::fs::read_to_string(format!(
+        "/proc/{pid}/stat"
+    ))
+    .map_or(true, |s| s.contains(") Z "))));
 }
 
 #[test]
@@ -230,14 +284,33 @@ fn missing_executable_fails_create_with_docker_texts() {
         return;
     }
     let env = Env::new("noexec");
-    for (arg, text) in [("/bin/nonexistent", "no such file or directory"), ("nonexistent", "executable file not found")] {
+    for (arg, text) in [
+        ("/bin/nonexistent", "no such file or directory"),
+        ("nonexistent", "executable file not found"),
+    ] {
         let b = Bundle::new(&[arg]);
         let log = b.dir.join("log.json");
-        let r = env.run(&["--log", log.to_str().unwrap(), "--log-format", "json", "create", "--bundle", b.dir.to_str().unwrap(), &b.id()]);
+        let r = env.run(&[
+            "--log",
+            log.to_str().unwrap(),
+            "--log-format",
+            "json",
+            "create",
+            "--bundle",
+            b.dir.to_str().unwrap(),
+            &b.id(),
+        ]);
         assert_ne!(r.code, 0);
         assert!(r.stderr.contains(text), "{arg}: {r:?}");
         assert_eq!(r.stderr.lines().count(), 1, "one line: {r:?}");
-        let last: Value = serde_json::from_str(std::fs::read_to_string(&log).unwrap().lines().last().unwrap()).unwrap();
+        let last: Value = serde_json::from_str(
+            std::fs::read_to_string(&log)
+                .unwrap()
+                .lines()
+                .last()
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!(last["level"], "error");
         assert!(last["msg"].as_str().unwrap().contains(text));
         assert!(!env.root.join(b.id()).exists(), "no state dir left");
@@ -258,7 +331,11 @@ fn exec_failure_at_start_surfaces_to_start() {
     let b = Bundle::new(&["/bad-binary"]);
     std::fs::write(b.rootfs().join("bad-binary"), b"\x7fELF garbage").unwrap();
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(b.rootfs().join("bad-binary"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        b.rootfs().join("bad-binary"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     let id = b.id();
     assert_eq!(env.create(&b).code, 0);
     let r = env.run(&["start", &id]);
@@ -300,12 +377,21 @@ fn spec_writes_a_runnable_default_config() {
     let env = Env::new("spec");
     let b = Bundle::new(&["true"]);
     std::fs::remove_file(b.dir.join("config.json")).unwrap();
-    let r = runtime(&casulo_bin(), &env.root, &["spec", "--bundle", b.dir.to_str().unwrap()]);
+    let r = runtime(
+        &casulo_bin(),
+        &env.root,
+        &["spec", "--bundle", b.dir.to_str().unwrap()],
+    );
     assert_eq!(r.code, 0, "{r:?}");
-    let spec: Value = serde_json::from_str(&std::fs::read_to_string(b.dir.join("config.json")).unwrap()).unwrap();
+    let spec: Value =
+        serde_json::from_str(&std::fs::read_to_string(b.dir.join("config.json")).unwrap()).unwrap();
     assert_eq!(spec["root"]["path"], "rootfs");
     assert_eq!(spec["process"]["args"][0], "sh");
-    let r = runtime(&casulo_bin(), &env.root, &["spec", "--bundle", b.dir.to_str().unwrap()]);
+    let r = runtime(
+        &casulo_bin(),
+        &env.root,
+        &["spec", "--bundle", b.dir.to_str().unwrap()],
+    );
     assert_ne!(r.code, 0, "spec refuses to overwrite");
     // Make it run `true` and run it.
     let mut v = spec;
@@ -317,14 +403,28 @@ fn spec_writes_a_runnable_default_config() {
 
 #[test]
 fn cli_help_and_version() {
-    let v = std::process::Command::new(casulo_bin()).arg("--version").output().unwrap();
+    let v = std::process::Command::new(casulo_bin())
+        .arg("--version")
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&v.stdout).starts_with("casulo "));
-    for cmd in ["create", "start", "state", "kill", "delete", "run", "list", "spec", "ps"] {
-        let o = std::process::Command::new(casulo_bin()).args([cmd, "-h"]).output().unwrap();
+    for cmd in [
+        "create", "start", "state", "kill", "delete", "run", "list", "spec", "ps",
+    ] {
+        let o = std::process::Command::new(casulo_bin())
+            .args([cmd, "-h"])
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{cmd} -h");
-        assert!(String::from_utf8_lossy(&o.stdout).contains("Usage"), "{cmd} -h");
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("Usage"),
+            "{cmd} -h"
+        );
     }
-    let o = std::process::Command::new(casulo_bin()).args(["--systemd-cgroup", "list"]).output().unwrap();
+    let o = std::process::Command::new(casulo_bin())
+        .args(["--systemd-cgroup", "list"])
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("systemd"));
 }
@@ -339,7 +439,9 @@ fn concurrent_creates_of_one_id_give_one_success() {
     let id = b.id();
     let dir = b.dir.to_str().unwrap().to_string();
     let codes: Vec<i32> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..20).map(|_| s.spawn(|| env.run(&["create", "--bundle", &dir, &id]).code)).collect();
+        let hs: Vec<_> = (0..20)
+            .map(|_| s.spawn(|| env.run(&["create", "--bundle", &dir, &id]).code))
+            .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert_eq!(codes.iter().filter(|c| **c == 0).count(), 1, "{codes:?}");

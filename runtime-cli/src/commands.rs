@@ -58,6 +58,8 @@ pub fn run(cli: &Cli, log: &Logger) -> Result<i32> {
             Ok(0)
         }
         Command::Ps { format, id } => ps(&rt, id, format),
+        Command::Pause { id } => rt.pause(id).map(|_| 0).map_err(err),
+        Command::Resume { id } => rt.resume(id).map(|_| 0).map_err(err),
     }
 }
 

@@ -125,6 +125,16 @@ enum Command {
         #[arg(short = 'b', long, default_value = ".")]
         bundle: PathBuf,
     },
+    /// Suspend every process of a container.
+    Pause {
+        /// Container id.
+        id: String,
+    },
+    /// Resume a paused container.
+    Resume {
+        /// Container id.
+        id: String,
+    },
     /// List a container's processes (host pids).
     Ps {
         /// Output format: table or json.

@@ -102,16 +102,18 @@ fn setup(plan: &InitPlan<'_>, chan: &Channel) -> Result<Option<CString>, String>
     creds
         .apply_limits(plan.proc_fd)
         .map_err(|e| e.to_string())?;
-    creds.apply_user().map_err(|e| e.to_string())?;
-    let process = plan.spec.process().as_ref().expect("creds imply a process");
-    rootfs::enter_cwd(root.as_fd(), process.cwd()).map_err(|e| e.to_string())?;
-    let exe = find_executable(plan)?;
-    creds.apply_no_new_privs().map_err(|e| e.to_string())?;
+    // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it before the
+    // user switch drops capabilities (as runc does); with it, as late as possible.
     if let Some(f) = plan.seccomp {
         if !creds.no_new_privs() {
             f.install().map_err(|e| format!("linux.seccomp: {e}"))?;
         }
     }
+    creds.apply_user().map_err(|e| e.to_string())?;
+    let process = plan.spec.process().as_ref().expect("creds imply a process");
+    rootfs::enter_cwd(root.as_fd(), process.cwd()).map_err(|e| e.to_string())?;
+    let exe = find_executable(plan)?;
+    creds.apply_no_new_privs().map_err(|e| e.to_string())?;
     close_fds(plan.preserve_fds)?;
     Ok(Some(exe))
 }
