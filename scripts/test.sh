@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting and lints, every crate's tests (unit, real
+# containers, engines), then the extra suites in scripts/test.d/ (e.g. the cgroup v2 VM).
+# Needs root. Usage: bash scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -q -- -D warnings
+cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/casulo-test.log
+for t in scripts/test.d/*.sh; do
+  [ -e "$t" ] || continue
+  echo "== $t"
+  bash "$t"
+done
