@@ -294,6 +294,14 @@ impl Runtime {
         let fifo = dir.join("exec.fifo");
         nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))
             .map_err(|e| Error::sys("exec.fifo", e))?;
+        // The init reopens the fifo for writing after switching to process.user, which
+        // may not be root: writable by all (as runc makes it); the 0700 state directory
+        // keeps everyone else from reaching it by path.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o622))
+                .map_err(|e| Error::io(&fifo, e))?;
+        }
         let fifo_fd = sys::open(
             &CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap_or_default(),
             libc::O_PATH,

@@ -9,16 +9,25 @@ use casulo_integration::bundle::remove_cgroup_parent;
 use casulo_integration::{casulo_bin, runtime, Bundle, Run};
 use serde_json::Value;
 
-/// A state root of its own per test.
+/// A state root of its own per test. Tests of one binary run one at a time: they share
+/// the cgroup parent `/casulo-it-<pid>`, and one test's cleanup (rmdir of the empty
+/// cgroups under it) would remove the cgroup another test's create just made.
 pub struct Env {
     pub root: PathBuf,
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
+
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Env {
     pub fn new(name: &str) -> Env {
         let root = PathBuf::from(format!("/tmp/casulo-sec-{}-{name}", std::process::id()));
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let _ = std::fs::remove_dir_all(&root);
-        Env { root }
+        Env {
+            root,
+            _serial: serial,
+        }
     }
     pub fn run(&self, args: &[&str]) -> Run {
         runtime(&casulo_bin(), &self.root, args)

@@ -157,9 +157,14 @@ impl Mounter<'_> {
     }
 
     fn refuse_symlink(&self, dest: &Path, what: &str) -> Result<()> {
+        // With O_PATH|O_NOFOLLOW a symlink as the last component is opened itself (no
+        // ELOOP): its type must be checked too.
+        let last_is_link =
+            |fd: &OwnedFd| paths::file_type(fd.as_fd()).is_ok_and(|(k, _)| k == SFlag::S_IFLNK);
         match paths::open_no_symlinks(self.root, dest, 0) {
-            Ok(_) | Err(Errno::ENOENT) => Ok(()),
-            Err(Errno::ELOOP) => Err(RootfsError::Unsafe(format!(
+            Ok(fd) if !last_is_link(&fd) => Ok(()),
+            Err(Errno::ENOENT) => Ok(()),
+            Ok(_) | Err(Errno::ELOOP) => Err(RootfsError::Unsafe(format!(
                 "{what}: {} in the rootfs is a symlink",
                 dest.display()
             ))),
