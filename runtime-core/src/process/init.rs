@@ -62,7 +62,9 @@ pub fn main(plan: &InitPlan<'_>, chan: Channel) -> ! {
     // without CAP_SYS_PTRACE; execve resets it. (With a new user namespace the binary is
     // owned by an unmapped host root, and the init must stay dumpable to write its own
     // procfs files.)
-    if !plan.userns {
+    let any_userns =
+        crate::config::namespace(plan.spec, oci_spec::runtime::LinuxNamespaceType::User).is_some();
+    if !any_userns {
         let _ = nix::sys::prctl::set_dumpable(false);
     }
     let start_state = std::cell::RefCell::new(Vec::new());
