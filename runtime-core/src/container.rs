@@ -489,9 +489,14 @@ impl Runtime {
             .map_err(|e| Error::io(&fifo, e))?;
         let result = await_exec(&f, &pidfd);
         if result.is_ok() {
-            let hooks = crate::hooks::HookSet::from_spec(&rec.config)?;
-            let st = self.hook_state(&rec, Status::Running, rec.pid);
-            crate::hooks::run_all_warn(&hooks.poststart, &st, &|m| self.log.warn(m));
+            // runtime.md "Lifecycle": a failing poststart hook is only a warning.
+            match crate::hooks::HookSet::from_spec(&rec.config) {
+                Ok(h) => {
+                    let st = self.hook_state(&rec, Status::Running, rec.pid);
+                    crate::hooks::run_all_warn(&h.poststart, &st, &|m| self.log.warn(m));
+                }
+                Err(e) => self.log.warn(&e.to_string()),
+            }
         }
         let _ = std::fs::remove_file(&fifo);
         result
