@@ -273,8 +273,13 @@ impl Runtime {
         cg.create(spec.linux().as_ref().and_then(|l| l.resources().as_ref()))?;
 
         let fifo = dir.join("exec.fifo");
-        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))
+        // Writable by the container's user (the init opens it after switching user);
+        // the state directory is 0700, so nobody else reaches it. chmod: mkfifo's
+        // mode is subject to the umask.
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
             .map_err(|e| Error::sys("exec.fifo", e))?;
+        std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+            .map_err(|e| Error::io(&fifo, e))?;
         let fifo_fd = sys::open(
             &CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap_or_default(),
             libc::O_PATH,

@@ -75,6 +75,19 @@ fn setup(plan: &InitPlan<'_>, chan: &Channel) -> Result<Option<CString>, String>
         Ok(Some(Msg::Go)) => {}
         Ok(_) | Err(_) => return Err("runtime went away before the container was set up".into()),
     }
+    if plan.userns {
+        // Become root of the new user namespace (its maps are written now), so mounts
+        // and files are made by a mapped user.
+        let root = (nix::unistd::Gid::from_raw(0), nix::unistd::Uid::from_raw(0));
+        nix::unistd::setresgid(root.0, root.0, root.0)
+            .map_err(|e| format!("linux.gidMappings: container gid 0: {}", errno_text(e)))?;
+        nix::unistd::setresuid(root.1, root.1, root.1)
+            .map_err(|e| format!("linux.uidMappings: container uid 0: {}", errno_text(e)))?;
+    }
+    if plan.cgroupns {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| format!("linux.namespaces: cgroup: {}", errno_text(e)))?;
+    }
     setsid().map_err(|e| format!("setsid: {}", errno_text(e)))?;
     let plan_fs = RootfsPlan {
         spec: plan.spec,
