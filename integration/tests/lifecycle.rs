@@ -4,20 +4,36 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use casulo_integration::bundle::remove_cgroup_parent;
 use casulo_integration::{casulo_bin, runtime, Bundle, Run};
 use serde_json::Value;
 
-/// A state root of its own per test, removed at the end with every container in it.
+/// A state root and a cgroup parent of its own per test (tests run in parallel),
+/// removed at the end with every container in them.
 struct Env {
     root: PathBuf,
+    cgroup: String,
 }
 
 impl Env {
     fn new(name: &str) -> Env {
         let root = PathBuf::from(format!("/tmp/casulo-lc-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
-        Env { root }
+        Env {
+            root,
+            cgroup: format!("/casulo-lc-{}-{name}", std::process::id()),
+        }
+    }
+    /// A bundle whose cgroup is under this test's parent.
+    fn bundle(&self, args: &[&str]) -> Bundle {
+        let mut b = Bundle::new(args);
+        let path = format!("{}/{}", self.cgroup, b.id());
+        b.spec
+            .linux_mut()
+            .as_mut()
+            .unwrap()
+            .set_cgroups_path(Some(path.into()));
+        b.write_config();
+        b
     }
     fn run(&self, args: &[&str]) -> Run {
         runtime(&casulo_bin(), &self.root, args)
@@ -43,7 +59,13 @@ impl Drop for Env {
             }
         }
         let _ = std::fs::remove_dir_all(&self.root);
-        remove_cgroup_parent();
+        let rel = self.cgroup.trim_start_matches('/');
+        for h in [
+            "", "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids",
+            "systemd", "unified",
+        ] {
+            let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(h).join(rel));
+        }
     }
 }
 
@@ -85,7 +107,7 @@ fn run_passes_exit_codes_and_output() {
         return;
     }
     let env = Env::new("exit");
-    let b = Bundle::new(&["sh", "-c", "echo out-$(hostname); echo err >&2; exit 7"]);
+    let b = env.bundle(&["sh", "-c", "echo out-$(hostname); echo err >&2; exit 7"]);
     let r = env.run(&["run", "--bundle", b.dir.to_str().unwrap(), &b.id()]);
     assert_eq!(r.code, 7, "{r:?}");
     assert_eq!(r.stdout, "out-casulo\n");
@@ -95,7 +117,7 @@ fn run_passes_exit_codes_and_output() {
 
     // Killed by a signal: 128+N. (The container's pid 1 ignores signals it has no
     // handler for when they come from inside, so the kill comes from the host.)
-    let b = Bundle::new(&["sleep", "1000"]);
+    let b = env.bundle(&["sleep", "1000"]);
     let id = b.id();
     let r = std::thread::scope(|s| {
         let h = s.spawn(|| env.run(&["run", "--bundle", b.dir.to_str().unwrap(), &id]));
@@ -115,7 +137,7 @@ fn full_lifecycle_states_and_errors() {
         return;
     }
     let env = Env::new("states");
-    let b = Bundle::new(&["sleep", "1000"]);
+    let b = env.bundle(&["sleep", "1000"]);
     let id = b.id();
     let pid_file = b.dir.join("init.pid");
     let r = env.run(&[
@@ -214,7 +236,7 @@ fn kill_signals_by_name_number_and_default() {
     let env = Env::new("kill");
     for sig in ["15", "TERM", "SIGTERM", ""] {
         // pid 1 of a pid namespace only gets signals it handles.
-        let b = Bundle::new(&[
+        let b = env.bundle(&[
             "sh",
             "-c",
             "trap 'exit 42' TERM; while :; do sleep 0.05; done",
@@ -243,7 +265,7 @@ fn delete_force_kills_and_cleans() {
         return;
     }
     let env = Env::new("force");
-    let b = Bundle::new(&["sleep", "1000"]);
+    let b = env.bundle(&["sleep", "1000"]);
     let id = b.id();
     assert_eq!(env.create(&b).code, 0);
     env.ok(&["start", &id]);
@@ -264,7 +286,7 @@ fn start_refuses_config_without_process() {
         return;
     }
     let env = Env::new("noproc");
-    let mut b = Bundle::new(&["true"]);
+    let mut b = env.bundle(&["true"]);
     b.spec.set_process(None);
     b.write_config();
     let id = b.id();
@@ -288,7 +310,7 @@ fn missing_executable_fails_create_with_docker_texts() {
         ("/bin/nonexistent", "no such file or directory"),
         ("nonexistent", "executable file not found"),
     ] {
-        let b = Bundle::new(&[arg]);
+        let b = env.bundle(&[arg]);
         let log = b.dir.join("log.json");
         let r = env.run(&[
             "--log",
@@ -328,7 +350,7 @@ fn exec_failure_at_start_surfaces_to_start() {
     }
     let env = Env::new("execfail");
     // Executable file with a bad format: found at create, execve fails at start.
-    let b = Bundle::new(&["/bad-binary"]);
+    let b = env.bundle(&["/bad-binary"]);
     std::fs::write(b.rootfs().join("bad-binary"), b"\x7fELF garbage").unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(
@@ -351,8 +373,8 @@ fn list_and_state_json() {
         return;
     }
     let env = Env::new("list");
-    let a = Bundle::new(&["sleep", "1000"]);
-    let b = Bundle::new(&["sleep", "1000"]);
+    let a = env.bundle(&["sleep", "1000"]);
+    let b = env.bundle(&["sleep", "1000"]);
     assert_eq!(env.create(&a).code, 0);
     assert_eq!(env.create(&b).code, 0);
     env.ok(&["start", &b.id()]);
@@ -375,7 +397,7 @@ fn spec_writes_a_runnable_default_config() {
         return;
     }
     let env = Env::new("spec");
-    let b = Bundle::new(&["true"]);
+    let b = env.bundle(&["true"]);
     std::fs::remove_file(b.dir.join("config.json")).unwrap();
     let r = runtime(
         &casulo_bin(),
@@ -435,7 +457,7 @@ fn concurrent_creates_of_one_id_give_one_success() {
         return;
     }
     let env = Env::new("race");
-    let b = Bundle::new(&["sleep", "1000"]);
+    let b = env.bundle(&["sleep", "1000"]);
     let id = b.id();
     let dir = b.dir.to_str().unwrap().to_string();
     let codes: Vec<i32> = std::thread::scope(|s| {
