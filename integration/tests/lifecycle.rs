@@ -1,104 +1,14 @@
 //! The container lifecycle end to end (runtime.md): create/start/state/kill/delete/run
 //! with real containers from a busybox rootfs, asserted from the host and from inside.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use casulo_integration::{casulo_bin, runtime, Bundle, Run};
+use casulo_integration::cli::{cgroup_exists, eventually};
+use casulo_integration::{casulo_bin, runtime, TestEnv as Env};
 use serde_json::Value;
-
-/// A state root and a cgroup parent of its own per test (tests run in parallel),
-/// removed at the end with every container in them.
-struct Env {
-    root: PathBuf,
-    cgroup: String,
-}
-
-impl Env {
-    fn new(name: &str) -> Env {
-        let root = PathBuf::from(format!("/tmp/casulo-lc-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        Env {
-            root,
-            cgroup: format!("/casulo-lc-{}-{name}", std::process::id()),
-        }
-    }
-    /// A bundle whose cgroup is under this test's parent.
-    fn bundle(&self, args: &[&str]) -> Bundle {
-        let mut b = Bundle::new(args);
-        let path = format!("{}/{}", self.cgroup, b.id());
-        b.spec
-            .linux_mut()
-            .as_mut()
-            .unwrap()
-            .set_cgroups_path(Some(path.into()));
-        b.write_config();
-        b
-    }
-    fn run(&self, args: &[&str]) -> Run {
-        runtime(&casulo_bin(), &self.root, args)
-    }
-    fn ok(&self, args: &[&str]) -> Run {
-        let r = self.run(args);
-        assert_eq!(r.code, 0, "casulo {args:?} failed: {r:?}");
-        r
-    }
-    fn state(&self, id: &str) -> Value {
-        serde_json::from_str(&self.ok(&["state", id]).stdout).expect("state is JSON")
-    }
-    fn create(&self, b: &Bundle) -> Run {
-        self.run(&["create", "--bundle", b.dir.to_str().unwrap(), &b.id()])
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        if let Ok(rd) = std::fs::read_dir(&self.root) {
-            for e in rd.flatten() {
-                let _ = self.run(&["delete", "--force", &e.file_name().to_string_lossy()]);
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.root);
-        let rel = self.cgroup.trim_start_matches('/');
-        for h in [
-            "", "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids",
-            "systemd", "unified",
-        ] {
-            let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(h).join(rel));
-        }
-    }
-}
 
 fn root() -> bool {
     nix::unistd::geteuid().is_root()
-}
-
-/// Waits until `f` holds (polling), for at most 10 s.
-fn eventually(mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    false
-}
-
-fn cgroup_exists(b: &Bundle) -> bool {
-    let p = b
-        .spec
-        .linux()
-        .as_ref()
-        .unwrap()
-        .cgroups_path()
-        .clone()
-        .unwrap();
-    let rel = p.strip_prefix("/").unwrap();
-    ["memory", "pids", "unified"]
-        .iter()
-        .any(|h| Path::new("/sys/fs/cgroup").join(h).join(rel).exists())
-        || Path::new("/sys/fs/cgroup").join(rel).exists()
 }
 
 #[test]
@@ -242,7 +152,8 @@ fn kill_signals_by_name_number_and_default() {
             "trap 'exit 42' TERM; while :; do sleep 0.05; done",
         ]);
         let id = b.id();
-        assert_eq!(env.create(&b).code, 0);
+        let r = env.create(&b);
+        assert_eq!(r.code, 0, "{r:?}");
         env.ok(&["start", &id]);
         let mut args = vec!["kill", id.as_str()];
         if !sig.is_empty() {
@@ -267,7 +178,8 @@ fn delete_force_kills_and_cleans() {
     let env = Env::new("force");
     let b = env.bundle(&["sleep", "1000"]);
     let id = b.id();
-    assert_eq!(env.create(&b).code, 0);
+    let r = env.create(&b);
+    assert_eq!(r.code, 0, "{r:?}");
     env.ok(&["start", &id]);
     let pid = env.state(&id)["pid"].as_i64().unwrap();
     env.ok(&["delete", "--force", &id]);
@@ -359,7 +271,8 @@ fn exec_failure_at_start_surfaces_to_start() {
     )
     .unwrap();
     let id = b.id();
-    assert_eq!(env.create(&b).code, 0);
+    let r = env.create(&b);
+    assert_eq!(r.code, 0, "{r:?}");
     let r = env.run(&["start", &id]);
     assert_ne!(r.code, 0, "{r:?}");
     assert!(r.stderr.contains("exec format error"), "{r:?}");
@@ -376,7 +289,8 @@ fn list_and_state_json() {
     let a = env.bundle(&["sleep", "1000"]);
     let b = env.bundle(&["sleep", "1000"]);
     assert_eq!(env.create(&a).code, 0);
-    assert_eq!(env.create(&b).code, 0);
+    let r = env.create(&b);
+    assert_eq!(r.code, 0, "{r:?}");
     env.ok(&["start", &b.id()]);
     let list: Value = serde_json::from_str(&env.ok(&["list", "--format", "json"]).stdout).unwrap();
     let arr = list.as_array().unwrap();
