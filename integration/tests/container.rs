@@ -296,7 +296,7 @@ fn mount_target_symlink_cannot_escape_the_rootfs() {
     std::fs::remove_dir_all(&victim).unwrap();
 
     // /proc as a symlink is refused (CVE-2019-19921).
-    let mut b = env.bundle(&["true"]);
+    let b = env.bundle(&["true"]);
     std::fs::remove_dir(b.rootfs().join("proc")).unwrap();
     symlink("/tmp", b.rootfs().join("proc")).unwrap();
     b.write_config();
