@@ -32,7 +32,7 @@ fn containers_from_eight_threads_at_once() {
                         .unwrap_or_else(|e| panic!("thread {t} start: {e}"));
                     assert_eq!(
                         c.wait().unwrap(),
-                        (t + i) as i32,
+                        t + i,
                         "exit status of thread {t} container {i}"
                     );
                     rt.delete(&b.id(), false).unwrap();
