@@ -384,3 +384,42 @@ fn concurrent_creates_of_one_id_give_one_success() {
     assert_eq!(env.state(&id)["status"], "created");
     env.ok(&["delete", "--force", &id]);
 }
+
+#[test]
+fn a_reused_pid_is_never_taken_for_the_container() {
+    if !root() {
+        return;
+    }
+    let env = Env::new("pidreuse");
+    let b = env.bundle(&["sleep", "1000"]);
+    let id = b.id();
+    assert_eq!(env.create(&b).code, 0);
+    env.ok(&["start", &id]);
+    let pid = env.state(&id)["pid"].as_i64().unwrap();
+    // Pretend the init died and its pid was reused: same pid, another start time.
+    let path = env.root.join(&id).join("state.json");
+    let mut rec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    rec["start_time"] = serde_json::json!(rec["start_time"].as_u64().unwrap() + 1);
+    std::fs::write(&path, rec.to_string()).unwrap();
+    assert_eq!(env.state(&id)["status"], "stopped");
+    let r = env.run(&["kill", &id, "KILL"]);
+    assert!(
+        r.code != 0 && r.stderr.contains("container not running"),
+        "{r:?}"
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap()
+            .contains(") S "),
+        "the process with the reused pid was not signalled"
+    );
+    // Clean up the real process by its pid (we started it).
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    env.ok(&["delete", "--force", &id]);
+}
