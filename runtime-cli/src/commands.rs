@@ -24,7 +24,14 @@ pub fn run(cli: &Cli, log: &Logger) -> Result<i32> {
     if cli.rootless.as_deref() == Some("true") {
         return Err("--rootless: rootless containers are not supported yet".into());
     }
-    let rt = Runtime::new(&cli.root);
+    let sink = log.clone();
+    let rt =
+        Runtime::new(&cli.root).with_logger(casulo_core::log::Logger::new(move |level, msg| {
+            match level {
+                casulo_core::log::Level::Warn => sink.warn(msg),
+                casulo_core::log::Level::Debug => sink.debug(msg),
+            }
+        }));
     match &cli.command {
         Command::Create(a) => {
             rt.create(&a.id, &create_options(a)).map_err(err)?;

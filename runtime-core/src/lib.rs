@@ -27,6 +27,8 @@
 pub mod cgroups;
 pub mod config;
 pub mod container;
+pub mod hooks;
+pub mod log;
 pub mod namespaces;
 pub mod process;
 pub mod rootfs;
@@ -61,6 +63,9 @@ pub enum Error {
     /// The create path.
     #[error(transparent)]
     Process(#[from] process::ProcessError),
+    /// Hooks.
+    #[error(transparent)]
+    Hook(#[from] hooks::HookError),
     /// The container init reported an error.
     #[error("{0}")]
     Init(String),

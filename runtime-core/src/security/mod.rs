@@ -2,6 +2,8 @@
 //! noNewPrivileges, oomScoreAdj). Values are prepared in the runtime before the clone
 //! ([`Credentials::from_spec`]); [`Credentials::apply`] runs in the init.
 
+pub mod process;
+
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
@@ -27,6 +29,12 @@ pub enum SecurityError {
     /// Capability manipulation failed.
     #[error("process.capabilities: {0}")]
     Caps(String),
+    /// A field has a value the runtime refuses (the message names it).
+    #[error("{0}")]
+    Invalid(String),
+    /// A field the runtime or this host cannot honour (the message names it).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 fn sys(what: &'static str) -> impl FnOnce(Errno) -> SecurityError {
