@@ -60,6 +60,8 @@ pub fn run(cli: &Cli, log: &Logger) -> Result<i32> {
         Command::Ps { format, id } => ps(&rt, id, format),
         Command::Pause { id } => rt.pause(id).map(|_| 0).map_err(err),
         Command::Resume { id } => rt.resume(id).map(|_| 0).map_err(err),
+        Command::Update(a) => crate::update::run(&rt, a),
+        Command::Events(a) => crate::events::run(&rt, a),
     }
 }
 
