@@ -138,7 +138,7 @@ enum Command {
         id: String,
     },
     /// Change a container's cgroup resources.
-    Update(update::UpdateArgs),
+    Update(Box<update::UpdateArgs>),
     /// Show a container's resource usage and OOM events.
     Events(events::EventsArgs),
     /// List a container's processes (host pids).

@@ -76,6 +76,11 @@ fn setup(plan: &InitPlan<'_>, chan: &Channel) -> Result<Option<CString>, String>
         Ok(_) | Err(_) => return Err("runtime went away before the container was set up".into()),
     }
     setsid().map_err(|e| format!("setsid: {}", errno_text(e)))?;
+    if plan.cgroupns {
+        // Now that the runtime has put this process into the container's cgroup.
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| format!("linux.namespaces: cgroup: {}", errno_text(e)))?;
+    }
     let plan_fs = RootfsPlan {
         spec: plan.spec,
         rootfs: plan.rootfs,
