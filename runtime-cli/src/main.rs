@@ -1,7 +1,9 @@
 //! `casulo`: the runc-compatible command line of the Casulo OCI runtime.
 
 mod commands;
+mod events;
 mod log;
+mod update;
 
 use std::path::PathBuf;
 
@@ -135,6 +137,10 @@ enum Command {
         /// Container id.
         id: String,
     },
+    /// Change a container's cgroup resources.
+    Update(Box<update::UpdateArgs>),
+    /// Show a container's resource usage and OOM events.
+    Events(events::EventsArgs),
     /// List a container's processes (host pids).
     Ps {
         /// Output format: table or json.

@@ -395,7 +395,7 @@ impl Runtime {
     }
 
     /// The status of a container from its record.
-    fn status(&self, rec: &Record) -> Status {
+    pub(crate) fn status(&self, rec: &Record) -> Status {
         if rec.pid == 0 {
             return Status::Creating;
         }

@@ -36,6 +36,7 @@ pub mod security;
 pub mod state;
 pub mod store;
 mod sys;
+pub mod update;
 
 pub use container::{Container, CreateOptions, Runtime};
 pub use state::{State, Status};
