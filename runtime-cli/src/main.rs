@@ -1,7 +1,9 @@
 //! `casulo`: the runc-compatible command line of the Casulo OCI runtime.
 
 mod commands;
+mod exec;
 mod log;
+mod tty;
 
 use std::path::PathBuf;
 
@@ -135,6 +137,10 @@ enum Command {
         /// Container id.
         id: String,
     },
+    /// Run a new process in a running container.
+    Exec(exec::ExecArgs),
+    /// Print the features this runtime implements (runtime-spec features.md JSON).
+    Features,
     /// List a container's processes (host pids).
     Ps {
         /// Output format: table or json.

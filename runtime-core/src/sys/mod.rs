@@ -276,3 +276,5 @@ pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> SysResult<()> {
     }
     Ok(())
 }
+
+pub mod tty;
