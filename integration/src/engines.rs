@@ -278,7 +278,7 @@ pub fn busybox_image(dir: &Path) -> PathBuf {
     fs::rename(&layer, layer_dir.join("layer.tar")).expect("move layer");
     let manifest = serde_json::json!([{
         "Config": format!("{cfg_id}.json"),
-        "RepoTags": ["casulo-test/busybox:latest"],
+        "RepoTags": [IMAGE],
         "Layers": [format!("{diff_id}/layer.tar")]
     }]);
     fs::write(out.join("manifest.json"), manifest.to_string()).expect("manifest");
