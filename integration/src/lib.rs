@@ -17,6 +17,7 @@
 pub mod bundle;
 pub mod cli;
 pub mod conformance;
+pub mod engines;
 pub mod gen;
 pub mod known;
 pub mod tap;

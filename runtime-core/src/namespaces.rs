@@ -60,7 +60,7 @@ pub struct Namespaces {
     pub join: Vec<(CloneFlags, OwnedFd)>,
 }
 
-const JOIN_ORDER: [LinuxNamespaceType; 8] = [
+pub(crate) const JOIN_ORDER: [LinuxNamespaceType; 8] = [
     LinuxNamespaceType::User,
     LinuxNamespaceType::Pid,
     LinuxNamespaceType::Time,

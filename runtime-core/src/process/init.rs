@@ -29,6 +29,8 @@ pub struct InitPlan<'a> {
     pub proc_fd: BorrowedFd<'a>,
     /// `O_PATH` fd of the exec fifo in the state directory.
     pub fifo: BorrowedFd<'a>,
+    /// Connected console socket when `process.terminal` is set.
+    pub console: Option<BorrowedFd<'a>>,
     /// New user namespace.
     pub userns: bool,
     /// New cgroup namespace.
@@ -135,6 +137,14 @@ fn setup(
         before_pivot: &before_pivot,
     };
     let root = rootfs::setup(&plan_fs).map_err(|e| e.to_string())?;
+    if let Some(socket) = plan.console {
+        crate::tty::setup(&crate::tty::Console {
+            socket,
+            size: crate::tty::console_size(plan.spec.process().as_ref()),
+            dev_console: Some((root.as_fd(), plan.proc_fd)),
+        })
+        .map_err(|e| format!("process.terminal: {e}"))?;
+    }
     if plan.utsns {
         if let Some(h) = plan.spec.hostname() {
             sethostname(h).map_err(|e| format!("hostname: {}", errno_text(e)))?;

@@ -5,6 +5,7 @@
 //! once, so after `create` returns the init's parent is the caller's subreaper.
 
 pub mod channel;
+pub mod exec;
 pub mod init;
 
 use std::os::fd::{AsFd, OwnedFd};
