@@ -28,8 +28,11 @@ pub struct CreateOptions {
     pub bundle: PathBuf,
     /// Where to write the init's pid.
     pub pid_file: Option<PathBuf>,
-    /// `--console-socket` (terminals come with the terminal support).
+    /// `--console-socket`: where the pty master goes when `process.terminal` is set.
     pub console_socket: Option<PathBuf>,
+    /// An already connected console socket (instead of `console_socket`), e.g. one end
+    /// of [`crate::tty::console_pair`] for `casulo run` on the caller's terminal.
+    pub console: Option<std::sync::Arc<OwnedFd>>,
     /// Number of extra fds (from 3) handed to the container.
     pub preserve_fds: u32,
     /// Use MS_MOVE + chroot instead of pivot_root.
@@ -97,7 +100,7 @@ impl Drop for Undo<'_> {
     }
 }
 
-fn verified_proc() -> Result<OwnedFd> {
+pub(crate) fn verified_proc() -> Result<OwnedFd> {
     let fd = sys::open(c"/proc", libc::O_PATH | libc::O_DIRECTORY, 0)
         .map_err(|e| Error::sys("/proc", e))?;
     let st = nix::sys::statfs::fstatfs(&fd).map_err(|e| Error::sys("/proc", e))?;
@@ -161,7 +164,7 @@ fn cgroup_hierarchies() -> Vec<CgroupHierarchy> {
     out
 }
 
-fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let tmp = path.with_file_name(format!(
         ".{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")
@@ -213,17 +216,11 @@ impl Runtime {
                 "config.json: linux.namespaces: a mount namespace is required".into(),
             ));
         }
-        if opts.console_socket.is_some()
-            || spec
-                .process()
-                .as_ref()
-                .and_then(|p| p.terminal())
-                .unwrap_or(false)
-        {
-            return Err(Error::Unsupported(
-                "process.terminal / --console-socket: terminals are not supported yet".into(),
-            ));
-        }
+        let console = crate::tty::console_for(
+            &spec,
+            opts.console_socket.as_deref(),
+            opts.console.as_deref(),
+        )?;
         let rootfs = config::rootfs_path(&spec, &bundle)?;
         let creds = spec
             .process()
@@ -292,16 +289,13 @@ impl Runtime {
         cg.create(spec.linux().as_ref().and_then(|l| l.resources().as_ref()))?;
 
         let fifo = dir.join("exec.fifo");
-        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))
+        // Writable by the container's user (the init opens it after switching user);
+        // the state directory is 0700, so nobody else reaches it. chmod: mkfifo's
+        // mode is subject to the umask.
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
             .map_err(|e| Error::sys("exec.fifo", e))?;
-        // The init reopens the fifo for writing after switching to process.user, which
-        // may not be root: writable by all (as runc makes it); the 0700 state directory
-        // keeps everyone else from reaching it by path.
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o622))
-                .map_err(|e| Error::io(&fifo, e))?;
-        }
+        std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+            .map_err(|e| Error::io(&fifo, e))?;
         let fifo_fd = sys::open(
             &CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap_or_default(),
             libc::O_PATH,
@@ -323,6 +317,7 @@ impl Runtime {
             rootfs: &rootfs,
             proc_fd: proc_fd.as_fd(),
             fifo: fifo_fd.as_fd(),
+            console: console.as_ref().map(|c| c.as_fd()),
             userns: config::new_namespace(&spec, LinuxNamespaceType::User),
             cgroupns: config::new_namespace(&spec, LinuxNamespaceType::Cgroup),
             utsns: config::new_namespace(&spec, LinuxNamespaceType::Uts),
@@ -398,7 +393,7 @@ impl Runtime {
     }
 
     /// The status of a container from its record.
-    fn status(&self, rec: &Record) -> Status {
+    pub(crate) fn status(&self, rec: &Record) -> Status {
         if rec.pid == 0 {
             return Status::Creating;
         }

@@ -29,6 +29,8 @@ pub struct InitPlan<'a> {
     pub proc_fd: BorrowedFd<'a>,
     /// `O_PATH` fd of the exec fifo in the state directory.
     pub fifo: BorrowedFd<'a>,
+    /// Connected console socket when `process.terminal` is set.
+    pub console: Option<BorrowedFd<'a>>,
     /// New user namespace.
     pub userns: bool,
     /// New cgroup namespace.
@@ -96,6 +98,19 @@ fn setup(
         Ok(Some(Msg::Go)) => {}
         Ok(_) | Err(_) => return Err("runtime went away before the container was set up".into()),
     }
+    if plan.userns {
+        // Become root of the new user namespace (its maps are written now), so mounts
+        // and files are made by a mapped user.
+        let root = (nix::unistd::Gid::from_raw(0), nix::unistd::Uid::from_raw(0));
+        nix::unistd::setresgid(root.0, root.0, root.0)
+            .map_err(|e| format!("linux.gidMappings: container gid 0: {}", errno_text(e)))?;
+        nix::unistd::setresuid(root.1, root.1, root.1)
+            .map_err(|e| format!("linux.uidMappings: container uid 0: {}", errno_text(e)))?;
+    }
+    if plan.cgroupns {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| format!("linux.namespaces: cgroup: {}", errno_text(e)))?;
+    }
     setsid().map_err(|e| format!("setsid: {}", errno_text(e)))?;
     let before_pivot = || -> Result<(), String> {
         if !plan.hooks.needs_sync() {
@@ -124,6 +139,14 @@ fn setup(
         before_pivot: &before_pivot,
     };
     let root = rootfs::setup(&plan_fs).map_err(|e| e.to_string())?;
+    if let Some(socket) = plan.console {
+        crate::tty::setup(&crate::tty::Console {
+            socket,
+            size: crate::tty::console_size(plan.spec.process().as_ref()),
+            dev_console: Some((root.as_fd(), plan.proc_fd)),
+        })
+        .map_err(|e| format!("process.terminal: {e}"))?;
+    }
     if plan.utsns {
         if let Some(h) = plan.spec.hostname() {
             sethostname(h).map_err(|e| format!("hostname: {}", errno_text(e)))?;

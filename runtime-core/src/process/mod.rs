@@ -5,6 +5,7 @@
 //! once, so after `create` returns the init's parent is the caller's subreaper.
 
 pub mod channel;
+pub mod exec;
 pub mod init;
 
 use std::os::fd::{AsFd, OwnedFd};
@@ -188,7 +189,10 @@ fn helper(
             }
         }
     }
-    let mut flags = ns.clone_flags.bits() as u64 | libc::CLONE_PARENT as u64;
+    // A new cgroup namespace is made by the init itself once it is in its cgroup
+    // (after `Go`), so the namespace's root is the container's cgroup on every layout.
+    let clone_flags = ns.clone_flags & !CloneFlags::CLONE_NEWCGROUP;
+    let mut flags = clone_flags.bits() as u64 | libc::CLONE_PARENT as u64;
     if cgroup_fd.is_some() {
         flags |= sys::CLONE_INTO_CGROUP;
     }

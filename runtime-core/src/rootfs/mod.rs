@@ -10,7 +10,7 @@
 mod devices;
 mod mounts;
 pub mod options;
-mod paths;
+pub(crate) mod paths;
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};

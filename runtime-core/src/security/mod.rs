@@ -54,8 +54,12 @@ pub struct CapSets {
     ambient: Option<CapsHashSet>,
 }
 
+/// A capability set of the config; an absent set is empty (as runc treats it) once
+/// `process.capabilities` is given at all.
 fn resolve(set: &Option<Capabilities>) -> Result<Option<CapsHashSet>, SecurityError> {
-    let Some(set) = set else { return Ok(None) };
+    let Some(set) = set else {
+        return Ok(Some(CapsHashSet::new()));
+    };
     let mut out = CapsHashSet::new();
     for c in set {
         let name = serde_json::to_value(c)

@@ -279,3 +279,5 @@ pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> SysResult<()> {
     }
     Ok(())
 }
+
+pub mod tty;
