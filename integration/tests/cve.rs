@@ -297,3 +297,70 @@ fn cve_2025_52881_procfs_writes_are_not_redirected() {
     env.ok(&["delete", "--force", &b.id()]);
     assert!(Path::new(&f1).exists());
 }
+
+/// The capability sets of `casulo exec <id> cat /proc/self/status`.
+fn exec_caps(env: &Env, id: &str, extra: &[&str]) -> (u64, u64) {
+    let mut args = vec!["exec"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[id, "cat", "/proc/self/status"]);
+    let r = env.ok(&args);
+    let get = |key: &str| {
+        let line = r.stdout.lines().find(|l| l.starts_with(key)).unwrap();
+        u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+    };
+    (get("CapInh:"), get("CapAmb:"))
+}
+
+/// CVE-2022-29162: `exec` (with or without `--cap`) must not hand out inheritable (or
+/// ambient) capabilities the config does not list — also when the config has no
+/// capabilities at all, where a default set would fill them.
+#[test]
+fn cve_2022_29162_exec_grants_no_inheritable_capabilities() {
+    if !is_root() {
+        return;
+    }
+    let env = Env::new("cve-29162");
+    for with_caps in [true, false] {
+        let mut b = Bundle::new(&["sleep", "1000"]);
+        if !with_caps {
+            edit(&mut b, |v| {
+                v["process"].as_object_mut().unwrap().remove("capabilities");
+            });
+        }
+        env.ok(&["create", "--bundle", b.dir.to_str().unwrap(), &b.id()]);
+        env.ok(&["start", &b.id()]);
+        assert_eq!(exec_caps(&env, &b.id(), &[]), (0, 0), "caps {with_caps}");
+        assert_eq!(
+            exec_caps(&env, &b.id(), &["--cap", "CAP_CHOWN"]),
+            (0, 0),
+            "--cap, caps {with_caps}"
+        );
+        env.ok(&["delete", "--force", &b.id()]);
+    }
+}
+
+/// CVE-2025-52565: an image whose /dev/console is a symlink (here to a procfs file)
+/// must not get the pty bind-mounted through it.
+#[test]
+fn cve_2025_52565_dev_console_symlink_is_refused() {
+    if !is_root() {
+        return;
+    }
+    let env = Env::new("cve-52565");
+    let mut b = Bundle::new(&["true"]);
+    // The image's own /dev (no tmpfs over it) with the planted symlink.
+    edit(&mut b, |v| {
+        v["process"]["terminal"] = json!(true);
+        let mounts = v["mounts"].as_array_mut().unwrap();
+        mounts.retain(|m| m["destination"] != "/dev");
+    });
+    symlink(
+        "/proc/sys/kernel/core_pattern",
+        b.rootfs().join("dev/console"),
+    )
+    .unwrap();
+    let r = env.run_bundle(&b);
+    assert_ne!(r.code, 0, "console mounted through a symlink: {r:?}");
+    assert!(r.stderr.contains("/dev/console"), "{}", r.stderr);
+    env.assert_nothing_left(&b);
+}

@@ -92,6 +92,14 @@ fn build_process(rt: &Runtime, a: &ExecArgs) -> Result<Process> {
     }
     let rec = rt.store().load(&a.id).map_err(|e| e.to_string())?;
     let mut p = rec.config.process().clone().unwrap_or_default();
+    // Only the config's capabilities, never oci-spec's defaults (they fill the
+    // inheritable and ambient sets: CVE-2022-29162).
+    p.set_capabilities(
+        rec.config
+            .process()
+            .as_ref()
+            .and_then(|c| c.capabilities().clone()),
+    );
     p.set_args(Some(a.command.clone()));
     p.set_terminal(Some(a.tty));
     p.set_console_size(None);
@@ -129,10 +137,10 @@ fn build_process(rt: &Runtime, a: &ExecArgs) -> Result<Process> {
         }
         p.set_user(b.build().map_err(|e| e.to_string())?);
     }
-    if !a.cap.is_empty() {
-        // Added to the bounding, effective and permitted sets, never to the
-        // inheritable one (CVE-2022-29162).
-        let mut caps = p.capabilities().clone().unwrap_or_default();
+    // Added to the bounding, effective and permitted sets, never to the inheritable
+    // one (CVE-2022-29162). Without capabilities in the config the process keeps all of
+    // root's: nothing to add.
+    if let (false, Some(mut caps)) = (a.cap.is_empty(), p.capabilities().clone()) {
         for c in &a.cap {
             let cap = parse_cap(c)?;
             let add = |s: &Option<std::collections::HashSet<Capability>>| {

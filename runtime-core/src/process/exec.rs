@@ -272,6 +272,16 @@ fn helper(
         let _ = chan.send(&Msg::Error(msg));
         sys::exit_now(1)
     };
+    // CVE-2019-5736: the process is a copy of the runtime binary until its execve, inside
+    // the container's pid namespace: non-dumpable (inherited by the clone, reset by
+    // execve), no container process can open its /proc/<pid>/exe. Kept dumpable in a
+    // user namespace, as the init (see process::init::main).
+    if !namespaces
+        .iter()
+        .any(|(_, f)| f.contains(CloneFlags::CLONE_NEWUSER))
+    {
+        let _ = nix::sys::prctl::set_dumpable(false);
+    }
     for (fd, flag) in namespaces {
         if let Err(e) = setns(fd, *flag) {
             fail(
