@@ -364,3 +364,36 @@ fn cve_2025_52565_dev_console_symlink_is_refused() {
     assert!(r.stderr.contains("/dev/console"), "{}", r.stderr);
     env.assert_nothing_left(&b);
 }
+
+/// CVE-2019-5736 through `exec`, as the original attack: a process in the container
+/// watches /proc for a process whose exe is the runtime (the exec'd process before its
+/// execve) and grabs it. Every exec must be invisible to it.
+#[test]
+fn cve_2019_5736_exec_process_exe_is_never_reachable() {
+    if !is_root() {
+        return;
+    }
+    let env = Env::new("cve-5736-exec");
+    let script =
+        "while :; do ls -l /proc/[0-9]*/exe 2>/dev/null | grep casulo >> /out/caught; done";
+    let mut b = Bundle::new(&["sh", "-c", script]);
+    let dir = host_dir(&b, "out");
+    let d = dir.to_str().unwrap().to_string();
+    edit(&mut b, |v| {
+        v["mounts"].as_array_mut().unwrap().push(
+            json!({"destination": "/out", "type": "bind", "source": d, "options": ["rbind"]}),
+        );
+    });
+    env.ok(&["create", "--bundle", b.dir.to_str().unwrap(), &b.id()]);
+    env.ok(&["start", &b.id()]);
+    // Racy by nature: without the defense, 40 execs were caught here at least once.
+    for _ in 0..80 {
+        env.ok(&["exec", &b.id(), "true"]);
+    }
+    let caught = std::fs::read_to_string(dir.join("caught")).unwrap_or_default();
+    env.ok(&["delete", "--force", &b.id()]);
+    assert!(
+        caught.is_empty(),
+        "the runtime's exe was reachable: {caught}"
+    );
+}
