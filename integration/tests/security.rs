@@ -260,3 +260,30 @@ fn lsm_fields_are_skipped_with_a_debug_line_when_the_lsm_is_off() {
         );
     }
 }
+
+#[test]
+fn exec_applies_cpu_affinity_and_io_priority() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if !is_root() || cpus < 2 {
+        return;
+    }
+    let env = Env::new("exec-fields");
+    let b = Bundle::new(&["sleep", "1000"]);
+    env.ok(&["create", "--bundle", b.dir.to_str().unwrap(), &b.id()]);
+    env.ok(&["start", &b.id()]);
+    let process = json!({
+        "args": ["sh", "-c", "grep Cpus_allowed_list /proc/self/status; /bin/busybox ionice -p $$"],
+        "cwd": "/",
+        "env": ["PATH=/bin"],
+        "user": {"uid": 0, "gid": 0},
+        "execCPUAffinity": {"initial": "0", "final": "1"},
+        "ioPriority": {"class": "IOPRIO_CLASS_IDLE"}
+    });
+    let path = b.dir.join("process.json");
+    std::fs::write(&path, process.to_string()).unwrap();
+    let r = env.ok(&["exec", "--process", path.to_str().unwrap(), &b.id()]);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines[0].split_whitespace().nth(1), Some("1"), "{r:?}");
+    assert_eq!(lines[1], "idle", "{r:?}");
+    env.ok(&["delete", "--force", &b.id()]);
+}

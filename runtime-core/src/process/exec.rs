@@ -22,6 +22,7 @@ use oci_spec::runtime::Process;
 
 use super::channel::{Channel, Msg};
 use crate::cgroups;
+use crate::security::process::{final_affinity, initial_affinity, set_cpu_affinity, ProcessAttrs};
 use crate::security::Credentials;
 use crate::state::{self, Status};
 use crate::sys::{self, Fork};
@@ -126,6 +127,7 @@ struct Plan<'a> {
     preserve_fds: u32,
     argv: &'a [CString],
     envp: &'a [CString],
+    attrs: &'a ProcessAttrs,
 }
 
 fn cstrings<'a>(items: impl Iterator<Item = &'a String>, field: &str) -> Result<Vec<CString>> {
@@ -163,6 +165,7 @@ impl Runtime {
         }
         let envp = cstrings(p.env().iter().flatten(), "env")?;
         let creds = Credentials::from_spec(p)?;
+        let attrs = ProcessAttrs::for_exec(&rec.config, p, self.logger())?;
         let seccomp = match rec
             .config
             .linux()
@@ -211,6 +214,7 @@ impl Runtime {
             preserve_fds: opts.preserve_fds,
             argv: &argv,
             envp: &envp,
+            attrs: &attrs,
         };
         let (ours, theirs) = Channel::pair().map_err(|e| Error::sys("socketpair", e))?;
         let helper_pid = match sys::fork().map_err(|e| Error::sys("fork", e))? {
@@ -282,6 +286,12 @@ fn helper(
     {
         let _ = nix::sys::prctl::set_dumpable(false);
     }
+    // execCPUAffinity.initial: before the process joins the container's cgroup.
+    if let Some(cpus) = initial_affinity(plan.process) {
+        if let Err(e) = set_cpu_affinity("process.execCPUAffinity.initial", cpus) {
+            fail(&chan, e.to_string());
+        }
+    }
     for (fd, flag) in namespaces {
         if let Err(e) = setns(fd, *flag) {
             fail(
@@ -325,6 +335,10 @@ fn child(plan: &Plan<'_>, chan: Channel) -> ! {
 /// Everything between the clone and execve; returns the resolved executable.
 fn prepare(plan: &Plan<'_>) -> std::result::Result<CString, String> {
     let text = |what: &str, e: nix::errno::Errno| format!("{what}: {}", e.desc().to_lowercase());
+    // execCPUAffinity.final: the parent sent Go once the process was in the cgroup.
+    if let Some(cpus) = final_affinity(plan.process) {
+        set_cpu_affinity("process.execCPUAffinity.final", cpus).map_err(|e| e.to_string())?;
+    }
     nix::unistd::fchdir(plan.root.as_raw_fd())
         .map_err(|e| text("entering the container root", e))?;
     nix::unistd::chroot(".").map_err(|e| text("chroot", e))?;
@@ -341,6 +355,7 @@ fn prepare(plan: &Plan<'_>) -> std::result::Result<CString, String> {
     creds
         .apply_limits(plan.proc_fd)
         .map_err(|e| e.to_string())?;
+    plan.attrs.apply().map_err(|e| e.to_string())?;
     if let Some(f) = plan.seccomp {
         if !creds.no_new_privs() {
             f.install().map_err(|e| format!("linux.seccomp: {e}"))?;
@@ -357,6 +372,9 @@ fn prepare(plan: &Plan<'_>) -> std::result::Result<CString, String> {
         }
     }
     sys::cloexec_from(3 + plan.preserve_fds).map_err(|e| text("close_range", e))?;
+    plan.attrs
+        .apply_lsm(plan.proc_fd)
+        .map_err(|e| e.to_string())?;
     if let Some(f) = plan.seccomp {
         if creds.no_new_privs() {
             f.install().map_err(|e| format!("linux.seccomp: {e}"))?;

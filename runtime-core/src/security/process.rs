@@ -7,7 +7,7 @@
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
-use oci_spec::runtime::{IOPriorityClass, LinuxSchedulerFlag, LinuxSchedulerPolicy, Spec};
+use oci_spec::runtime::{IOPriorityClass, LinuxSchedulerFlag, LinuxSchedulerPolicy, Process, Spec};
 
 use super::{sys, SecurityError};
 use crate::log::Logger;
@@ -190,9 +190,28 @@ impl ProcessAttrs {
                 "linux.mountLabel {label:?} ignored: SELinux is not enabled on this host"
             ));
         }
-        let Some(p) = spec.process() else {
-            return Ok(out);
-        };
+        if let Some(p) = spec.process() {
+            out.fill_process(p, log)?;
+        }
+        Ok(out)
+    }
+
+    /// The fields of a process exec'd into a container created from `spec`: the
+    /// container-wide personality, the rest from `p`.
+    pub fn for_exec(spec: &Spec, p: &Process, log: &Logger) -> Result<ProcessAttrs, SecurityError> {
+        let mut out = ProcessAttrs::from_spec_linux_only(spec, log)?;
+        out.fill_process(p, log)?;
+        Ok(out)
+    }
+
+    fn from_spec_linux_only(spec: &Spec, log: &Logger) -> Result<ProcessAttrs, SecurityError> {
+        let mut s = spec.clone();
+        s.set_process(None);
+        ProcessAttrs::from_spec(&s, log)
+    }
+
+    fn fill_process(&mut self, p: &Process, log: &Logger) -> Result<(), SecurityError> {
+        let out = self;
         if let Some(io) = p.io_priority() {
             let prio = io.priority();
             if !(0..=7).contains(&prio) {
@@ -239,7 +258,7 @@ impl ProcessAttrs {
                 ));
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Applies I/O priority, scheduler and personality to the calling process (the init,
@@ -282,6 +301,20 @@ impl ProcessAttrs {
         }
         Ok(())
     }
+}
+
+/// `execCPUAffinity.initial` of `p` (for the runtime side of an exec, before the
+/// process joins the container's cgroup).
+pub fn initial_affinity(p: &Process) -> Option<&String> {
+    p.exec_cpu_affinity().as_ref()?.initial().as_ref()
+}
+
+/// `execCPUAffinity.final` of `p` (for the exec'd process once in the cgroup).
+pub fn final_affinity(p: &Process) -> Option<&String> {
+    p.exec_cpu_affinity()
+        .as_ref()?
+        .cpu_affinity_final()
+        .as_ref()
 }
 
 #[cfg(test)]
