@@ -13,8 +13,8 @@ pub const OCI_VERSION_MIN: &str = "1.0.0";
 /// See [`OCI_VERSION_MIN`].
 pub const OCI_VERSION_MAX: &str = "1.2.1";
 
-/// Hooks the create/start/delete path runs (none until hooks land).
-pub const HOOKS: [&str; 0] = [];
+/// Hooks the create/start/delete path runs (all of config.md's, see `hooks`).
+pub const HOOKS: [&str; 6] = crate::hooks::PHASES;
 
 /// Namespace names (`linux.namespaces[].type`) the runtime creates and joins.
 pub fn namespaces() -> Vec<String> {
@@ -76,7 +76,9 @@ pub fn features() -> Value {
                 "knownFlags": flags,
                 "supportedFlags": flags,
             },
-            "apparmor": { "enabled": false },
+            // Profiles are applied when the host has AppArmor (skipped otherwise);
+            // SELinux mount labels are not implemented, so SELinux is not claimed.
+            "apparmor": { "enabled": true },
             "selinux": { "enabled": false },
             "intelRdt": { "enabled": false },
             "mountExtensions": { "idmap": { "enabled": false } },
