@@ -396,6 +396,10 @@ fn update_changes_limits_live() {
     });
     let id = b.id();
     let out = env.start_bg(&b);
+    assert!(
+        eventually(|| read(&out).lines().count() == 3),
+        "the first values are read before the update"
+    );
     env.ok(&[
         "update",
         "--memory",

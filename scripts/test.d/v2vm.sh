@@ -39,7 +39,7 @@ bash scripts/v2vm/run-in-v2vm.sh "${shares[@]}" -w "$repo" -t "${V2VM_TIMEOUT:-6
     rc=0
     echo "== cgroups_real (pure cgroup v2)"; "$0" --test-threads=2 || rc=1
     echo "== cgroups_e2e (pure cgroup v2)"; "$1" --test-threads=2 || rc=1
-    exit $rc' "$real" "$e2e" 2>&1 | tr -d '\r' | grep -v -E '^\[ *[0-9]+\.[0-9]+\] '
+    exit $rc' "$real" "$e2e" 2>&1 | tr -d '\r' | grep -v -E '^(\[ *[0-9]+\.[0-9]+\] |V2VM_EXIT_CODE_)'
 rc=${PIPESTATUS[0]}
 set -e
 echo "v2vm: VM step took $(( $(date +%s) - vm_start ))s, exit status $rc"
