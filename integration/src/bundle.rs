@@ -21,7 +21,10 @@ use oci_spec::runtime::Spec;
 pub const HOST_BUSYBOX: &str = "/bin/busybox";
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
-/// Bundles of this process not yet dropped (see [`remove_cgroup_parent`]).
+
+/// Bundles alive in this process: [`remove_cgroup_parent`] leaves the cgroups alone
+/// while another test (running concurrently) still has one, so it cannot remove a
+/// container cgroup that is being created.
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
 /// A test bundle; its directory is removed when it is dropped.
@@ -172,9 +175,8 @@ pub fn cgroup_parent() -> String {
 /// Removes (rmdir, deepest first) the directories named
 /// [`cgroup_parent`] that this process's containers left in every cgroup
 /// hierarchy under `/sys/fs/cgroup` (v1 controllers and the unified tree).
-/// Only empty cgroups can be removed; errors are ignored. Does nothing while
-/// other bundles of this process are alive: tests run in parallel, and a
-/// container being created has an empty cgroup until its init joins it.
+/// Only empty cgroups can be removed; errors are ignored. Does nothing while a
+/// [`Bundle`] of this process is alive (another test may be creating a container).
 pub fn remove_cgroup_parent() {
     if LIVE.load(Ordering::SeqCst) > 0 {
         return;

@@ -2,7 +2,9 @@
 
 mod commands;
 mod events;
+mod exec;
 mod log;
+mod tty;
 mod update;
 
 use std::path::PathBuf;
@@ -141,6 +143,10 @@ enum Command {
     Update(Box<update::UpdateArgs>),
     /// Show a container's resource usage and OOM events.
     Events(events::EventsArgs),
+    /// Run a new process in a running container.
+    Exec(exec::ExecArgs),
+    /// Print the features this runtime implements (runtime-spec features.md JSON).
+    Features,
     /// List a container's processes (host pids).
     Ps {
         /// Output format: table or json.

@@ -11,6 +11,9 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 
+mod security;
+pub use security::*;
+
 /// Result of the syscall layer: the raw errno.
 pub type SysResult<T> = Result<T, Errno>;
 
@@ -276,3 +279,5 @@ pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> SysResult<()> {
     }
     Ok(())
 }
+
+pub mod tty;
