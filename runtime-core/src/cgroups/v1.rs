@@ -100,8 +100,15 @@ impl V1 {
             created.extend(new.iter().cloned());
             if self.dirs.get("cpuset") == Some(&d) {
                 // A new cpuset cgroup starts with empty cpus/mems, and tasks
-                // cannot join it until both are set: inherit the parent's.
-                for n in &new {
+                // cannot join it until both are set: inherit the parent's, top down
+                // from the first level that has them (not only the levels made here: a
+                // parent a concurrent create just made may not have its own yet).
+                let mut empty: Vec<&Path> = d
+                    .ancestors()
+                    .take_while(|a| read_opt(a, "cpuset.cpus").is_some_and(|v| v.is_empty()))
+                    .collect();
+                empty.reverse();
+                for n in empty {
                     inherit_cpuset(n)?;
                 }
             }
