@@ -114,3 +114,69 @@ fn a_bad_profile_is_refused_naming_the_field() {
         "{out}"
     );
 }
+
+#[test]
+fn notify_listener_goes_to_the_agent_which_answers() {
+    use std::os::fd::AsFd;
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let env = TestEnv::new("seccomp-notify");
+    let sock = std::env::temp_dir().join(format!("casulo-agent-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&sock);
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    // The agent: receives the listener fd with the state, then answers every mkdir
+    // with EACCES (the container sees "Permission denied").
+    let agent = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        // One container without no_new_privs, one with.
+        for _ in 0..2 {
+            let (conn, _) = listener.accept().unwrap();
+            let mut buf = vec![0u8; 65536];
+            let (n, fd) = casulo_seccomp::sys::recv_with_fd(conn.as_fd(), &mut buf).unwrap();
+            let fd = fd.expect("listener fd attached");
+            let state: Value = serde_json::from_slice(&buf[..n]).unwrap();
+            let mut answered = 0;
+            // Ends when the last process using the filter is gone.
+            while let Ok(req) = casulo_seccomp::sys::notif_recv(fd.as_fd()) {
+                if casulo_seccomp::sys::notif_send(fd.as_fd(), req.id, 0, -libc::EACCES).is_ok() {
+                    answered += 1;
+                }
+            }
+            seen.push((state, answered));
+        }
+        seen
+    });
+    let profile = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": sock,
+        "listenerMetadata": "meta-1",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+    });
+    for nnp in [false, true] {
+        let (code, out) = probe(
+            &env,
+            &[
+                "sh",
+                "-c",
+                "mkdir /tmp/x; echo rc=$?; test -d /tmp/x || echo absent",
+            ],
+            Some(&profile),
+            nnp,
+        );
+        assert_eq!(code, 0, "{out}");
+        assert!(
+            out.contains("Permission denied") && out.contains("rc=1") && out.contains("absent"),
+            "nnp={nnp}: {out}"
+        );
+    }
+    for (state, answered) in agent.join().unwrap() {
+        assert!(answered >= 1, "the agent answered the container's mkdir");
+        assert_eq!(state["fds"], json!(["seccompFd"]));
+        assert_eq!(state["metadata"], "meta-1");
+        assert_eq!(state["state"]["status"], "creating");
+        assert!(state["pid"].as_i64().unwrap() > 0);
+        assert!(state["state"]["id"].as_str().unwrap().starts_with("it-"));
+    }
+    let _ = std::fs::remove_file(&sock);
+}

@@ -243,11 +243,6 @@ impl Runtime {
             Some(profile) => {
                 let c = casulo_seccomp::compile(profile)
                     .map_err(|e| Error::Invalid(format!("config.json: {e}")))?;
-                if c.filter.needs_listener() {
-                    return Err(Error::Unsupported(
-                        "config.json: linux.seccomp: SCMP_ACT_NOTIFY is not supported by the create path yet".into(),
-                    ));
-                }
                 Some(c.filter)
             }
             None => None,
@@ -351,12 +346,37 @@ impl Runtime {
             out.extend(self.hook_state(&record, Status::Created, pid));
             Ok(out)
         };
+        // config-linux.md "Seccomp": the listener goes to the agent at listenerPath with
+        // the container process state.
+        let on_listener = |pid: i32,
+                           fd: OwnedFd|
+         -> std::result::Result<(), process::ProcessError> {
+            let Some(l) = seccomp.as_ref().and_then(|f| f.listener()) else {
+                return Err(process::ProcessError::Init(
+                    "linux.seccomp: unexpected notify listener".into(),
+                ));
+            };
+            let state: serde_json::Value =
+                serde_json::from_slice(&self.hook_state(&record, Status::Creating, pid))
+                    .unwrap_or_default();
+            let doc = serde_json::json!({
+                "ociVersion": spec.version(),
+                "fds": ["seccompFd"],
+                "pid": pid,
+                "metadata": l.metadata.clone().unwrap_or_default(),
+                "state": state,
+            });
+            casulo_seccomp::send_listener(&l.path, doc.to_string().as_bytes(), fd.as_fd()).map_err(
+                |e| process::ProcessError::Init(format!("linux.seccomp.listenerPath: {e}")),
+            )
+        };
         let spawned = process::spawn(
             &plan,
             &ns,
             &namespaces::time_offsets(&spec),
             Some(cg.as_ref()),
             Some(&pre_pivot),
+            Some(&on_listener),
         );
         let Spawned { pid, pidfd } = match spawned {
             Ok(s) => s,
