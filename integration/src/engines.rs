@@ -299,3 +299,53 @@ pub fn busybox_image(dir: &Path) -> PathBuf {
 pub fn cgroup_parent() -> String {
     crate::bundle::cgroup_parent()
 }
+
+/// After a daemon is stopped: kills (SIGKILL, by pid) what the test started and left
+/// behind: processes whose command line names `dir` (shims, conmon, the holder) and
+/// processes in the test's cgroups (`/casulo-it-<pid>`). Nothing else is touched.
+pub fn kill_leftovers(dir: &Path) {
+    let tag = dir.display().to_string();
+    let me = std::process::id() as i32;
+    let mut pids = Vec::new();
+    if let Ok(rd) = fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmd = fs::read(e.path().join("cmdline")).unwrap_or_default();
+            if pid != me && String::from_utf8_lossy(&cmd).contains(&tag) {
+                pids.push(pid);
+            }
+        }
+    }
+    let parent = cgroup_parent();
+    let parent = parent.trim_start_matches('/');
+    if let Ok(rd) = fs::read_dir("/sys/fs/cgroup") {
+        for h in rd.flatten() {
+            collect_procs(&h.path().join(parent), &mut pids);
+        }
+    }
+    collect_procs(&Path::new("/sys/fs/cgroup").join(parent), &mut pids);
+    pids.sort_unstable();
+    pids.dedup();
+    for pid in pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    std::thread::sleep(Duration::from_millis(200));
+}
+
+fn collect_procs(dir: &Path, out: &mut Vec<i32>) {
+    if let Ok(s) = fs::read_to_string(dir.join("cgroup.procs")) {
+        out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+    }
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                collect_procs(&e.path(), out);
+            }
+        }
+    }
+}

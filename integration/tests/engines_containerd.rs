@@ -12,6 +12,7 @@ use casulo_integration::casulo_bin;
 use casulo_integration::engines::{self, Daemon, Out, TempDir, IMAGE};
 
 struct Ctr {
+    daemon: Option<Daemon>,
     dir: TempDir,
     sock: PathBuf,
     runc_root: PathBuf,
@@ -53,7 +54,18 @@ impl Ctr {
     }
 }
 
-fn start() -> Option<(Ctr, Daemon)> {
+impl Drop for Ctr {
+    fn drop(&mut self) {
+        for id in ["ct-hello", "ct-det", "ct-enoent"] {
+            self.cleanup(id);
+        }
+        drop(self.daemon.take());
+        engines::kill_leftovers(&self.dir.path);
+        remove_cgroup_parent();
+    }
+}
+
+fn start() -> Option<Ctr> {
     if let Some(why) =
         engines::missing(&["containerd", "ctr", "containerd-shim-runc-v2", "unshare"])
     {
@@ -92,6 +104,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     );
     d.wait_for(&sock, &log, Duration::from_secs(30));
     let ctr = Ctr {
+        daemon: Some(d),
         runc_root: dir.join("runc-root"),
         sock,
         dir,
@@ -106,12 +119,12 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         image.to_str().unwrap(),
     ]);
     assert_eq!(r.code, 0, "ctr images import: {r:?}");
-    Some((ctr, d))
+    Some(ctr)
 }
 
 #[test]
 fn containerd_runs_casulo() {
-    let Some((ctr, daemon)) = start() else {
+    let Some(ctr) = start() else {
         return;
     };
     // Run, output and exit code.
@@ -200,13 +213,9 @@ fn containerd_runs_casulo() {
         "error text from the --log file: {r:?}"
     );
     ctr.cleanup("ct-enoent");
-    ctr.cleanup("ct-det");
-    ctr.cleanup("ct-hello");
     // Nothing left in Casulo's state root.
     let left: Vec<_> = std::fs::read_dir(ctr.runc_root.join("casulotest"))
         .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "containers left behind: {left:?}");
-    drop(daemon);
-    remove_cgroup_parent();
 }

@@ -12,8 +12,8 @@ use casulo_integration::casulo_bin;
 use casulo_integration::engines::{self, Daemon, Out, TempDir, IMAGE};
 
 struct Podman {
-    dir: TempDir,
     holder: Daemon,
+    dir: TempDir,
     conf: PathBuf,
 }
 
@@ -35,6 +35,14 @@ impl Podman {
             .args(args)
             .env("CONTAINERS_CONF", &self.conf);
         engines::run(&mut c, Duration::from_secs(90))
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.podman(&["rm", "-a", "-f", "-t", "0"]);
+        engines::kill_leftovers(&self.dir.path);
+        remove_cgroup_parent();
     }
 }
 
@@ -141,7 +149,4 @@ fn podman_runs_casulo() {
         r.stderr.contains("executable file not found"),
         "error text: {r:?}"
     );
-    let _ = p.podman(&["rm", "-a", "-f"]);
-    drop(p);
-    remove_cgroup_parent();
 }
