@@ -78,12 +78,31 @@ pub struct Out {
 /// Runs a command with stdin from /dev/null, output in files (a container started by
 /// the command may keep pipes open), killing it after `timeout`.
 pub fn run(cmd: &mut Command, timeout: Duration) -> Out {
+    run_with(cmd.stdin(Stdio::null()), timeout)
+}
+
+/// `cmd` under script(1), so it has a terminal (for `-t` flags that need the caller's
+/// own tty); its stdin is a fifo held open read-write, so it never sees EOF.
+pub fn run_in_terminal(cmd: &str, dir: &Path, timeout: Duration) -> Out {
+    let fifo = dir.join("script-stdin");
+    let _ = fs::remove_file(&fifo);
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let stdin = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .expect("open the fifo read-write");
+    let mut c = Command::new("script");
+    c.args(["-q", "-e", "-c", cmd, "/dev/null"]).stdin(stdin);
+    run_with(&mut c, timeout)
+}
+
+fn run_with(cmd: &mut Command, timeout: Duration) -> Out {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let base = std::env::temp_dir().join(format!("casulo-eng-out-{}-{n}", std::process::id()));
     let (op, ep) = (base.with_extension("out"), base.with_extension("err"));
     let child = cmd
-        .stdin(Stdio::null())
         .stdout(fs::File::create(&op).expect("stdout file"))
         .stderr(fs::File::create(&ep).expect("stderr file"))
         .spawn();

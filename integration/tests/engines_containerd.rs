@@ -56,7 +56,7 @@ impl Ctr {
 
 impl Drop for Ctr {
     fn drop(&mut self) {
-        for id in ["ct-hello", "ct-det", "ct-enoent"] {
+        for id in ["ct-hello", "ct-det", "ct-enoent", "ct-tty"] {
             self.cleanup(id);
         }
         drop(self.daemon.take());
@@ -204,6 +204,22 @@ fn containerd_runs_casulo() {
     assert_eq!(r.code, 0, "{r:?}");
     let r = ctr.ctr(&["container", "delete", "ct-det"]);
     assert_eq!(r.code, 0, "{r:?}");
+
+    // A terminal (ctr -t wants its own tty: run it under script(1)).
+    if engines::which("script").is_some() {
+        let fifo = ctr.dir.join("fifo");
+        let cmd = format!(
+            "ctr --address {} --namespace casulotest run -t --rm --snapshotter native --runc-binary {} --runc-root {} --cgroup {}/ct-tty --fifo-dir {} {IMAGE} ct-tty sh -c 'readlink /proc/self/fd/0; exit 5'",
+            ctr.sock.display(),
+            ctr.casulo.display(),
+            ctr.runc_root.display(),
+            engines::cgroup_parent(),
+            fifo.display(),
+        );
+        let r = engines::run_in_terminal(&cmd, &ctr.dir.path, Duration::from_secs(60));
+        assert_eq!(r.code, 5, "{r:?}");
+        assert!(r.stdout.contains("/dev/pts/0"), "{r:?}");
+    }
 
     // A missing executable fails the run with docker's text.
     let r = ctr.run(&["--rm"], "ct-enoent", &["no-such-binary"]);

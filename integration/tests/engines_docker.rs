@@ -147,8 +147,39 @@ fn dockerd_runs_casulo() {
         (r.stdout + &r.stderr).contains("executable file not found"),
         "error text from the runtime's --log"
     );
+    // A terminal for exec (the pty comes through the shim's console socket).
+    let r = docker.docker(&[
+        "exec",
+        "-t",
+        "dk",
+        "sh",
+        "-c",
+        "readlink /proc/self/fd/0; exit 6",
+    ]);
+    assert_eq!(r.code, 6, "{r:?}");
+    assert!(r.stdout.contains("/dev/pts/"), "{r:?}");
     let r = docker.docker(&["rm", "-f", "dk"]);
     assert_eq!(r.code, 0, "{r:?}");
+
+    // A terminal for the container's init.
+    let r = docker.docker(&[
+        "run",
+        "-t",
+        "--runtime",
+        "casulo",
+        "--network",
+        "none",
+        "--rm",
+        IMAGE,
+        "sh",
+        "-c",
+        "readlink /proc/self/fd/0; stat -c %t /dev/console; exit 5",
+    ]);
+    assert_eq!(r.code, 5, "{r:?}");
+    assert!(
+        r.stdout.contains("/dev/pts/0\r\n88"),
+        "pty is stdin and /dev/console: {r:?}"
+    );
 
     let r = docker.docker(&[
         "run",

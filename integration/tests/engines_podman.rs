@@ -128,11 +128,37 @@ fn podman_runs_casulo() {
     assert_eq!(r.stdout.trim(), "in-exec", "{r:?}");
     let r = p.podman(&["exec", "pd", "no-such-binary"]);
     assert_eq!(r.code, 127, "missing binary in exec is 127: {r:?}");
+    let r = p.podman(&[
+        "exec",
+        "-t",
+        "pd",
+        "sh",
+        "-c",
+        "readlink /proc/self/fd/0; exit 6",
+    ]);
+    assert_eq!(r.code, 6, "{r:?}");
+    assert!(r.stdout.contains("/dev/pts/"), "{r:?}");
     let r = p.podman(&["stop", "-t", "1", "pd"]);
     assert_eq!(r.code, 0, "{r:?}");
     let r = p.podman(&["rm", "-f", "pd"]);
     assert_eq!(r.code, 0, "{r:?}");
 
+    let r = p.podman(&[
+        "run",
+        "--pull=never",
+        "--rm",
+        "-t",
+        "--network",
+        "none",
+        "--cgroup-parent",
+        &cg,
+        IMAGE,
+        "sh",
+        "-c",
+        "readlink /proc/self/fd/0; exit 5",
+    ]);
+    assert_eq!(r.code, 5, "{r:?}");
+    assert!(r.stdout.contains("/dev/pts/0"), "{r:?}");
     let r = p.podman(&[
         "run",
         "--pull=never",
