@@ -18,13 +18,18 @@ fn err(e: impl std::fmt::Display) -> String {
 
 /// Runs the parsed command line.
 pub fn run(cli: &Cli, log: &Logger) -> Result<i32> {
-    if cli.systemd_cgroup {
-        return Err("--systemd-cgroup: the systemd cgroup driver is not supported yet; use the cgroupfs driver".into());
-    }
+    casulo_core::cgroups::check_systemd_cgroup(cli.systemd_cgroup, None).map_err(err)?;
     if cli.rootless.as_deref() == Some("true") {
         return Err("--rootless: rootless containers are not supported yet".into());
     }
-    let rt = Runtime::new(&cli.root);
+    let sink = log.clone();
+    let rt =
+        Runtime::new(&cli.root).with_logger(casulo_core::log::Logger::new(move |level, msg| {
+            match level {
+                casulo_core::log::Level::Warn => sink.warn(msg),
+                casulo_core::log::Level::Debug => sink.debug(msg),
+            }
+        }));
     match &cli.command {
         Command::Create(a) => {
             rt.create(&a.id, &create_options(a)).map_err(err)?;
@@ -60,6 +65,8 @@ pub fn run(cli: &Cli, log: &Logger) -> Result<i32> {
         Command::Ps { format, id } => ps(&rt, id, format),
         Command::Pause { id } => rt.pause(id).map(|_| 0).map_err(err),
         Command::Resume { id } => rt.resume(id).map(|_| 0).map_err(err),
+        Command::Update(a) => crate::update::run(&rt, a),
+        Command::Events(a) => crate::events::run(&rt, a),
         Command::Exec(a) => crate::exec::exec(&rt, a),
         Command::Features => {
             println!("{}", casulo_core::features::json());

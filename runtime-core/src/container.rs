@@ -77,6 +77,7 @@ impl Container {
 #[derive(Debug, Clone)]
 pub struct Runtime {
     store: Store,
+    log: crate::log::Logger,
 }
 
 /// Removes what a failed create made, in reverse order.
@@ -177,7 +178,23 @@ impl Runtime {
     pub fn new(root: impl Into<PathBuf>) -> Runtime {
         Runtime {
             store: Store::new(root),
+            log: crate::log::Logger::default(),
         }
+    }
+
+    /// Sends the runtime's warnings (failed poststart/poststop hooks) and debug lines
+    /// (fields skipped on this host) to `log` instead of stderr.
+    pub fn with_logger(mut self, log: crate::log::Logger) -> Runtime {
+        self.log = log;
+        self
+    }
+
+    /// The state JSON handed to hooks.
+    fn hook_state(&self, rec: &Record, status: Status, pid: i32) -> Vec<u8> {
+        let mut st = self.state_of(rec);
+        st.status = status;
+        st.pid = pid;
+        serde_json::to_vec(&st).unwrap_or_default()
     }
 
     /// The state store.
@@ -226,6 +243,8 @@ impl Runtime {
             }
             None => None,
         };
+        let hooks = crate::hooks::HookSet::from_spec(&spec)?;
+        let attrs = crate::security::process::ProcessAttrs::from_spec(&spec, &self.log)?;
         let ns = Namespaces::from_spec(&spec)?;
         let (argv, envp) = match spec.process() {
             Some(p) => (
@@ -270,8 +289,13 @@ impl Runtime {
         cg.create(spec.linux().as_ref().and_then(|l| l.resources().as_ref()))?;
 
         let fifo = dir.join("exec.fifo");
-        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))
+        // Writable by the container's user (the init opens it after switching user);
+        // the state directory is 0700, so nobody else reaches it. chmod: mkfifo's
+        // mode is subject to the umask.
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
             .map_err(|e| Error::sys("exec.fifo", e))?;
+        std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+            .map_err(|e| Error::io(&fifo, e))?;
         let fifo_fd = sys::open(
             &CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap_or_default(),
             libc::O_PATH,
@@ -304,13 +328,39 @@ impl Runtime {
             seccomp: seccomp.as_ref(),
             argv: &argv,
             envp: &envp,
+            hooks: &hooks,
+            attrs: &attrs,
         };
-        let Spawned { pid, pidfd } = process::spawn(
+        let hooks_ran = std::cell::Cell::new(false);
+        let pre_pivot = |pid: i32| -> std::result::Result<Vec<u8>, crate::hooks::HookError> {
+            hooks_ran.set(true);
+            let creating = self.hook_state(&record, Status::Creating, pid);
+            crate::hooks::run_all(&hooks.prestart, &creating, false)?;
+            crate::hooks::run_all(&hooks.create_runtime, &creating, false)?;
+            let mut out = creating;
+            out.push(b'\n');
+            out.extend(self.hook_state(&record, Status::Created, pid));
+            Ok(out)
+        };
+        let spawned = process::spawn(
             &plan,
             &ns,
             &namespaces::time_offsets(&spec),
             Some(cg.as_ref()),
-        )?;
+            Some(&pre_pivot),
+        );
+        let Spawned { pid, pidfd } = match spawned {
+            Ok(s) => s,
+            Err(e) => {
+                // runtime.md "Lifecycle": a failed hook stops the container; it is
+                // destroyed (by `undo`) and the poststop hooks run.
+                if hooks_ran.get() {
+                    let st = self.hook_state(&record, Status::Stopped, 0);
+                    crate::hooks::run_all_warn(&hooks.poststop, &st, &|m| self.log.warn(m));
+                }
+                return Err(e.into());
+            }
+        };
         let abort = |e: Error| -> Error {
             let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
@@ -343,7 +393,7 @@ impl Runtime {
     }
 
     /// The status of a container from its record.
-    fn status(&self, rec: &Record) -> Status {
+    pub(crate) fn status(&self, rec: &Record) -> Status {
         if rec.pid == 0 {
             return Status::Creating;
         }
@@ -433,6 +483,11 @@ impl Runtime {
             .open(&fifo)
             .map_err(|e| Error::io(&fifo, e))?;
         let result = await_exec(&f, &pidfd);
+        if result.is_ok() {
+            let hooks = crate::hooks::HookSet::from_spec(&rec.config)?;
+            let st = self.hook_state(&rec, Status::Running, rec.pid);
+            crate::hooks::run_all_warn(&hooks.poststart, &st, &|m| self.log.warn(m));
+        }
         let _ = std::fs::remove_file(&fifo);
         result
     }
@@ -495,7 +550,14 @@ impl Runtime {
             }
             cg.destroy()?;
         }
-        Ok(self.store.remove(id)?)
+        let hooks = crate::hooks::HookSet::from_spec(&rec.config);
+        let st = self.hook_state(&rec, Status::Stopped, 0);
+        self.store.remove(id)?;
+        match hooks {
+            Ok(h) => crate::hooks::run_all_warn(&h.poststop, &st, &|m| self.log.warn(m)),
+            Err(e) => self.log.warn(&e.to_string()),
+        }
+        Ok(())
     }
 }
 

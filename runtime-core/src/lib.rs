@@ -28,6 +28,8 @@ pub mod cgroups;
 pub mod config;
 pub mod container;
 pub mod features;
+pub mod hooks;
+pub mod log;
 pub mod namespaces;
 pub mod process;
 pub mod rootfs;
@@ -36,6 +38,7 @@ pub mod state;
 pub mod store;
 mod sys;
 pub mod tty;
+pub mod update;
 
 pub use container::{Container, CreateOptions, Runtime};
 pub use process::exec::{ExecOptions, ExecProcess};
@@ -64,6 +67,9 @@ pub enum Error {
     /// The create path.
     #[error(transparent)]
     Process(#[from] process::ProcessError),
+    /// Hooks.
+    #[error(transparent)]
+    Hook(#[from] hooks::HookError),
     /// Terminal setup.
     #[error(transparent)]
     Tty(#[from] tty::TtyError),

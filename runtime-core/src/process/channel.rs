@@ -13,6 +13,12 @@ pub enum Msg {
     Pid(i32),
     /// Runtime → init: id maps are written and the cgroup joined; go on.
     Go,
+    /// Init → runtime: mounts are made, `pivot_root` is next: run the runtime-namespace
+    /// hooks (prestart, createRuntime) now.
+    Hooks,
+    /// Runtime → init: those hooks succeeded; the state JSON for the init's own hooks
+    /// (createContainer, then startContainer, one document per line).
+    HooksDone(Vec<u8>),
     /// Init → runtime: set up, waiting for `start`.
     Ready,
     /// Init or helper → runtime: setup failed, with the error text.
@@ -25,7 +31,8 @@ pub struct Channel {
     fd: OwnedFd,
 }
 
-const MAX: usize = 8192;
+/// Largest message (a state JSON with annotations for the init's hooks).
+pub const MAX: usize = 65536;
 
 impl Channel {
     /// A connected pair (both ends close-on-exec).
@@ -49,6 +56,14 @@ impl Channel {
             }
             Msg::Go => buf.push(b'G'),
             Msg::Ready => buf.push(b'R'),
+            Msg::Hooks => buf.push(b'H'),
+            Msg::HooksDone(p) => {
+                if p.len() >= MAX {
+                    return Err(Errno::EMSGSIZE);
+                }
+                buf.push(b'D');
+                buf.extend_from_slice(p);
+            }
             Msg::Error(e) => {
                 buf.push(b'E');
                 let b = e.as_bytes();
@@ -65,7 +80,7 @@ impl Channel {
 
     /// Receives one message; `Ok(None)` when the other side closed without a word.
     pub fn recv(&self) -> Result<Option<Msg>, Errno> {
-        let mut buf = [0u8; MAX];
+        let mut buf = vec![0u8; MAX];
         let n = loop {
             match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
                 Err(Errno::EINTR) => continue,
@@ -82,6 +97,8 @@ impl Channel {
             }
             b'G' => Msg::Go,
             b'R' => Msg::Ready,
+            b'H' => Msg::Hooks,
+            b'D' => Msg::HooksDone(body.to_vec()),
             b'E' => Msg::Error(String::from_utf8_lossy(body).into_owned()),
             _ => Msg::Error(format!(
                 "unexpected message from container init ({n} bytes)"
@@ -107,6 +124,8 @@ mod tests {
             Msg::Pid(4242),
             Msg::Go,
             Msg::Ready,
+            Msg::Hooks,
+            Msg::HooksDone(b"{}\n{}".to_vec()),
             Msg::Error("exec: no such file or directory".into()),
         ] {
             a.send(&m).unwrap();

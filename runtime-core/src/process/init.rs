@@ -13,7 +13,9 @@ use nix::unistd::{execve, sethostname, setsid};
 use oci_spec::runtime::Spec;
 
 use super::channel::{Channel, Msg};
+use crate::hooks::HookSet;
 use crate::rootfs::{self, CgroupHierarchy, RootfsPlan};
+use crate::security::process::ProcessAttrs;
 use crate::security::Credentials;
 use crate::sys;
 
@@ -49,15 +51,28 @@ pub struct InitPlan<'a> {
     pub argv: &'a [CString],
     /// envp.
     pub envp: &'a [CString],
+    /// The config's hooks (the init runs createContainer and startContainer).
+    pub hooks: &'a HookSet,
+    /// I/O priority, scheduler, personality, LSM labels.
+    pub attrs: &'a ProcessAttrs,
 }
 
 /// Entry point of the cloned child; never returns.
 pub fn main(plan: &InitPlan<'_>, chan: Channel) -> ! {
-    match setup(plan, &chan) {
+    // CVE-2019-5736: until execve the init is a copy of the runtime binary. Non-dumpable,
+    // its /proc/<pid>/exe (and fds, mem) cannot be opened by the container's processes
+    // without CAP_SYS_PTRACE; execve resets it. (With a new user namespace the binary is
+    // owned by an unmapped host root, and the init must stay dumpable to write its own
+    // procfs files.)
+    if !plan.userns {
+        let _ = nix::sys::prctl::set_dumpable(false);
+    }
+    let start_state = std::cell::RefCell::new(Vec::new());
+    match setup(plan, &chan, &start_state) {
         Ok(exe) => {
             let _ = chan.send(&Msg::Ready);
             drop(chan);
-            let err = wait_and_exec(plan, &exe);
+            let err = wait_and_exec(plan, &exe, &start_state.borrow());
             sys::exit_now(if err { 127 } else { 1 })
         }
         Err(e) => {
@@ -72,12 +87,45 @@ fn errno_text(e: Errno) -> String {
 }
 
 /// Steps up to `Ready`; returns the resolved executable.
-fn setup(plan: &InitPlan<'_>, chan: &Channel) -> Result<Option<CString>, String> {
+fn setup(
+    plan: &InitPlan<'_>,
+    chan: &Channel,
+    start_state: &std::cell::RefCell<Vec<u8>>,
+) -> Result<Option<CString>, String> {
     match chan.recv() {
         Ok(Some(Msg::Go)) => {}
         Ok(_) | Err(_) => return Err("runtime went away before the container was set up".into()),
     }
+    if plan.userns {
+        // Become root of the new user namespace (its maps are written now), so mounts
+        // and files are made by a mapped user.
+        let root = (nix::unistd::Gid::from_raw(0), nix::unistd::Uid::from_raw(0));
+        nix::unistd::setresgid(root.0, root.0, root.0)
+            .map_err(|e| format!("linux.gidMappings: container gid 0: {}", errno_text(e)))?;
+        nix::unistd::setresuid(root.1, root.1, root.1)
+            .map_err(|e| format!("linux.uidMappings: container uid 0: {}", errno_text(e)))?;
+    }
+    if plan.cgroupns {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| format!("linux.namespaces: cgroup: {}", errno_text(e)))?;
+    }
     setsid().map_err(|e| format!("setsid: {}", errno_text(e)))?;
+    let before_pivot = || -> Result<(), String> {
+        if !plan.hooks.needs_sync() {
+            return Ok(());
+        }
+        chan.send(&Msg::Hooks)
+            .map_err(|e| format!("hooks: {}", errno_text(e)))?;
+        let payload = match chan.recv() {
+            Ok(Some(Msg::HooksDone(p))) => p,
+            _ => return Err("runtime went away while running hooks".into()),
+        };
+        let mut docs = payload.splitn(2, |b| *b == b'\n');
+        let creating = docs.next().unwrap_or_default();
+        *start_state.borrow_mut() = docs.next().unwrap_or_default().to_vec();
+        crate::hooks::run_all(&plan.hooks.create_container, creating, true)
+            .map_err(|e| e.to_string())
+    };
     let plan_fs = RootfsPlan {
         spec: plan.spec,
         rootfs: plan.rootfs,
@@ -86,6 +134,7 @@ fn setup(plan: &InitPlan<'_>, chan: &Channel) -> Result<Option<CString>, String>
         no_pivot: plan.no_pivot,
         cgroups: plan.cgroups,
         cgroupns: plan.cgroupns,
+        before_pivot: &before_pivot,
     };
     let root = rootfs::setup(&plan_fs).map_err(|e| e.to_string())?;
     if let Some(socket) = plan.console {
@@ -112,6 +161,7 @@ fn setup(plan: &InitPlan<'_>, chan: &Channel) -> Result<Option<CString>, String>
     creds
         .apply_limits(plan.proc_fd)
         .map_err(|e| e.to_string())?;
+    plan.attrs.apply().map_err(|e| e.to_string())?;
     // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it before the
     // user switch drops capabilities (as runc does); with it, as late as possible.
     if let Some(f) = plan.seccomp {
@@ -200,7 +250,7 @@ fn find_executable(plan: &InitPlan<'_>) -> Result<CString, String> {
 
 /// Blocks until `start` opens the exec fifo, then execs. On failure the error text goes
 /// to `start` through the fifo. Returns only on failure (true when exec itself failed).
-fn wait_and_exec(plan: &InitPlan<'_>, exe: &Option<CString>) -> bool {
+fn wait_and_exec(plan: &InitPlan<'_>, exe: &Option<CString>, start_state: &[u8]) -> bool {
     let fifo_path = PathBuf::from(format!("self/fd/{}", plan.fifo.as_raw_fd()));
     // The fifo is reopened through the host procfs handle: the container's /proc may
     // not exist. The open blocks (no spinning) until `start` opens the read side.
@@ -213,6 +263,14 @@ fn wait_and_exec(plan: &InitPlan<'_>, exe: &Option<CString>) -> bool {
         let _ = sys::write_all(w.as_fd(), b"container has no process to start");
         return false;
     };
+    if let Err(e) = crate::hooks::run_all(&plan.hooks.start_container, start_state, true) {
+        let _ = sys::write_all(w.as_fd(), e.to_string().as_bytes());
+        return false;
+    }
+    if let Err(e) = plan.attrs.apply_lsm(plan.proc_fd) {
+        let _ = sys::write_all(w.as_fd(), e.to_string().as_bytes());
+        return false;
+    }
     if let Some(f) = plan.seccomp {
         if plan.creds.is_some_and(|c| c.no_new_privs()) {
             if let Err(e) = f.install() {

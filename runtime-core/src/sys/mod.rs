@@ -11,6 +11,9 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 
+mod security;
+pub use security::*;
+
 /// Result of the syscall layer: the raw errno.
 pub type SysResult<T> = Result<T, Errno>;
 
