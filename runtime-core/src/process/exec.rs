@@ -22,6 +22,7 @@ use oci_spec::runtime::Process;
 
 use super::channel::{Channel, Msg};
 use crate::cgroups;
+use crate::security::process::ProcessAttrs;
 use crate::security::Credentials;
 use crate::state::{self, Status};
 use crate::sys::{self, Fork};
@@ -121,6 +122,7 @@ struct Plan<'a> {
     proc_fd: BorrowedFd<'a>,
     process: &'a Process,
     creds: &'a Credentials,
+    attrs: &'a ProcessAttrs,
     seccomp: Option<&'a casulo_seccomp::Filter>,
     console: Option<BorrowedFd<'a>>,
     preserve_fds: u32,
@@ -163,6 +165,11 @@ impl Runtime {
         }
         let envp = cstrings(p.env().iter().flatten(), "env")?;
         let creds = Credentials::from_spec(p)?;
+        // ioPriority, scheduler, personality and LSM labels, checked as for create: the
+        // container's config with this process.
+        let mut spec = rec.config.clone();
+        spec.set_process(Some(p.clone()));
+        let attrs = ProcessAttrs::from_spec(&spec, self.logger())?;
         let seccomp = match rec
             .config
             .linux()
@@ -206,6 +213,7 @@ impl Runtime {
             proc_fd: proc_fd.as_fd(),
             process: p,
             creds: &creds,
+            attrs: &attrs,
             seccomp: seccomp.as_ref(),
             console: console.as_ref().map(|c| c.as_fd()),
             preserve_fds: opts.preserve_fds,
@@ -347,6 +355,9 @@ fn prepare(plan: &Plan<'_>) -> std::result::Result<CString, String> {
         }
     }
     sys::cloexec_from(3 + plan.preserve_fds).map_err(|e| text("close_range", e))?;
+    plan.attrs
+        .apply_lsm(plan.proc_fd)
+        .map_err(|e| e.to_string())?;
     if let Some(f) = plan.seccomp {
         if creds.no_new_privs() {
             f.install().map_err(|e| format!("linux.seccomp: {e}"))?;
