@@ -300,3 +300,86 @@ fn exec_with_a_terminal() {
     assert!(text.contains("tty-42\r\n"), "{text:?}");
     assert!(text.contains("/dev/pts/"), "{text:?}");
 }
+
+#[test]
+fn exec_into_a_user_namespace_and_preserve_fds() {
+    if !root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let env = Env::new("userns");
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    let l = b.spec.linux_mut().as_mut().unwrap();
+    let mut nss = l.namespaces().clone().unwrap();
+    nss.push(
+        oci_spec::runtime::LinuxNamespaceBuilder::default()
+            .typ(oci_spec::runtime::LinuxNamespaceType::User)
+            .build()
+            .unwrap(),
+    );
+    l.set_namespaces(Some(nss));
+    let map = |host: u32| {
+        oci_spec::runtime::LinuxIdMappingBuilder::default()
+            .container_id(0u32)
+            .host_id(host)
+            .size(65536u32)
+            .build()
+            .unwrap()
+    };
+    l.set_uid_mappings(Some(vec![map(100000)]));
+    l.set_gid_mappings(Some(vec![map(200000)]));
+    b.write_config();
+    let r = env.run(&["run", "-d", "--bundle", b.dir.to_str().unwrap(), &b.id()]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let pid = env.init_pid(&b.id());
+    let r = env.run(&[
+        "exec",
+        &b.id(),
+        "sh",
+        "-c",
+        "id -u; readlink /proc/self/ns/user; cat /proc/self/uid_map",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines[0], "0", "{r:?}");
+    assert_eq!(lines[1], ns(pid, "user"), "{r:?}");
+    assert_eq!(
+        lines[2].split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"]
+    );
+    // The exec'd process runs as host uid 100000.
+    let pid_file = env.dir.join("u.pid");
+    let r = env.run(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &b.id(),
+        "sleep",
+        "300",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let epid = std::fs::read_to_string(&pid_file).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", epid.trim())).unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(uid.contains("100000"), "{uid}");
+
+    // --preserve-fds 1: fd 3 of the caller reaches the process, fd 4 does not.
+    let file = env.dir.join("shared.txt");
+    std::fs::write(&file, "through fd 3").unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "exec 3<{f} 4<{f}; {bin} --root {root} exec --preserve-fds 1 {id} sh -c 'cat <&3; test -e /proc/self/fd/4 && echo fd4-leaked; true'",
+            f = file.display(),
+            bin = casulo_integration::casulo_bin().display(),
+            root = env.root.display(),
+            id = b.id(),
+        ))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout, "through fd 3", "{out:?}");
+}

@@ -341,3 +341,42 @@ fn run_on_the_callers_terminal() {
     assert_eq!(code, 4, "{text:?}");
     assert!(text.contains("own-42"), "{text:?}");
 }
+
+/// `casulo exec -t` without a socket uses the caller's terminal, like `run`.
+#[test]
+fn exec_on_the_callers_terminal() {
+    if !root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let env = Env::new("exec-own");
+    let b = Bundle::new(&["sleep", "1000"]);
+    let r = runtime(
+        &casulo_bin(),
+        &env.root,
+        &["run", "-d", "--bundle", b.dir.to_str().unwrap(), &b.id()],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let pty = nix::pty::openpty(None, None).unwrap();
+    casulo_core::tty::set_window_size(pty.slave.as_fd(), 21, 77).unwrap();
+    let slave = pty.slave;
+    let child = env
+        .casulo(&["exec", "-t", &b.id(), "sh"])
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .unwrap();
+    let mut w = std::fs::File::from(pty.master.try_clone().unwrap());
+    let output = read_all(pty.master);
+    std::thread::sleep(Duration::from_millis(300));
+    w.write_all(b"busybox stty size; readlink /proc/self/fd/0; exit 6\n")
+        .unwrap();
+    let code = wait_child(child, 20);
+    let text = output
+        .recv_timeout(Duration::from_secs(5))
+        .unwrap_or_default();
+    assert_eq!(code, 6, "{text:?}");
+    assert!(text.contains("21 77"), "window size copied: {text:?}");
+    assert!(text.contains("/dev/pts/0"), "{text:?}");
+}
