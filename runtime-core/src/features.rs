@@ -84,7 +84,7 @@ pub fn features() -> Value {
             "mountExtensions": { "idmap": { "enabled": false } },
         },
         "annotations": {
-            "org.opencontainers.runc.version": env!("CARGO_PKG_VERSION"),
+            "dev.casulo.version": env!("CARGO_PKG_VERSION"),
         },
     })
 }
