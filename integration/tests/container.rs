@@ -417,7 +417,13 @@ impl SpawnFd3 for std::process::Command {
         // SAFETY: dup2 is async-signal-safe; it runs in the forked child before exec.
         unsafe {
             self.pre_exec(move || {
-                if libc::dup2(raw, 3) < 0 {
+                // dup2(3, 3) would keep FD_CLOEXEC: clear it when the file already is fd 3.
+                let r = if raw == 3 {
+                    libc::fcntl(3, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(raw, 3)
+                };
+                if r < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
