@@ -116,6 +116,8 @@ fn exec_flags() {
         "/tmp",
         "-e",
         "FOO=bar",
+        "-e",
+        "PATH=/bin",
         "-u",
         "1000:1000",
         "-g",
@@ -123,10 +125,13 @@ fn exec_flags() {
         &id,
         "sh",
         "-c",
-        "pwd; echo $FOO; id -u; id -g; id -G",
+        "pwd; echo $FOO; id -u; id -g; id -G; env | grep -c ^PATH=; echo $PATH",
     ]);
     assert_eq!(r.code, 0, "{r:?}");
-    assert_eq!(r.stdout, "/tmp\nbar\n1000\n1000\n1000 5\n", "{r:?}");
+    assert_eq!(
+        r.stdout, "/tmp\nbar\n1000\n1000\n1000 5\n1\n/bin\n",
+        "{r:?}"
+    );
     // --cap adds to bounding/effective/permitted, never inheritable (CVE-2022-29162).
     let r = env.run(&[
         "exec",

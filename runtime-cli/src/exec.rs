@@ -99,8 +99,13 @@ fn build_process(rt: &Runtime, a: &ExecArgs) -> Result<Process> {
         p.set_cwd(cwd.clone());
     }
     if !a.env.is_empty() {
-        let mut env = p.env().clone().unwrap_or_default();
-        env.extend(a.env.iter().cloned());
+        // Appended; a later KEY= replaces an earlier one (as runc does).
+        let mut env: Vec<String> = Vec::new();
+        for e in p.env().iter().flatten().chain(a.env.iter()) {
+            let key = e.split('=').next().unwrap_or_default();
+            env.retain(|x| x.split('=').next() != Some(key));
+            env.push(e.clone());
+        }
         p.set_env(Some(env));
     }
     if a.user.is_some() || !a.additional_gids.is_empty() {
