@@ -173,6 +173,25 @@ impl Daemon {
         self.child.id()
     }
 
+    /// Waits until the daemon runs in a mount namespace other than ours (unshare has
+    /// done its work), so nothing entering it can mount on the host.
+    pub fn wait_private_mounts(&self) {
+        let ours = fs::read_link("/proc/self/ns/mnt").expect("our mount namespace");
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            let theirs = fs::read_link(format!("/proc/{}/ns/mnt", self.pid()));
+            if theirs.as_ref().is_ok_and(|t| *t != ours) {
+                return;
+            }
+            assert!(
+                Instant::now() < end,
+                "{} never left the host mount namespace",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Waits until `path` exists (a socket), or panics with the daemon's log.
     pub fn wait_for(&mut self, path: &Path, log: &Path, timeout: Duration) {
         let end = Instant::now() + timeout;

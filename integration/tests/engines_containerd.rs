@@ -102,6 +102,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         &[],
         &log,
     );
+    d.wait_private_mounts();
     d.wait_for(&sock, &log, Duration::from_secs(30));
     let ctr = Ctr {
         daemon: Some(d),

@@ -86,6 +86,7 @@ fn start() -> Option<Docker> {
     ];
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut d = Daemon::start("dockerd", &argv, &[], &log);
+    d.wait_private_mounts();
     d.wait_for(&sock, &log, Duration::from_secs(60));
     let docker = Docker {
         daemon: Some(d),

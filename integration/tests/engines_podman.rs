@@ -76,7 +76,7 @@ events_logfile_path = "{events}"
     .unwrap();
     let log = dir.join("holder.log");
     let holder = Daemon::start("mount-namespace holder", &["sleep", "100000"], &[], &log);
-    std::thread::sleep(Duration::from_millis(100));
+    holder.wait_private_mounts();
     let p = Podman { dir, holder, conf };
     let image = engines::busybox_image(&p.dir.path);
     let r = p.podman(&["load", "-i", image.to_str().unwrap()]);
