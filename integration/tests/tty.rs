@@ -370,13 +370,24 @@ fn exec_on_the_callers_terminal() {
     let mut w = std::fs::File::from(pty.master.try_clone().unwrap());
     let output = read_all(pty.master);
     std::thread::sleep(Duration::from_millis(300));
-    w.write_all(b"busybox stty size; readlink /proc/self/fd/0; exit 6\n")
+    w.write_all(b"busybox stty size; readlink /proc/self/fd/0\n")
         .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // A resize of the caller's terminal reaches the container's on SIGWINCH.
+    casulo_core::tty::set_window_size(w.as_fd(), 30, 90).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGWINCH,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    w.write_all(b"busybox stty size; exit 6\n").unwrap();
     let code = wait_child(child, 20);
     let text = output
         .recv_timeout(Duration::from_secs(5))
         .unwrap_or_default();
     assert_eq!(code, 6, "{text:?}");
     assert!(text.contains("21 77"), "window size copied: {text:?}");
+    assert!(text.contains("30 90"), "SIGWINCH resizes: {text:?}");
     assert!(text.contains("/dev/pts/0"), "{text:?}");
 }
