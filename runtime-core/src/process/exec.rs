@@ -207,7 +207,16 @@ impl Runtime {
             Some(path) => Some(cgroups::open(path)?),
             None => None,
         };
-        let into_cgroup = cg.as_ref().and_then(|c| c.clone_into_fd());
+        // CLONE_INTO_CGROUP checks that the caller's own cgroup is inside its cgroup
+        // namespace (ENOENT otherwise): after joining the container's cgroup namespace
+        // the helper's is not, so then the runtime moves the process instead.
+        let joins_cgroupns = namespaces
+            .iter()
+            .any(|(_, f)| f.contains(CloneFlags::CLONE_NEWCGROUP));
+        let into_cgroup = cg
+            .as_ref()
+            .filter(|_| !joins_cgroupns)
+            .and_then(|c| c.clone_into_fd());
         let plan = Plan {
             root: root.as_fd(),
             proc_fd: proc_fd.as_fd(),
