@@ -163,6 +163,30 @@ fn exec_flags() {
     let r = env.run(&["exec", "--process", p.to_str().unwrap(), &id]);
     assert_eq!(r.code, 9, "{r:?}");
     assert_eq!(r.stdout, "from-file\n/etc\n");
+    // A process.json without capabilities/noNewPrivileges/rlimits gets the container's,
+    // not the runtime's full set.
+    std::fs::write(
+        &p,
+        serde_json::json!({
+            "args": ["sh", "-c", "grep -E '^(CapBnd|CapEff|NoNewPrivs)' /proc/self/status; cat /proc/self/limits | grep 'open files'"],
+            "env": ["PATH=/bin"],
+            "cwd": "/",
+            "user": {"uid": 0, "gid": 0}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let r = env.run(&["exec", "--process", p.to_str().unwrap(), &id]);
+    assert_eq!(r.code, 0, "{r:?}");
+    // The default bundle: CAP_AUDIT_WRITE, CAP_KILL, CAP_NET_BIND_SERVICE (bits 29, 5, 10).
+    let want = format!("{:016x}", (1u64 << 29) | (1 << 5) | (1 << 10));
+    assert!(r.stdout.contains(&format!("CapBnd:\t{want}")), "{r:?}");
+    assert!(r.stdout.contains(&format!("CapEff:\t{want}")), "{r:?}");
+    assert!(r.stdout.contains("NoNewPrivs:\t1"), "{r:?}");
+    assert!(
+        r.stdout.contains("1024"),
+        "container's RLIMIT_NOFILE: {r:?}"
+    );
 }
 
 #[test]

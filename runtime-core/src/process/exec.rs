@@ -158,7 +158,8 @@ impl Runtime {
             }
             _ => {}
         }
-        let p = &opts.process;
+        let merged = inherit_from_container(&opts.process, rec.config.process().as_ref());
+        let p = &merged;
         let argv = cstrings(p.args().iter().flatten(), "args")?;
         if argv.is_empty() {
             return Err(Error::Invalid("process.args: must not be empty".into()));
@@ -276,6 +277,31 @@ impl Runtime {
         }
         Ok(proc)
     }
+}
+
+/// Fields a process.json may leave out are the container's (as runc does): without
+/// this, an exec'd process with no `capabilities` would keep the runtime's full set.
+fn inherit_from_container(p: &Process, container: Option<&Process>) -> Process {
+    let mut out = p.clone();
+    let Some(c) = container else {
+        return out;
+    };
+    if out.capabilities().is_none() {
+        out.set_capabilities(c.capabilities().clone());
+    }
+    if out.no_new_privileges().is_none() {
+        out.set_no_new_privileges(c.no_new_privileges());
+    }
+    if out.rlimits().is_none() {
+        out.set_rlimits(c.rlimits().clone());
+    }
+    if out.apparmor_profile().is_none() {
+        out.set_apparmor_profile(c.apparmor_profile().clone());
+    }
+    if out.selinux_label().is_none() {
+        out.set_selinux_label(c.selinux_label().clone());
+    }
+    out
 }
 
 /// The forked helper: joins the namespaces and clones the process into them.
