@@ -326,6 +326,23 @@ fn cpu_quota_and_shares_visible() {
 }
 
 #[test]
+fn cgroup_mount_without_cgroup_namespace_is_the_containers_own() {
+    if !root() {
+        return;
+    }
+    let env = Env::new("nocgns");
+    let limit: i64 = 48 << 20;
+    let b = env.sh(&format!("cat {}", inside(MEM_MAX)), |v| {
+        v["linux"]["resources"]["memory"] = json!({"limit": limit});
+        let ns = v["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "cgroup");
+    });
+    let r = env.run(&["run", "--bundle", b.dir.to_str().unwrap(), &b.id()]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, format!("{limit}\n"));
+}
+
+#[test]
 fn device_rules_deny_and_allow() {
     if !root() {
         return;
@@ -396,6 +413,10 @@ fn update_changes_limits_live() {
     });
     let id = b.id();
     let out = env.start_bg(&b);
+    assert!(
+        eventually(|| read(&out).lines().count() == 3),
+        "the first values are read before the update"
+    );
     env.ok(&[
         "update",
         "--memory",
@@ -492,6 +513,16 @@ fn ps_kill_all_and_delete_remove_everything() {
     );
     assert!(eventually(|| env.status(&id) == "stopped"));
     assert!(cgroup_exists(&b));
+    for args in [
+        &["update", "--pids-limit", "9"][..],
+        &["events", "--stats"][..],
+    ] {
+        let mut a = args.to_vec();
+        a.push(&id);
+        let r = env.run(&a);
+        assert_ne!(r.code, 0, "{a:?} on a stopped container: {r:?}");
+        assert!(r.stderr.contains("stopped"), "{r:?}");
+    }
     env.ok(&["delete", &id]);
     assert!(
         !cgroup_exists(&b),

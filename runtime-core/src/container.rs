@@ -211,6 +211,15 @@ impl Runtime {
     /// and the init waits for [`Runtime::start`]. On error nothing is left behind.
     pub fn create(&self, id: &str, opts: &CreateOptions) -> Result<Container> {
         crate::store::validate_id(id)?;
+        // Fds the caller hands over must be open: otherwise the runtime's own fds would
+        // take their numbers and leak into the container.
+        for fd in 3..3 + opts.preserve_fds as i32 {
+            if nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).is_err() {
+                return Err(Error::Invalid(format!(
+                    "--preserve-fds: fd {fd} is not open"
+                )));
+            }
+        }
         let bundle = std::fs::canonicalize(&opts.bundle).map_err(|e| Error::io(&opts.bundle, e))?;
         let spec = config::load(&bundle)?;
         config::validate(&spec, &bundle)?;

@@ -1,27 +1,35 @@
 #!/usr/bin/env bash
-# exec and terminal tests again on a pure cgroup v2 kernel (CLONE_INTO_CGROUP, nsdelegate),
-# in the throwaway VM of shared/tools/run-in-v2vm.sh. Skipped when qemu or the tool is
-# missing. Runs after `cargo test` (which built the binaries and the static checker).
+# exec and terminal suites again in the pure cgroup v2 VM (CLONE_INTO_CGROUP, nsdelegate):
+# builds the test binaries on the host and runs integration's `exec` and `tty` inside
+# scripts/v2vm/run-in-v2vm.sh. Fails if either fails (or the VM does).
+# Needs root and .ci/packages.d/v2vm. Usage: bash scripts/test.d/v2vm-exec-tty.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-tool=../shared/tools/run-in-v2vm.sh
-if [ ! -f "$tool" ] || ! command -v qemu-system-x86_64 >/dev/null; then
-  echo "skipped: no qemu-system-x86_64 or $tool"
-  exit 0
-fi
-target=${CARGO_TARGET_DIR:-$PWD/target}
+repo=$PWD
+target=$(realpath -m "${CARGO_TARGET_DIR:-$repo/target}")
 cargo build -q -p casulo
-bins=$(cargo test -p casulo-integration --test exec --test tty --no-run 2>&1 |
-  sed -n 's/.*Executable tests\/\(exec\|tty\)\.rs (\(.*\))/\2/p')
-[ -n "$bins" ] || { echo "v2vm exec/tty: test binaries not found" >&2; exit 1; }
-checker=$target/x86_64-unknown-linux-gnu/release/casulo-checker
-[ -f "$checker" ] || { echo "skipped: $checker not built (run cargo test first)"; exit 0; }
-cmd=""
-for b in $bins; do
-  case "$b" in /*) ;; *) b=$PWD/$b ;; esac
-  cmd="$cmd $b --test-threads 2 &&"
-done
-bash "$tool" -r "$PWD" -r "$target" -e CASULO_BIN="$target/debug/casulo" \
-  -e CASULO_CHECKER="$checker" -t 600 -- sh -c "$cmd true" 2>&1 |
-  grep -E '^test |^test result|panicked|V2VM_EXIT' | tee /tmp/casulo-v2vm-exec-tty.log
-grep -q 'V2VM_EXIT_CODE_[0-9a-f]*=0' /tmp/casulo-v2vm-exec-tty.log
+RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$target" \
+  cargo build -q --release --target x86_64-unknown-linux-gnu --bin casulo-checker
+bins=$(cargo test -q --no-run --message-format=json -p casulo-integration \
+         --test exec --test tty 2>/dev/null \
+       | jq -r 'select(.reason == "compiler-artifact" and .executable != null
+                       and (.target.name == "exec" or .target.name == "tty"))
+                | .executable')
+exec_bin=$(grep '/exec-' <<<"$bins" | head -1)
+tty_bin=$(grep '/tty-' <<<"$bins" | head -1)
+[ -x "$exec_bin" ] && [ -x "$tty_bin" ] || { echo "v2vm-exec-tty: test binaries not found: $bins" >&2; exit 1; }
+shares=(-s "$repo")
+case $target/ in "$repo"/*) ;; *) shares+=(-s "$target") ;; esac
+set +e
+bash scripts/v2vm/run-in-v2vm.sh "${shares[@]}" -w "$repo" -t "${V2VM_TIMEOUT:-600}" \
+  -e CASULO_BIN="$target/debug/casulo" \
+  -e CASULO_CHECKER="$target/x86_64-unknown-linux-gnu/release/casulo-checker" \
+  -- sh -c '
+    rc=0
+    echo "== exec (pure cgroup v2)"; "$0" --test-threads=2 || rc=1
+    echo "== tty (pure cgroup v2)"; "$1" --test-threads=2 || rc=1
+    exit $rc' "$exec_bin" "$tty_bin" 2>&1 | tr -d '\r' | grep -v -E '^(\[ *[0-9]+\.[0-9]+\] |V2VM_EXIT_CODE_)'
+rc=${PIPESTATUS[0]}
+set -e
+echo "v2vm-exec-tty: exit status $rc"
+exit "$rc"
