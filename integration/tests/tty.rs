@@ -380,8 +380,12 @@ fn exec_on_the_callers_terminal() {
         nix::sys::signal::Signal::SIGWINCH,
     )
     .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    w.write_all(b"busybox stty size; exit 6\n").unwrap();
+    // Asked a few times: the runtime handles the signal asynchronously.
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(200));
+        w.write_all(b"busybox stty size\n").unwrap();
+    }
+    w.write_all(b"exit 6\n").unwrap();
     let code = wait_child(child, 20);
     let text = output
         .recv_timeout(Duration::from_secs(5))
