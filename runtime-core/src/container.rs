@@ -189,6 +189,11 @@ impl Runtime {
         self
     }
 
+    /// The runtime's logger.
+    pub(crate) fn logger(&self) -> &crate::log::Logger {
+        &self.log
+    }
+
     /// The state JSON handed to hooks.
     fn hook_state(&self, rec: &Record, status: Status, pid: i32) -> Vec<u8> {
         let mut st = self.state_of(rec);

@@ -13,8 +13,8 @@ pub const OCI_VERSION_MIN: &str = "1.0.0";
 /// See [`OCI_VERSION_MIN`].
 pub const OCI_VERSION_MAX: &str = "1.2.1";
 
-/// Hooks the create/start/delete path runs (none until hooks land).
-pub const HOOKS: [&str; 0] = [];
+/// Hooks the create/start/delete path runs.
+pub const HOOKS: [&str; 6] = crate::hooks::PHASES;
 
 /// Namespace names (`linux.namespaces[].type`) the runtime creates and joins.
 pub fn namespaces() -> Vec<String> {
@@ -76,13 +76,15 @@ pub fn features() -> Value {
                 "knownFlags": flags,
                 "supportedFlags": flags,
             },
-            "apparmor": { "enabled": false },
-            "selinux": { "enabled": false },
+            // Support is built in (process.apparmorProfile, process.selinuxLabel); a host
+            // without the LSM skips the label, as runc does.
+            "apparmor": { "enabled": true },
+            "selinux": { "enabled": true },
             "intelRdt": { "enabled": false },
             "mountExtensions": { "idmap": { "enabled": false } },
         },
         "annotations": {
-            "org.opencontainers.runc.version": env!("CARGO_PKG_VERSION"),
+            "dev.casulo.version": env!("CARGO_PKG_VERSION"),
         },
     })
 }
