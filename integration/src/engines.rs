@@ -78,12 +78,31 @@ pub struct Out {
 /// Runs a command with stdin from /dev/null, output in files (a container started by
 /// the command may keep pipes open), killing it after `timeout`.
 pub fn run(cmd: &mut Command, timeout: Duration) -> Out {
+    run_with(cmd.stdin(Stdio::null()), timeout)
+}
+
+/// `cmd` under script(1), so it has a terminal (for `-t` flags that need the caller's
+/// own tty); its stdin is a fifo held open read-write, so it never sees EOF.
+pub fn run_in_terminal(cmd: &str, dir: &Path, timeout: Duration) -> Out {
+    let fifo = dir.join("script-stdin");
+    let _ = fs::remove_file(&fifo);
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let stdin = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .expect("open the fifo read-write");
+    let mut c = Command::new("script");
+    c.args(["-q", "-e", "-c", cmd, "/dev/null"]).stdin(stdin);
+    run_with(&mut c, timeout)
+}
+
+fn run_with(cmd: &mut Command, timeout: Duration) -> Out {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let base = std::env::temp_dir().join(format!("casulo-eng-out-{}-{n}", std::process::id()));
     let (op, ep) = (base.with_extension("out"), base.with_extension("err"));
     let child = cmd
-        .stdin(Stdio::null())
         .stdout(fs::File::create(&op).expect("stdout file"))
         .stderr(fs::File::create(&ep).expect("stderr file"))
         .spawn();
@@ -152,6 +171,25 @@ impl Daemon {
     /// The daemon's pid (unshare execs it, so it is the daemon itself).
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Waits until the daemon runs in a mount namespace other than ours (unshare has
+    /// done its work), so nothing entering it can mount on the host.
+    pub fn wait_private_mounts(&self) {
+        let ours = fs::read_link("/proc/self/ns/mnt").expect("our mount namespace");
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            let theirs = fs::read_link(format!("/proc/{}/ns/mnt", self.pid()));
+            if theirs.as_ref().is_ok_and(|t| *t != ours) {
+                return;
+            }
+            assert!(
+                Instant::now() < end,
+                "{} never left the host mount namespace",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Waits until `path` exists (a socket), or panics with the daemon's log.
@@ -298,4 +336,54 @@ pub fn busybox_image(dir: &Path) -> PathBuf {
 /// The cgroup parent the engine tests put their containers under: `/casulo-it-<pid>`.
 pub fn cgroup_parent() -> String {
     crate::bundle::cgroup_parent()
+}
+
+/// After a daemon is stopped: kills (SIGKILL, by pid) what the test started and left
+/// behind: processes whose command line names `dir` (shims, conmon, the holder) and
+/// processes in the test's cgroups (`/casulo-it-<pid>`). Nothing else is touched.
+pub fn kill_leftovers(dir: &Path) {
+    let tag = dir.display().to_string();
+    let me = std::process::id() as i32;
+    let mut pids = Vec::new();
+    if let Ok(rd) = fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmd = fs::read(e.path().join("cmdline")).unwrap_or_default();
+            if pid != me && String::from_utf8_lossy(&cmd).contains(&tag) {
+                pids.push(pid);
+            }
+        }
+    }
+    let parent = cgroup_parent();
+    let parent = parent.trim_start_matches('/');
+    if let Ok(rd) = fs::read_dir("/sys/fs/cgroup") {
+        for h in rd.flatten() {
+            collect_procs(&h.path().join(parent), &mut pids);
+        }
+    }
+    collect_procs(&Path::new("/sys/fs/cgroup").join(parent), &mut pids);
+    pids.sort_unstable();
+    pids.dedup();
+    for pid in pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    std::thread::sleep(Duration::from_millis(200));
+}
+
+fn collect_procs(dir: &Path, out: &mut Vec<i32>) {
+    if let Ok(s) = fs::read_to_string(dir.join("cgroup.procs")) {
+        out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+    }
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                collect_procs(&e.path(), out);
+            }
+        }
+    }
 }

@@ -402,6 +402,20 @@ fn only_stdio_and_preserved_fds_reach_the_container() {
         .stderr(std::process::Stdio::piped())
         .spawn_with_fd3(f);
     assert!(out.contains("ociVersion"), "fd 3 preserved: {out}");
+
+    // Preserving an fd the caller does not have open is refused (the runtime's own fds
+    // would take its number and leak into the container).
+    let b = env.bundle(&["true"]);
+    let r = env.run(&[
+        "run",
+        "--preserve-fds",
+        "40",
+        "--bundle",
+        b.dir.to_str().unwrap(),
+        &b.id(),
+    ]);
+    assert!(r.code != 0 && r.stderr.contains("--preserve-fds"), "{r:?}");
+    assert!(!env.root.join(b.id()).exists());
 }
 
 /// Spawning with an extra fd 3 (std has no direct way: dup it in pre_exec).
@@ -417,14 +431,13 @@ impl SpawnFd3 for std::process::Command {
         // SAFETY: dup2 is async-signal-safe; it runs in the forked child before exec.
         unsafe {
             self.pre_exec(move || {
-                // When the file already is fd 3, dup2 is a no-op that keeps its
-                // close-on-exec flag: clear it instead.
-                let r = if raw == 3 {
+                // dup2 onto itself keeps FD_CLOEXEC: clear it in that case.
+                let ok = if raw == 3 {
                     libc::fcntl(3, libc::F_SETFD, 0)
                 } else {
                     libc::dup2(raw, 3)
                 };
-                if r < 0 {
+                if ok < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())

@@ -12,6 +12,7 @@ use casulo_integration::casulo_bin;
 use casulo_integration::engines::{self, Daemon, Out, TempDir, IMAGE};
 
 struct Ctr {
+    daemon: Option<Daemon>,
     dir: TempDir,
     sock: PathBuf,
     runc_root: PathBuf,
@@ -53,7 +54,18 @@ impl Ctr {
     }
 }
 
-fn start() -> Option<(Ctr, Daemon)> {
+impl Drop for Ctr {
+    fn drop(&mut self) {
+        for id in ["ct-hello", "ct-det", "ct-enoent", "ct-tty"] {
+            self.cleanup(id);
+        }
+        drop(self.daemon.take());
+        engines::kill_leftovers(&self.dir.path);
+        remove_cgroup_parent();
+    }
+}
+
+fn start() -> Option<Ctr> {
     if let Some(why) =
         engines::missing(&["containerd", "ctr", "containerd-shim-runc-v2", "unshare"])
     {
@@ -90,8 +102,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         &[],
         &log,
     );
+    d.wait_private_mounts();
     d.wait_for(&sock, &log, Duration::from_secs(30));
     let ctr = Ctr {
+        daemon: Some(d),
         runc_root: dir.join("runc-root"),
         sock,
         dir,
@@ -106,12 +120,12 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         image.to_str().unwrap(),
     ]);
     assert_eq!(r.code, 0, "ctr images import: {r:?}");
-    Some((ctr, d))
+    Some(ctr)
 }
 
 #[test]
 fn containerd_runs_casulo() {
-    let Some((ctr, daemon)) = start() else {
+    let Some(ctr) = start() else {
         return;
     };
     // Run, output and exit code.
@@ -192,6 +206,22 @@ fn containerd_runs_casulo() {
     let r = ctr.ctr(&["container", "delete", "ct-det"]);
     assert_eq!(r.code, 0, "{r:?}");
 
+    // A terminal (ctr -t wants its own tty: run it under script(1)).
+    if engines::which("script").is_some() {
+        let fifo = ctr.dir.join("fifo");
+        let cmd = format!(
+            "ctr --address {} --namespace casulotest run -t --rm --snapshotter native --runc-binary {} --runc-root {} --cgroup {}/ct-tty --fifo-dir {} {IMAGE} ct-tty sh -c 'readlink /proc/self/fd/0; exit 5'",
+            ctr.sock.display(),
+            ctr.casulo.display(),
+            ctr.runc_root.display(),
+            engines::cgroup_parent(),
+            fifo.display(),
+        );
+        let r = engines::run_in_terminal(&cmd, &ctr.dir.path, Duration::from_secs(60));
+        assert_eq!(r.code, 5, "{r:?}");
+        assert!(r.stdout.contains("/dev/pts/0"), "{r:?}");
+    }
+
     // A missing executable fails the run with docker's text.
     let r = ctr.run(&["--rm"], "ct-enoent", &["no-such-binary"]);
     assert_ne!(r.code, 0, "{r:?}");
@@ -200,13 +230,9 @@ fn containerd_runs_casulo() {
         "error text from the --log file: {r:?}"
     );
     ctr.cleanup("ct-enoent");
-    ctr.cleanup("ct-det");
-    ctr.cleanup("ct-hello");
     // Nothing left in Casulo's state root.
     let left: Vec<_> = std::fs::read_dir(ctr.runc_root.join("casulotest"))
         .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "containers left behind: {left:?}");
-    drop(daemon);
-    remove_cgroup_parent();
 }

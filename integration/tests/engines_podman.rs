@@ -12,8 +12,8 @@ use casulo_integration::casulo_bin;
 use casulo_integration::engines::{self, Daemon, Out, TempDir, IMAGE};
 
 struct Podman {
-    dir: TempDir,
     holder: Daemon,
+    dir: TempDir,
     conf: PathBuf,
 }
 
@@ -35,6 +35,14 @@ impl Podman {
             .args(args)
             .env("CONTAINERS_CONF", &self.conf);
         engines::run(&mut c, Duration::from_secs(90))
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.podman(&["rm", "-a", "-f", "-t", "0"]);
+        engines::kill_leftovers(&self.dir.path);
+        remove_cgroup_parent();
     }
 }
 
@@ -68,7 +76,7 @@ events_logfile_path = "{events}"
     .unwrap();
     let log = dir.join("holder.log");
     let holder = Daemon::start("mount-namespace holder", &["sleep", "100000"], &[], &log);
-    std::thread::sleep(Duration::from_millis(100));
+    holder.wait_private_mounts();
     let p = Podman { dir, holder, conf };
     let image = engines::busybox_image(&p.dir.path);
     let r = p.podman(&["load", "-i", image.to_str().unwrap()]);
@@ -120,11 +128,37 @@ fn podman_runs_casulo() {
     assert_eq!(r.stdout.trim(), "in-exec", "{r:?}");
     let r = p.podman(&["exec", "pd", "no-such-binary"]);
     assert_eq!(r.code, 127, "missing binary in exec is 127: {r:?}");
+    let r = p.podman(&[
+        "exec",
+        "-t",
+        "pd",
+        "sh",
+        "-c",
+        "readlink /proc/self/fd/0; exit 6",
+    ]);
+    assert_eq!(r.code, 6, "{r:?}");
+    assert!(r.stdout.contains("/dev/pts/"), "{r:?}");
     let r = p.podman(&["stop", "-t", "1", "pd"]);
     assert_eq!(r.code, 0, "{r:?}");
     let r = p.podman(&["rm", "-f", "pd"]);
     assert_eq!(r.code, 0, "{r:?}");
 
+    let r = p.podman(&[
+        "run",
+        "--pull=never",
+        "--rm",
+        "-t",
+        "--network",
+        "none",
+        "--cgroup-parent",
+        &cg,
+        IMAGE,
+        "sh",
+        "-c",
+        "readlink /proc/self/fd/0; exit 5",
+    ]);
+    assert_eq!(r.code, 5, "{r:?}");
+    assert!(r.stdout.contains("/dev/pts/0"), "{r:?}");
     let r = p.podman(&[
         "run",
         "--pull=never",
@@ -141,7 +175,4 @@ fn podman_runs_casulo() {
         r.stderr.contains("executable file not found"),
         "error text: {r:?}"
     );
-    let _ = p.podman(&["rm", "-a", "-f"]);
-    drop(p);
-    remove_cgroup_parent();
 }

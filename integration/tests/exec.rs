@@ -116,6 +116,8 @@ fn exec_flags() {
         "/tmp",
         "-e",
         "FOO=bar",
+        "-e",
+        "PATH=/bin",
         "-u",
         "1000:1000",
         "-g",
@@ -123,10 +125,13 @@ fn exec_flags() {
         &id,
         "sh",
         "-c",
-        "pwd; echo $FOO; id -u; id -g; id -G",
+        "pwd; echo $FOO; id -u; id -g; id -G; env | grep -c ^PATH=; echo $PATH",
     ]);
     assert_eq!(r.code, 0, "{r:?}");
-    assert_eq!(r.stdout, "/tmp\nbar\n1000\n1000\n1000 5\n", "{r:?}");
+    assert_eq!(
+        r.stdout, "/tmp\nbar\n1000\n1000\n1000 5\n1\n/bin\n",
+        "{r:?}"
+    );
     // --cap adds to bounding/effective/permitted, never inheritable (CVE-2022-29162).
     let r = env.run(&[
         "exec",
@@ -158,6 +163,30 @@ fn exec_flags() {
     let r = env.run(&["exec", "--process", p.to_str().unwrap(), &id]);
     assert_eq!(r.code, 9, "{r:?}");
     assert_eq!(r.stdout, "from-file\n/etc\n");
+    // A process.json without capabilities/noNewPrivileges/rlimits gets the container's,
+    // not the runtime's full set.
+    std::fs::write(
+        &p,
+        serde_json::json!({
+            "args": ["sh", "-c", "grep -E '^(CapBnd|CapEff|NoNewPrivs)' /proc/self/status; cat /proc/self/limits | grep 'open files'"],
+            "env": ["PATH=/bin"],
+            "cwd": "/",
+            "user": {"uid": 0, "gid": 0}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let r = env.run(&["exec", "--process", p.to_str().unwrap(), &id]);
+    assert_eq!(r.code, 0, "{r:?}");
+    // The default bundle: CAP_AUDIT_WRITE, CAP_KILL, CAP_NET_BIND_SERVICE (bits 29, 5, 10).
+    let want = format!("{:016x}", (1u64 << 29) | (1 << 5) | (1 << 10));
+    assert!(r.stdout.contains(&format!("CapBnd:\t{want}")), "{r:?}");
+    assert!(r.stdout.contains(&format!("CapEff:\t{want}")), "{r:?}");
+    assert!(r.stdout.contains("NoNewPrivs:\t1"), "{r:?}");
+    assert!(
+        r.stdout.contains("1024"),
+        "container's RLIMIT_NOFILE: {r:?}"
+    );
 }
 
 #[test]
@@ -299,4 +328,87 @@ fn exec_with_a_terminal() {
     let text = String::from_utf8_lossy(&out);
     assert!(text.contains("tty-42\r\n"), "{text:?}");
     assert!(text.contains("/dev/pts/"), "{text:?}");
+}
+
+#[test]
+fn exec_into_a_user_namespace_and_preserve_fds() {
+    if !root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let env = Env::new("userns");
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    let l = b.spec.linux_mut().as_mut().unwrap();
+    let mut nss = l.namespaces().clone().unwrap();
+    nss.push(
+        oci_spec::runtime::LinuxNamespaceBuilder::default()
+            .typ(oci_spec::runtime::LinuxNamespaceType::User)
+            .build()
+            .unwrap(),
+    );
+    l.set_namespaces(Some(nss));
+    let map = |host: u32| {
+        oci_spec::runtime::LinuxIdMappingBuilder::default()
+            .container_id(0u32)
+            .host_id(host)
+            .size(65536u32)
+            .build()
+            .unwrap()
+    };
+    l.set_uid_mappings(Some(vec![map(100000)]));
+    l.set_gid_mappings(Some(vec![map(200000)]));
+    b.write_config();
+    let r = env.run(&["run", "-d", "--bundle", b.dir.to_str().unwrap(), &b.id()]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let pid = env.init_pid(&b.id());
+    let r = env.run(&[
+        "exec",
+        &b.id(),
+        "sh",
+        "-c",
+        "id -u; readlink /proc/self/ns/user; cat /proc/self/uid_map",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines[0], "0", "{r:?}");
+    assert_eq!(lines[1], ns(pid, "user"), "{r:?}");
+    assert_eq!(
+        lines[2].split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"]
+    );
+    // The exec'd process runs as host uid 100000.
+    let pid_file = env.dir.join("u.pid");
+    let r = env.run(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &b.id(),
+        "sleep",
+        "300",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let epid = std::fs::read_to_string(&pid_file).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", epid.trim())).unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(uid.contains("100000"), "{uid}");
+
+    // --preserve-fds 1: fd 3 of the caller reaches the process, fd 4 does not.
+    let file = env.dir.join("shared.txt");
+    std::fs::write(&file, "through fd 3").unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "exec 3<{f} 4<{f}; {bin} --root {root} exec --preserve-fds 1 {id} sh -c 'cat <&3; test -e /proc/self/fd/4 && echo fd4-leaked; true'",
+            f = file.display(),
+            bin = casulo_integration::casulo_bin().display(),
+            root = env.root.display(),
+            id = b.id(),
+        ))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout, "through fd 3", "{out:?}");
 }

@@ -341,3 +341,96 @@ fn run_on_the_callers_terminal() {
     assert_eq!(code, 4, "{text:?}");
     assert!(text.contains("own-42"), "{text:?}");
 }
+
+/// Reads from the master into a shared buffer (for waiting on output as it comes).
+fn read_shared(master: OwnedFd) -> std::sync::Arc<std::sync::Mutex<String>> {
+    let buf = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let b = buf.clone();
+    std::thread::spawn(move || {
+        let mut f = std::fs::File::from(master);
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = f.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            b.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+    });
+    buf
+}
+
+fn wait_output(buf: &std::sync::Mutex<String>, what: &str) {
+    let end = Instant::now() + Duration::from_secs(30);
+    while !buf.lock().unwrap().contains(what) {
+        assert!(
+            Instant::now() < end,
+            "no {what:?} in {:?}",
+            buf.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `casulo exec -t` without a socket uses the caller's terminal, like `run`: the pty
+/// starts with the caller's size and follows it on SIGWINCH.
+#[test]
+fn exec_on_the_callers_terminal() {
+    if !root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let env = Env::new("exec-own");
+    let b = Bundle::new(&["sleep", "1000"]);
+    let r = runtime(
+        &casulo_bin(),
+        &env.root,
+        &["run", "-d", "--bundle", b.dir.to_str().unwrap(), &b.id()],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let pty = nix::pty::openpty(None, None).unwrap();
+    casulo_core::tty::set_window_size(pty.slave.as_fd(), 21, 77).unwrap();
+    let slave = pty.slave;
+    let mut child = env
+        .casulo(&["exec", "-t", &b.id(), "sh"])
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .unwrap();
+    let mut w = std::fs::File::from(pty.master.try_clone().unwrap());
+    let out = read_shared(pty.master);
+    w.write_all(b"busybox stty size; readlink /proc/self/fd/0\n")
+        .unwrap();
+    wait_output(&out, "21 77");
+    wait_output(&out, "/dev/pts/0");
+    // A resize of the caller's terminal reaches the container's on SIGWINCH.
+    casulo_core::tty::set_window_size(w.as_fd(), 30, 90).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGWINCH,
+    )
+    .unwrap();
+    // Asked until seen: the runtime handles the signal asynchronously.
+    let end = Instant::now() + Duration::from_secs(30);
+    while !out.lock().unwrap().contains("30 90") {
+        assert!(
+            Instant::now() < end,
+            "SIGWINCH never resized: {:?}",
+            out.lock().unwrap()
+        );
+        w.write_all(b"busybox stty size\n").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    w.write_all(b"exit 6\n").unwrap();
+    let end = Instant::now() + Duration::from_secs(30);
+    let code = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st.code().unwrap_or(-1);
+        }
+        assert!(Instant::now() < end, "exec did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code, 6, "{:?}", out.lock().unwrap());
+}

@@ -148,7 +148,11 @@ fn run_container(rt: &Runtime, a: &CreateArgs, detach: bool, keep: bool) -> Resu
     drop(opts);
     let master = match &own_tty {
         Some(sock) => match casulo_core::tty::recv_master(sock.as_fd()) {
-            Ok((m, _)) => Some(m),
+            Ok((m, _)) => {
+                // The caller's size before the process starts, not after.
+                crate::tty::resize(m.as_fd());
+                Some(m)
+            }
             Err(e) => {
                 let _ = rt.delete(&a.id, true);
                 let _ = container.wait();

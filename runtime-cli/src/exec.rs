@@ -107,8 +107,13 @@ fn build_process(rt: &Runtime, a: &ExecArgs) -> Result<Process> {
         p.set_cwd(cwd.clone());
     }
     if !a.env.is_empty() {
-        let mut env = p.env().clone().unwrap_or_default();
-        env.extend(a.env.iter().cloned());
+        // Appended; a later KEY= replaces an earlier one (as runc does).
+        let mut env: Vec<String> = Vec::new();
+        for e in p.env().iter().flatten().chain(a.env.iter()) {
+            let key = e.split('=').next().unwrap_or_default();
+            env.retain(|x| x.split('=').next() != Some(key));
+            env.push(e.clone());
+        }
         p.set_env(Some(env));
     }
     if a.user.is_some() || !a.additional_gids.is_empty() {
@@ -197,9 +202,18 @@ pub fn own_terminal(
 
 /// Runs `exec`; returns the exit code (the process's own without `--detach`).
 pub fn exec(rt: &Runtime, a: &ExecArgs) -> Result<i32> {
-    let process = build_process(rt, a)?;
+    let mut process = build_process(rt, a)?;
     let terminal = process.terminal().unwrap_or(false);
     let own = if terminal && a.console_socket.is_none() && !a.detach {
+        // The pty starts with the caller's size (the process runs before we forward).
+        if let Ok((rows, cols)) = casulo_core::tty::window_size(std::io::stdin().as_fd()) {
+            let size = oci_spec::runtime::BoxBuilder::default()
+                .height(u64::from(rows))
+                .width(u64::from(cols))
+                .build()
+                .map_err(|e| e.to_string())?;
+            process.set_console_size(Some(size));
+        }
         Some(pair()?)
     } else {
         None

@@ -189,7 +189,7 @@ impl Runtime {
         self
     }
 
-    /// Where warnings and debug lines go.
+    /// The runtime's logger.
     pub(crate) fn logger(&self) -> &crate::log::Logger {
         &self.log
     }
@@ -211,6 +211,15 @@ impl Runtime {
     /// and the init waits for [`Runtime::start`]. On error nothing is left behind.
     pub fn create(&self, id: &str, opts: &CreateOptions) -> Result<Container> {
         crate::store::validate_id(id)?;
+        // Fds the caller hands over must be open: otherwise the runtime's own fds would
+        // take their numbers and leak into the container.
+        for fd in 3..3 + opts.preserve_fds as i32 {
+            if nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).is_err() {
+                return Err(Error::Invalid(format!(
+                    "--preserve-fds: fd {fd} is not open"
+                )));
+            }
+        }
         let bundle = std::fs::canonicalize(&opts.bundle).map_err(|e| Error::io(&opts.bundle, e))?;
         let spec = config::load(&bundle)?;
         config::validate(&spec, &bundle)?;
@@ -239,11 +248,6 @@ impl Runtime {
             Some(profile) => {
                 let c = casulo_seccomp::compile(profile)
                     .map_err(|e| Error::Invalid(format!("config.json: {e}")))?;
-                if c.filter.needs_listener() {
-                    return Err(Error::Unsupported(
-                        "config.json: linux.seccomp: SCMP_ACT_NOTIFY is not supported by the create path yet".into(),
-                    ));
-                }
                 Some(c.filter)
             }
             None => None,
@@ -347,12 +351,37 @@ impl Runtime {
             out.extend(self.hook_state(&record, Status::Created, pid));
             Ok(out)
         };
+        // config-linux.md "Seccomp": the listener goes to the agent at listenerPath with
+        // the container process state.
+        let on_listener = |pid: i32,
+                           fd: OwnedFd|
+         -> std::result::Result<(), process::ProcessError> {
+            let Some(l) = seccomp.as_ref().and_then(|f| f.listener()) else {
+                return Err(process::ProcessError::Init(
+                    "linux.seccomp: unexpected notify listener".into(),
+                ));
+            };
+            let state: serde_json::Value =
+                serde_json::from_slice(&self.hook_state(&record, Status::Creating, pid))
+                    .unwrap_or_default();
+            let doc = serde_json::json!({
+                "ociVersion": spec.version(),
+                "fds": ["seccompFd"],
+                "pid": pid,
+                "metadata": l.metadata.clone().unwrap_or_default(),
+                "state": state,
+            });
+            casulo_seccomp::send_listener(&l.path, doc.to_string().as_bytes(), fd.as_fd()).map_err(
+                |e| process::ProcessError::Init(format!("linux.seccomp.listenerPath: {e}")),
+            )
+        };
         let spawned = process::spawn(
             &plan,
             &ns,
             &namespaces::time_offsets(&spec),
             Some(cg.as_ref()),
             Some(&pre_pivot),
+            Some(&on_listener),
         );
         let Spawned { pid, pidfd } = match spawned {
             Ok(s) => s,
@@ -489,14 +518,9 @@ impl Runtime {
             .map_err(|e| Error::io(&fifo, e))?;
         let result = await_exec(&f, &pidfd);
         if result.is_ok() {
-            // runtime.md "Lifecycle": a failing poststart hook is only a warning.
-            match crate::hooks::HookSet::from_spec(&rec.config) {
-                Ok(h) => {
-                    let st = self.hook_state(&rec, Status::Running, rec.pid);
-                    crate::hooks::run_all_warn(&h.poststart, &st, &|m| self.log.warn(m));
-                }
-                Err(e) => self.log.warn(&e.to_string()),
-            }
+            let hooks = crate::hooks::HookSet::from_spec(&rec.config)?;
+            let st = self.hook_state(&rec, Status::Running, rec.pid);
+            crate::hooks::run_all_warn(&hooks.poststart, &st, &|m| self.log.warn(m));
         }
         let _ = std::fs::remove_file(&fifo);
         result

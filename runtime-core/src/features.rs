@@ -13,7 +13,7 @@ pub const OCI_VERSION_MIN: &str = "1.0.0";
 /// See [`OCI_VERSION_MIN`].
 pub const OCI_VERSION_MAX: &str = "1.2.1";
 
-/// Hooks the create/start/delete path runs (all of config.md's, see `hooks`).
+/// Hooks the create/start/delete path runs.
 pub const HOOKS: [&str; 6] = crate::hooks::PHASES;
 
 /// Namespace names (`linux.namespaces[].type`) the runtime creates and joins.
@@ -84,7 +84,7 @@ pub fn features() -> Value {
             "mountExtensions": { "idmap": { "enabled": false } },
         },
         "annotations": {
-            "org.opencontainers.runc.version": env!("CARGO_PKG_VERSION"),
+            "dev.casulo.version": env!("CARGO_PKG_VERSION"),
         },
     })
 }

@@ -122,12 +122,12 @@ struct Plan<'a> {
     proc_fd: BorrowedFd<'a>,
     process: &'a Process,
     creds: &'a Credentials,
+    attrs: &'a ProcessAttrs,
     seccomp: Option<&'a casulo_seccomp::Filter>,
     console: Option<BorrowedFd<'a>>,
     preserve_fds: u32,
     argv: &'a [CString],
     envp: &'a [CString],
-    attrs: &'a ProcessAttrs,
 }
 
 fn cstrings<'a>(items: impl Iterator<Item = &'a String>, field: &str) -> Result<Vec<CString>> {
@@ -158,14 +158,19 @@ impl Runtime {
             }
             _ => {}
         }
-        let p = &opts.process;
+        let merged = inherit_from_container(&opts.process, rec.config.process().as_ref());
+        let p = &merged;
         let argv = cstrings(p.args().iter().flatten(), "args")?;
         if argv.is_empty() {
             return Err(Error::Invalid("process.args: must not be empty".into()));
         }
         let envp = cstrings(p.env().iter().flatten(), "env")?;
         let creds = Credentials::from_spec(p)?;
-        let attrs = ProcessAttrs::for_exec(&rec.config, p, self.logger())?;
+        // ioPriority, scheduler, personality and LSM labels, checked as for create: the
+        // container's config with this process.
+        let mut spec = rec.config.clone();
+        spec.set_process(Some(p.clone()));
+        let attrs = ProcessAttrs::from_spec(&spec, self.logger())?;
         let seccomp = match rec
             .config
             .linux()
@@ -203,18 +208,27 @@ impl Runtime {
             Some(path) => Some(cgroups::open(path)?),
             None => None,
         };
-        let into_cgroup = cg.as_ref().and_then(|c| c.clone_into_fd());
+        // CLONE_INTO_CGROUP checks that the caller's own cgroup is inside its cgroup
+        // namespace (ENOENT otherwise): after joining the container's cgroup namespace
+        // the helper's is not, so then the runtime moves the process instead.
+        let joins_cgroupns = namespaces
+            .iter()
+            .any(|(_, f)| f.contains(CloneFlags::CLONE_NEWCGROUP));
+        let into_cgroup = cg
+            .as_ref()
+            .filter(|_| !joins_cgroupns)
+            .and_then(|c| c.clone_into_fd());
         let plan = Plan {
             root: root.as_fd(),
             proc_fd: proc_fd.as_fd(),
             process: p,
             creds: &creds,
+            attrs: &attrs,
             seccomp: seccomp.as_ref(),
             console: console.as_ref().map(|c| c.as_fd()),
             preserve_fds: opts.preserve_fds,
             argv: &argv,
             envp: &envp,
-            attrs: &attrs,
         };
         let (ours, theirs) = Channel::pair().map_err(|e| Error::sys("socketpair", e))?;
         let helper_pid = match sys::fork().map_err(|e| Error::sys("fork", e))? {
@@ -263,6 +277,31 @@ impl Runtime {
         }
         Ok(proc)
     }
+}
+
+/// Fields a process.json may leave out are the container's (as runc does): without
+/// this, an exec'd process with no `capabilities` would keep the runtime's full set.
+fn inherit_from_container(p: &Process, container: Option<&Process>) -> Process {
+    let mut out = p.clone();
+    let Some(c) = container else {
+        return out;
+    };
+    if out.capabilities().is_none() {
+        out.set_capabilities(c.capabilities().clone());
+    }
+    if out.no_new_privileges().is_none() {
+        out.set_no_new_privileges(c.no_new_privileges());
+    }
+    if out.rlimits().is_none() {
+        out.set_rlimits(c.rlimits().clone());
+    }
+    if out.apparmor_profile().is_none() {
+        out.set_apparmor_profile(c.apparmor_profile().clone());
+    }
+    if out.selinux_label().is_none() {
+        out.set_selinux_label(c.selinux_label().clone());
+    }
+    out
 }
 
 /// The forked helper: joins the namespaces and clones the process into them.

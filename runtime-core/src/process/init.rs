@@ -168,7 +168,7 @@ fn setup(
     // user switch drops capabilities (as runc does); with it, as late as possible.
     if let Some(f) = plan.seccomp {
         if !creds.no_new_privs() {
-            f.install().map_err(|e| format!("linux.seccomp: {e}"))?;
+            install_seccomp(f, chan)?;
         }
     }
     creds.apply_user().map_err(|e| e.to_string())?;
@@ -176,8 +176,27 @@ fn setup(
     rootfs::enter_cwd(root.as_fd(), process.cwd()).map_err(|e| e.to_string())?;
     let exe = find_executable(plan)?;
     creds.apply_no_new_privs().map_err(|e| e.to_string())?;
+    // A notify listener must reach the runtime before it exits: with no_new_privs such
+    // a filter is installed here instead of right before execve.
+    if let Some(f) = plan
+        .seccomp
+        .filter(|f| creds.no_new_privs() && f.needs_listener())
+    {
+        install_seccomp(f, chan)?;
+    }
     close_fds(plan.preserve_fds)?;
     Ok(Some(exe))
+}
+
+/// Installs the filter; a notify listener goes to the runtime over the channel (it
+/// forwards it to the agent at `listenerPath`), and this process's copy is closed.
+fn install_seccomp(f: &casulo_seccomp::Filter, chan: &Channel) -> Result<(), String> {
+    let listener = f.install().map_err(|e| format!("linux.seccomp: {e}"))?;
+    if let Some(fd) = listener {
+        chan.send_fd(&Msg::Listener, fd.as_fd())
+            .map_err(|e| format!("linux.seccomp: sending the listener: {}", errno_text(e)))?;
+    }
+    Ok(())
 }
 
 fn write_sysctls(plan: &InitPlan<'_>) -> Result<(), String> {
@@ -274,7 +293,7 @@ fn wait_and_exec(plan: &InitPlan<'_>, exe: &Option<CString>, start_state: &[u8])
         return false;
     }
     if let Some(f) = plan.seccomp {
-        if plan.creds.is_some_and(|c| c.no_new_privs()) {
+        if plan.creds.is_some_and(|c| c.no_new_privs()) && !f.needs_listener() {
             if let Err(e) = f.install() {
                 let _ = sys::write_all(w.as_fd(), format!("linux.seccomp: {e}").as_bytes());
                 return false;

@@ -54,6 +54,10 @@ pub enum ProcessError {
 /// runtime-namespace hooks and returns the state JSON for the init's own hooks.
 pub type PrePivot<'a> = &'a dyn Fn(i32) -> Result<Vec<u8>, crate::hooks::HookError>;
 
+/// Receives the seccomp notify listener the init sent (with the init's host pid) and
+/// hands it to the agent.
+pub type OnListener<'a> = &'a dyn Fn(i32, OwnedFd) -> Result<(), ProcessError>;
+
 fn sys_err(what: &'static str) -> impl FnOnce(Errno) -> ProcessError {
     move |e| ProcessError::Sys {
         what,
@@ -91,6 +95,7 @@ pub fn spawn(
     time_offsets: &str,
     cgroup: Option<&dyn Cgroup>,
     pre_pivot: Option<PrePivot<'_>>,
+    on_listener: Option<OnListener<'_>>,
 ) -> Result<Spawned, ProcessError> {
     let (ours, theirs) = Channel::pair().map_err(sys_err("socketpair"))?;
     let into_cgroup = cgroup.and_then(|c| c.clone_into_fd());
@@ -129,19 +134,30 @@ pub fn spawn(
             .map_err(sys_err("signalling the container init"))?;
         let mut hooks_done = false;
         loop {
-            match ours.recv() {
-                Ok(Some(Msg::Ready)) => return Ok(()),
-                Ok(Some(Msg::Hooks)) if !hooks_done => {
-                    hooks_done = true;
-                    let payload = match pre_pivot {
-                        Some(f) => f(pid)?,
-                        None => Vec::new(),
-                    };
-                    ours.send(&Msg::HooksDone(payload))
-                        .map_err(sys_err("signalling the container init"))?;
-                }
-                Ok(Some(Msg::Error(e))) => return Err(ProcessError::Init(e)),
-                _ => return Err(ProcessError::InitDied),
+            match ours.recv_fd() {
+                Ok((Some(Msg::Listener), Some(fd))) => match on_listener {
+                    Some(f) => f(pid, fd)?,
+                    None => {
+                        return Err(ProcessError::Init(
+                            "linux.seccomp: unexpected notify listener".into(),
+                        ))
+                    }
+                },
+                Ok((m, _)) => match m {
+                    Some(Msg::Ready) => return Ok(()),
+                    Some(Msg::Hooks) if !hooks_done => {
+                        hooks_done = true;
+                        let payload = match pre_pivot {
+                            Some(f) => f(pid)?,
+                            None => Vec::new(),
+                        };
+                        ours.send(&Msg::HooksDone(payload))
+                            .map_err(sys_err("signalling the container init"))?;
+                    }
+                    Some(Msg::Error(e)) => return Err(ProcessError::Init(e)),
+                    _ => return Err(ProcessError::InitDied),
+                },
+                Err(_) => return Err(ProcessError::InitDied),
             }
         }
     };

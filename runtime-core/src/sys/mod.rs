@@ -281,3 +281,10 @@ pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> SysResult<()> {
 }
 
 pub mod tty;
+
+/// Takes ownership of an fd the kernel just installed for us (SCM_RIGHTS).
+pub fn own_received_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: `fd` was installed in this process by recvmsg(2) and nothing else
+    // refers to it.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
