@@ -20,7 +20,7 @@ use bundles::Kind;
 
 /// A runtime under test.
 struct Runtime {
-    name: &'static str,
+    name: String,
     path: PathBuf,
     root: PathBuf,
     log: PathBuf,
@@ -44,6 +44,8 @@ struct Opts {
     concurrent_rounds: usize,
     seccomp_iterations: usize,
     casulo: PathBuf,
+    /// Extra casulo builds to compare (before/after figures): `--variant name=path`.
+    variants: Vec<(String, PathBuf)>,
 }
 
 /// A result row: one value per runtime (same order as `Bench::rts`).
@@ -65,7 +67,7 @@ struct Bench {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: casulo-bench [--quick] [--iterations N] [--casulo PATH]\n\
+        "usage: casulo-bench [--quick] [--iterations N] [--casulo PATH] [--variant NAME=PATH]…\n\
          (root; normally run as `bash scripts/bench.sh [--quick]`)"
     );
     std::process::exit(2)
@@ -80,6 +82,7 @@ fn parse_opts() -> Opts {
         concurrent_rounds: 3,
         seccomp_iterations: 200,
         casulo: PathBuf::from("target/release/casulo"),
+        variants: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     let mut iterations = None;
@@ -94,6 +97,11 @@ fn parse_opts() -> Opts {
                 )
             }
             "--casulo" => o.casulo = PathBuf::from(args.next().unwrap_or_else(|| usage())),
+            "--variant" => {
+                let v = args.next().unwrap_or_else(|| usage());
+                let (name, path) = v.split_once('=').unwrap_or_else(|| usage());
+                o.variants.push((name.to_string(), PathBuf::from(path)));
+            }
             _ => usage(),
         }
     }
@@ -576,9 +584,12 @@ fn main() {
         );
         std::process::exit(1)
     });
-    let mut rts = vec![("casulo", Some(casulo))];
-    rts.push(("crun", find_in_path("crun")));
-    rts.push(("runc", find_in_path("runc")));
+    let mut rts = vec![("casulo".to_string(), Some(casulo))];
+    for (name, path) in &opts.variants {
+        rts.push((name.clone(), fs::canonicalize(path).ok()));
+    }
+    rts.push(("crun".into(), find_in_path("crun")));
+    rts.push(("runc".into(), find_in_path("runc")));
     let rts: Vec<Runtime> = rts
         .into_iter()
         .filter_map(|(name, p)| {
@@ -586,9 +597,9 @@ fn main() {
                 eprintln!("casulo-bench: {name} not found, left out");
             }
             p.map(|path| Runtime {
-                name,
                 root: PathBuf::from(format!("/run/casulo-bench-{pid}/{name}")),
                 log: work.join(format!("{name}.log")),
+                name,
                 path,
                 failures: 0,
                 first_error: None,
