@@ -13,8 +13,14 @@ struct Env {
     root: PathBuf,
 }
 
+/// Live `Env`s. The cgroup parent is shared by every test of this process and removing
+/// it removes the (still empty) cgroups other tests are creating, so only the last `Env`
+/// removes it, holding the lock so that no new test starts meanwhile.
+static LIVE_ENVS: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+
 impl Env {
     fn new(name: &str) -> Env {
+        *LIVE_ENVS.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         let root = PathBuf::from(format!("/tmp/casulo-lc-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         Env { root }
@@ -43,7 +49,11 @@ impl Drop for Env {
             }
         }
         let _ = std::fs::remove_dir_all(&self.root);
-        remove_cgroup_parent();
+        let mut live = LIVE_ENVS.lock().unwrap_or_else(|e| e.into_inner());
+        *live -= 1;
+        if *live == 0 {
+            remove_cgroup_parent();
+        }
     }
 }
 
