@@ -18,4 +18,10 @@ fi
 if ls -d /sys/fs/cgroup/*/casulo-bench-* >/dev/null 2>&1; then
   echo "bench-smoke: cgroups left behind"; exit 1
 fi
+# nothing may land in the host's /sys/fs/cgroup tmpfs under the cgroup2 mount (looked at
+# from a private mount namespace, where that mount can be taken away)
+if unshare -m --propagation private sh -c \
+  'umount /sys/fs/cgroup/unified 2>/dev/null && ls -d /sys/fs/cgroup/unified/casulo-bench-*' >/dev/null 2>&1; then
+  echo "bench-smoke: files left under the host's /sys/fs/cgroup/unified mount point"; exit 1
+fi
 echo "bench-smoke: ok"

@@ -387,6 +387,11 @@ fn main() {
     if unmounted {
         sys::umount_detach(unified)
             .expect("umount /sys/fs/cgroup/unified in the private namespace");
+        // crun still writes `unified/<cgroup>/cgroup.procs` when the directory exists:
+        // without this private tmpfs it would land in the host's /sys/fs/cgroup tmpfs,
+        // hidden under the host's cgroup2 mount. This one dies with the namespace.
+        sys::mount_tmpfs(unified)
+            .expect("tmpfs on /sys/fs/cgroup/unified in the private namespace");
     }
     sys::set_child_subreaper().expect("PR_SET_CHILD_SUBREAPER");
 
@@ -470,7 +475,7 @@ fn main() {
         "- every runtime runs in the same private mount namespace{}; runtimes alternate \
          (casulo, crun, runc, casulo, …); cgroups under {cg_parent}",
         if unmounted {
-            " with /sys/fs/cgroup/unified unmounted (crun refuses the hybrid layout), i.e. on cgroup v1"
+            " with the cgroup2 mount at /sys/fs/cgroup/unified replaced by an empty tmpfs (crun refuses the hybrid layout), i.e. on cgroup v1"
         } else {
             ""
         }
