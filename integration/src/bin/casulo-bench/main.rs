@@ -301,6 +301,9 @@ impl Bench {
                 self.exec(rt, &["delete".into(), "--force".into(), id.trim().into()]);
             }
             let _ = fs::remove_dir_all(&self.rts[rt].root);
+            if let Some(parent) = self.rts[rt].root.parent() {
+                let _ = fs::remove_dir(parent);
+            }
         }
         sys::reap_zombies();
         for h in cgroup_hierarchies() {
