@@ -301,9 +301,10 @@ impl Bench {
                 self.exec(rt, &["delete".into(), "--force".into(), id.trim().into()]);
             }
             let _ = fs::remove_dir_all(&self.rts[rt].root);
-            if let Some(parent) = self.rts[rt].root.parent() {
-                let _ = fs::remove_dir(parent);
-            }
+        }
+        // All state roots live in /run/casulo-bench-<pid>/, which is the bench's own.
+        if let Some(parent) = self.rts.first().and_then(|r| r.root.parent()) {
+            let _ = fs::remove_dir_all(parent);
         }
         sys::reap_zombies();
         for h in cgroup_hierarchies() {
