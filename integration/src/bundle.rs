@@ -22,6 +22,11 @@ pub const HOST_BUSYBOX: &str = "/bin/busybox";
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+/// Bundles alive in this process: [`remove_cgroup_parent`] leaves the cgroups alone
+/// while another test (running concurrently) still has one, so it cannot remove a
+/// container cgroup that is being created.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
 /// A test bundle; its directory is removed when it is dropped.
 #[derive(Debug)]
 pub struct Bundle {
@@ -43,6 +48,7 @@ impl Bundle {
     /// Panics on any I/O error (it is test infrastructure).
     pub fn new(args: &[&str]) -> Bundle {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        LIVE.fetch_add(1, Ordering::SeqCst);
         let pid = std::process::id();
         let dir = PathBuf::from(format!("/tmp/casulo-it-{pid}-{n}"));
         let id = format!("it-{pid}-{n}");
@@ -156,6 +162,7 @@ impl Drop for Bundle {
         // Tests never mount into the bundle on the host, so a plain recursive
         // removal is enough.
         let _ = fs::remove_dir_all(&self.dir);
+        LIVE.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -168,8 +175,12 @@ pub fn cgroup_parent() -> String {
 /// Removes (rmdir, deepest first) the directories named
 /// [`cgroup_parent`] that this process's containers left in every cgroup
 /// hierarchy under `/sys/fs/cgroup` (v1 controllers and the unified tree).
-/// Only empty cgroups can be removed; errors are ignored.
+/// Only empty cgroups can be removed; errors are ignored. Does nothing while a
+/// [`Bundle`] of this process is alive (another test may be creating a container).
 pub fn remove_cgroup_parent() {
+    if LIVE.load(Ordering::SeqCst) > 0 {
+        return;
+    }
     let name = cgroup_parent();
     let name = name.trim_start_matches('/');
     let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];

@@ -2,8 +2,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use std::sync::OnceLock;
+
+use serde_json::Value;
+
+use crate::Bundle;
 
 /// Path of the `casulo` binary, building it (debug) once per process.
 /// `CASULO_BIN=<path>` uses a prebuilt binary instead.
@@ -80,4 +85,102 @@ pub fn runtime(bin: &Path, root: &Path, args: &[&str]) -> Run {
         stdout: read(&out_p),
         stderr: read(&err_p),
     }
+}
+
+/// A state root and a cgroup parent of its own per test (tests run in parallel),
+/// removed at the end with every container in them.
+pub struct TestEnv {
+    /// The `--root` of this test.
+    pub root: PathBuf,
+    /// The cgroup parent of this test's containers.
+    pub cgroup: String,
+}
+
+impl TestEnv {
+    /// A fresh state root and cgroup parent named for `name`.
+    pub fn new(name: &str) -> TestEnv {
+        let root = PathBuf::from(format!("/tmp/casulo-lc-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        TestEnv {
+            root,
+            cgroup: format!("/casulo-lc-{}-{name}", std::process::id()),
+        }
+    }
+    /// A bundle whose cgroup is under this test's parent.
+    pub fn bundle(&self, args: &[&str]) -> Bundle {
+        let mut b = Bundle::new(args);
+        let path = format!("{}/{}", self.cgroup, b.id());
+        b.spec
+            .linux_mut()
+            .as_mut()
+            .unwrap()
+            .set_cgroups_path(Some(path.into()));
+        b.write_config();
+        b
+    }
+    /// Runs casulo with this root.
+    pub fn run(&self, args: &[&str]) -> Run {
+        runtime(&casulo_bin(), &self.root, args)
+    }
+    /// Runs casulo with this root and asserts success.
+    pub fn ok(&self, args: &[&str]) -> Run {
+        let r = self.run(args);
+        assert_eq!(r.code, 0, "casulo {args:?} failed: {r:?}");
+        r
+    }
+    /// `casulo state` parsed.
+    pub fn state(&self, id: &str) -> Value {
+        serde_json::from_str(&self.ok(&["state", id]).stdout).expect("state is JSON")
+    }
+    /// `casulo create --bundle <b> <id>`.
+    pub fn create(&self, b: &Bundle) -> Run {
+        self.run(&["create", "--bundle", b.dir.to_str().unwrap(), &b.id()])
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if let Ok(rd) = std::fs::read_dir(&self.root) {
+            for e in rd.flatten() {
+                let _ = self.run(&["delete", "--force", &e.file_name().to_string_lossy()]);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+        let rel = self.cgroup.trim_start_matches('/');
+        for h in [
+            "", "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids",
+            "systemd", "unified",
+        ] {
+            let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(h).join(rel));
+        }
+    }
+}
+
+/// Waits until `f` holds (polling), for at most 10 s.
+pub fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+/// True when the bundle's cgroup exists in any hierarchy.
+pub fn cgroup_exists(b: &Bundle) -> bool {
+    let p = b
+        .spec
+        .linux()
+        .as_ref()
+        .unwrap()
+        .cgroups_path()
+        .clone()
+        .unwrap();
+    let rel = p.strip_prefix("/").unwrap();
+    ["memory", "pids", "unified"]
+        .iter()
+        .any(|h| Path::new("/sys/fs/cgroup").join(h).join(rel).exists())
+        || Path::new("/sys/fs/cgroup").join(rel).exists()
 }

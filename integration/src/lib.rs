@@ -17,11 +17,12 @@
 pub mod bundle;
 pub mod cli;
 pub mod conformance;
+pub mod engines;
 pub mod gen;
 pub mod known;
 pub mod tap;
 
 pub use bundle::{checker_path, default_spec, Bundle};
-pub use cli::{casulo_bin, runtime, Run};
+pub use cli::{casulo_bin, runtime, Run, TestEnv};
 pub use known::KNOWN_RUNC_DIFFERENCES;
 pub use tap::{parse_tap, SectionCount, TapSummary};

@@ -1,92 +1,14 @@
 //! The container lifecycle end to end (runtime.md): create/start/state/kill/delete/run
 //! with real containers from a busybox rootfs, asserted from the host and from inside.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use casulo_integration::bundle::remove_cgroup_parent;
-use casulo_integration::{casulo_bin, runtime, Bundle, Run};
+use casulo_integration::cli::{cgroup_exists, eventually};
+use casulo_integration::{casulo_bin, runtime, TestEnv as Env};
 use serde_json::Value;
-
-/// A state root of its own per test, removed at the end with every container in it.
-struct Env {
-    root: PathBuf,
-}
-
-/// Live `Env`s. The cgroup parent is shared by every test of this process and removing
-/// it removes the (still empty) cgroups other tests are creating, so only the last `Env`
-/// removes it, holding the lock so that no new test starts meanwhile.
-static LIVE_ENVS: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
-
-impl Env {
-    fn new(name: &str) -> Env {
-        *LIVE_ENVS.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        let root = PathBuf::from(format!("/tmp/casulo-lc-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        Env { root }
-    }
-    fn run(&self, args: &[&str]) -> Run {
-        runtime(&casulo_bin(), &self.root, args)
-    }
-    fn ok(&self, args: &[&str]) -> Run {
-        let r = self.run(args);
-        assert_eq!(r.code, 0, "casulo {args:?} failed: {r:?}");
-        r
-    }
-    fn state(&self, id: &str) -> Value {
-        serde_json::from_str(&self.ok(&["state", id]).stdout).expect("state is JSON")
-    }
-    fn create(&self, b: &Bundle) -> Run {
-        self.run(&["create", "--bundle", b.dir.to_str().unwrap(), &b.id()])
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        if let Ok(rd) = std::fs::read_dir(&self.root) {
-            for e in rd.flatten() {
-                let _ = self.run(&["delete", "--force", &e.file_name().to_string_lossy()]);
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.root);
-        let mut live = LIVE_ENVS.lock().unwrap_or_else(|e| e.into_inner());
-        *live -= 1;
-        if *live == 0 {
-            remove_cgroup_parent();
-        }
-    }
-}
 
 fn root() -> bool {
     nix::unistd::geteuid().is_root()
-}
-
-/// Waits until `f` holds (polling), for at most 10 s.
-fn eventually(mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    false
-}
-
-fn cgroup_exists(b: &Bundle) -> bool {
-    let p = b
-        .spec
-        .linux()
-        .as_ref()
-        .unwrap()
-        .cgroups_path()
-        .clone()
-        .unwrap();
-    let rel = p.strip_prefix("/").unwrap();
-    ["memory", "pids", "unified"]
-        .iter()
-        .any(|h| Path::new("/sys/fs/cgroup").join(h).join(rel).exists())
-        || Path::new("/sys/fs/cgroup").join(rel).exists()
 }
 
 #[test]
@@ -95,7 +17,7 @@ fn run_passes_exit_codes_and_output() {
         return;
     }
     let env = Env::new("exit");
-    let b = Bundle::new(&["sh", "-c", "echo out-$(hostname); echo err >&2; exit 7"]);
+    let b = env.bundle(&["sh", "-c", "echo out-$(hostname); echo err >&2; exit 7"]);
     let r = env.run(&["run", "--bundle", b.dir.to_str().unwrap(), &b.id()]);
     assert_eq!(r.code, 7, "{r:?}");
     assert_eq!(r.stdout, "out-casulo\n");
@@ -105,7 +27,7 @@ fn run_passes_exit_codes_and_output() {
 
     // Killed by a signal: 128+N. (The container's pid 1 ignores signals it has no
     // handler for when they come from inside, so the kill comes from the host.)
-    let b = Bundle::new(&["sleep", "1000"]);
+    let b = env.bundle(&["sleep", "1000"]);
     let id = b.id();
     let r = std::thread::scope(|s| {
         let h = s.spawn(|| env.run(&["run", "--bundle", b.dir.to_str().unwrap(), &id]));
@@ -125,7 +47,7 @@ fn full_lifecycle_states_and_errors() {
         return;
     }
     let env = Env::new("states");
-    let b = Bundle::new(&["sleep", "1000"]);
+    let b = env.bundle(&["sleep", "1000"]);
     let id = b.id();
     let pid_file = b.dir.join("init.pid");
     let r = env.run(&[
@@ -224,13 +146,14 @@ fn kill_signals_by_name_number_and_default() {
     let env = Env::new("kill");
     for sig in ["15", "TERM", "SIGTERM", ""] {
         // pid 1 of a pid namespace only gets signals it handles.
-        let b = Bundle::new(&[
+        let b = env.bundle(&[
             "sh",
             "-c",
             "trap 'exit 42' TERM; while :; do sleep 0.05; done",
         ]);
         let id = b.id();
-        assert_eq!(env.create(&b).code, 0);
+        let r = env.create(&b);
+        assert_eq!(r.code, 0, "{r:?}");
         env.ok(&["start", &id]);
         let mut args = vec!["kill", id.as_str()];
         if !sig.is_empty() {
@@ -261,9 +184,10 @@ fn delete_force_kills_and_cleans() {
         return;
     }
     let env = Env::new("force");
-    let b = Bundle::new(&["sleep", "1000"]);
+    let b = env.bundle(&["sleep", "1000"]);
     let id = b.id();
-    assert_eq!(env.create(&b).code, 0);
+    let r = env.create(&b);
+    assert_eq!(r.code, 0, "{r:?}");
     env.ok(&["start", &id]);
     let pid = env.state(&id)["pid"].as_i64().unwrap();
     env.ok(&["delete", "--force", &id]);
@@ -282,7 +206,7 @@ fn start_refuses_config_without_process() {
         return;
     }
     let env = Env::new("noproc");
-    let mut b = Bundle::new(&["true"]);
+    let mut b = env.bundle(&["true"]);
     b.spec.set_process(None);
     b.write_config();
     let id = b.id();
@@ -306,7 +230,7 @@ fn missing_executable_fails_create_with_docker_texts() {
         ("/bin/nonexistent", "no such file or directory"),
         ("nonexistent", "executable file not found"),
     ] {
-        let b = Bundle::new(&[arg]);
+        let b = env.bundle(&[arg]);
         let log = b.dir.join("log.json");
         let r = env.run(&[
             "--log",
@@ -346,7 +270,7 @@ fn exec_failure_at_start_surfaces_to_start() {
     }
     let env = Env::new("execfail");
     // Executable file with a bad format: found at create, execve fails at start.
-    let b = Bundle::new(&["/bad-binary"]);
+    let b = env.bundle(&["/bad-binary"]);
     std::fs::write(b.rootfs().join("bad-binary"), b"\x7fELF garbage").unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(
@@ -355,7 +279,8 @@ fn exec_failure_at_start_surfaces_to_start() {
     )
     .unwrap();
     let id = b.id();
-    assert_eq!(env.create(&b).code, 0);
+    let r = env.create(&b);
+    assert_eq!(r.code, 0, "{r:?}");
     let r = env.run(&["start", &id]);
     assert_ne!(r.code, 0, "{r:?}");
     assert!(r.stderr.contains("exec format error"), "{r:?}");
@@ -369,10 +294,11 @@ fn list_and_state_json() {
         return;
     }
     let env = Env::new("list");
-    let a = Bundle::new(&["sleep", "1000"]);
-    let b = Bundle::new(&["sleep", "1000"]);
+    let a = env.bundle(&["sleep", "1000"]);
+    let b = env.bundle(&["sleep", "1000"]);
     assert_eq!(env.create(&a).code, 0);
-    assert_eq!(env.create(&b).code, 0);
+    let r = env.create(&b);
+    assert_eq!(r.code, 0, "{r:?}");
     env.ok(&["start", &b.id()]);
     let list: Value = serde_json::from_str(&env.ok(&["list", "--format", "json"]).stdout).unwrap();
     let arr = list.as_array().unwrap();
@@ -393,7 +319,7 @@ fn spec_writes_a_runnable_default_config() {
         return;
     }
     let env = Env::new("spec");
-    let b = Bundle::new(&["true"]);
+    let b = env.bundle(&["true"]);
     std::fs::remove_file(b.dir.join("config.json")).unwrap();
     let r = runtime(
         &casulo_bin(),
@@ -453,7 +379,7 @@ fn concurrent_creates_of_one_id_give_one_success() {
         return;
     }
     let env = Env::new("race");
-    let b = Bundle::new(&["sleep", "1000"]);
+    let b = env.bundle(&["sleep", "1000"]);
     let id = b.id();
     let dir = b.dir.to_str().unwrap().to_string();
     let codes: Vec<i32> = std::thread::scope(|s| {
@@ -464,5 +390,44 @@ fn concurrent_creates_of_one_id_give_one_success() {
     });
     assert_eq!(codes.iter().filter(|c| **c == 0).count(), 1, "{codes:?}");
     assert_eq!(env.state(&id)["status"], "created");
+    env.ok(&["delete", "--force", &id]);
+}
+
+#[test]
+fn a_reused_pid_is_never_taken_for_the_container() {
+    if !root() {
+        return;
+    }
+    let env = Env::new("pidreuse");
+    let b = env.bundle(&["sleep", "1000"]);
+    let id = b.id();
+    assert_eq!(env.create(&b).code, 0);
+    env.ok(&["start", &id]);
+    let pid = env.state(&id)["pid"].as_i64().unwrap();
+    // Pretend the init died and its pid was reused: same pid, another start time.
+    let path = env.root.join(&id).join("state.json");
+    let mut rec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    rec["start_time"] = serde_json::json!(rec["start_time"].as_u64().unwrap() + 1);
+    std::fs::write(&path, rec.to_string()).unwrap();
+    assert_eq!(env.state(&id)["status"], "stopped");
+    let r = env.run(&["kill", &id, "KILL"]);
+    assert!(
+        r.code != 0 && r.stderr.contains("container not running"),
+        "{r:?}"
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap()
+            .contains(") S "),
+        "the process with the reused pid was not signalled"
+    );
+    // Clean up the real process by its pid (we started it).
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     env.ok(&["delete", "--force", &id]);
 }

@@ -18,13 +18,18 @@ fn err(e: impl std::fmt::Display) -> String {
 
 /// Runs the parsed command line.
 pub fn run(cli: &Cli, log: &Logger) -> Result<i32> {
-    if cli.systemd_cgroup {
-        return Err("--systemd-cgroup: the systemd cgroup driver is not supported yet; use the cgroupfs driver".into());
-    }
+    casulo_core::cgroups::check_systemd_cgroup(cli.systemd_cgroup, None).map_err(err)?;
     if cli.rootless.as_deref() == Some("true") {
         return Err("--rootless: rootless containers are not supported yet".into());
     }
-    let rt = Runtime::new(&cli.root);
+    let sink = log.clone();
+    let rt =
+        Runtime::new(&cli.root).with_logger(casulo_core::log::Logger::new(move |level, msg| {
+            match level {
+                casulo_core::log::Level::Warn => sink.warn(msg),
+                casulo_core::log::Level::Debug => sink.debug(msg),
+            }
+        }));
     match &cli.command {
         Command::Create(a) => {
             rt.create(&a.id, &create_options(a)).map_err(err)?;
@@ -60,6 +65,13 @@ pub fn run(cli: &Cli, log: &Logger) -> Result<i32> {
         Command::Ps { format, id } => ps(&rt, id, format),
         Command::Pause { id } => rt.pause(id).map(|_| 0).map_err(err),
         Command::Resume { id } => rt.resume(id).map(|_| 0).map_err(err),
+        Command::Update(a) => crate::update::run(&rt, a),
+        Command::Events(a) => crate::events::run(&rt, a),
+        Command::Exec(a) => crate::exec::exec(&rt, a),
+        Command::Features => {
+            println!("{}", casulo_core::features::json());
+            Ok(0)
+        }
     }
 }
 
@@ -71,6 +83,7 @@ fn create_options(a: &CreateArgs) -> CreateOptions {
         preserve_fds: a.preserve_fds,
         no_pivot: a.no_pivot,
         no_new_keyring: a.no_new_keyring,
+        console: None,
     }
 }
 
@@ -94,7 +107,7 @@ pub fn parse_signal(s: &str) -> Result<i32> {
 
 /// Signals `run` forwards to the container (all but those the kernel or the runtime
 /// needs for itself).
-fn forwarded() -> SigSet {
+pub(crate) fn forwarded() -> SigSet {
     let mut set = SigSet::empty();
     for sig in Signal::iterator() {
         if !matches!(
@@ -115,7 +128,16 @@ fn forwarded() -> SigSet {
 }
 
 fn run_container(rt: &Runtime, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32> {
-    let opts = create_options(a);
+    let mut opts = create_options(a);
+    // A terminal without a console socket: the pty comes back to us on a socketpair.
+    let own_tty = crate::exec::own_terminal(&a.bundle, a.console_socket.is_some(), detach)?;
+    let own_tty = match own_tty {
+        Some((ours, theirs)) => {
+            opts.console = Some(std::sync::Arc::new(theirs));
+            Some(ours)
+        }
+        None => None,
+    };
     // Block forwarded signals before the clone so none is lost; the init unblocks
     // them before exec.
     let set = forwarded();
@@ -123,6 +145,22 @@ fn run_container(rt: &Runtime, a: &CreateArgs, detach: bool, keep: bool) -> Resu
         set.thread_block().map_err(err)?;
     }
     let container = rt.create(&a.id, &opts).map_err(err)?;
+    drop(opts);
+    let master = match &own_tty {
+        Some(sock) => match casulo_core::tty::recv_master(sock.as_fd()) {
+            Ok((m, _)) => {
+                // The caller's size before the process starts, not after.
+                crate::tty::resize(m.as_fd());
+                Some(m)
+            }
+            Err(e) => {
+                let _ = rt.delete(&a.id, true);
+                let _ = container.wait();
+                return Err(e.to_string());
+            }
+        },
+        None => None,
+    };
     if let Err(e) = rt.start(&a.id) {
         let _ = rt.delete(&a.id, true);
         let _ = container.wait();
@@ -132,9 +170,30 @@ fn run_container(rt: &Runtime, a: &CreateArgs, detach: bool, keep: bool) -> Resu
         return Ok(0);
     }
     let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC).map_err(err)?;
+    if let Some(m) = master {
+        crate::tty::forward(m, container.pidfd(), &sfd, |sig| {
+            let _ = rt.kill(&a.id, sig, false);
+        });
+    }
+    wait_forwarding(container.pidfd(), &sfd, |sig| {
+        let _ = rt.kill(&a.id, sig, false);
+    })?;
+    let code = container.wait().map_err(err)?;
+    if !keep {
+        rt.delete(&a.id, true).map_err(err)?;
+    }
+    Ok(code)
+}
+
+/// Forwards signals from `sfd` until the process behind `pidfd` exits.
+pub(crate) fn wait_forwarding(
+    pidfd: std::os::fd::BorrowedFd<'_>,
+    sfd: &SignalFd,
+    mut forward: impl FnMut(i32),
+) -> Result<()> {
     loop {
         let mut fds = [
-            PollFd::new(container.pidfd(), PollFlags::POLLIN),
+            PollFd::new(pidfd, PollFlags::POLLIN),
             PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
         ];
         match poll(&mut fds, PollTimeout::NONE) {
@@ -147,18 +206,13 @@ fn run_container(rt: &Runtime, a: &CreateArgs, detach: bool, keep: bool) -> Resu
             .is_some_and(|r| r.contains(PollFlags::POLLIN))
         {
             if let Ok(Some(info)) = sfd.read_signal() {
-                let _ = rt.kill(&a.id, info.ssi_signo as i32, false);
+                forward(info.ssi_signo as i32);
             }
         }
         if fds[0].revents().is_some_and(|r| !r.is_empty()) {
-            break;
+            return Ok(());
         }
     }
-    let code = container.wait().map_err(err)?;
-    if !keep {
-        rt.delete(&a.id, true).map_err(err)?;
-    }
-    Ok(code)
 }
 
 fn list(rt: &Runtime, format: &str, quiet: bool) -> Result<i32> {

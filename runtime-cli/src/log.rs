@@ -3,10 +3,12 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::sync::Arc;
 
 /// The log sink chosen by the global flags.
+#[derive(Clone)]
 pub struct Logger {
-    file: Option<File>,
+    file: Option<Arc<File>>,
     json: bool,
     debug: bool,
 }
@@ -20,12 +22,13 @@ impl Logger {
                 .append(true)
                 .open(p)
                 .ok()
+                .map(Arc::new)
         });
         Logger { file, json, debug }
     }
 
     fn write(&self, level: &str, msg: &str) {
-        let Some(mut f) = self.file.as_ref() else {
+        let Some(mut f) = self.file.as_deref() else {
             return;
         };
         let time = casulo_core::state::now_rfc3339();
@@ -41,6 +44,12 @@ impl Logger {
     pub fn error(&self, msg: &str) {
         self.write("error", msg);
         eprintln!("casulo: {msg}");
+    }
+
+    /// Logs a warning to the log file and to stderr (a failed poststart/poststop hook).
+    pub fn warn(&self, msg: &str) {
+        self.write("warning", msg);
+        eprintln!("casulo: warning: {msg}");
     }
 
     /// Logs a debug line (only with `--debug`).

@@ -1,7 +1,11 @@
 //! `casulo`: the runc-compatible command line of the Casulo OCI runtime.
 
 mod commands;
+mod events;
+mod exec;
 mod log;
+mod tty;
+mod update;
 
 use std::path::PathBuf;
 
@@ -135,6 +139,14 @@ enum Command {
         /// Container id.
         id: String,
     },
+    /// Change a container's cgroup resources.
+    Update(Box<update::UpdateArgs>),
+    /// Show a container's resource usage and OOM events.
+    Events(events::EventsArgs),
+    /// Run a new process in a running container.
+    Exec(exec::ExecArgs),
+    /// Print the features this runtime implements (runtime-spec features.md JSON).
+    Features,
     /// List a container's processes (host pids).
     Ps {
         /// Output format: table or json.

@@ -55,11 +55,18 @@ pub fn load(bundle: &Path) -> Result<Spec, ConfigError> {
 /// Parses a config.json document, reporting the JSON path of any error.
 pub fn parse(data: &[u8]) -> Result<Spec, ConfigError> {
     let de = &mut serde_json::Deserializer::from_slice(data);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let spec = serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
         let msg = e.inner().to_string();
         ConfigError::Parse { field, msg }
-    })
+    })?;
+    if let Ok(doc) = serde_json::from_slice::<serde_json::Value>(data) {
+        crate::hooks::check_fields(&doc).map_err(|e| match e {
+            crate::hooks::HookError::Invalid { field, msg } => invalid(field, msg),
+            other => invalid("hooks", other.to_string()),
+        })?;
+    }
+    Ok(spec)
 }
 
 /// The absolute root filesystem path: `root.path`, relative to the bundle when relative.

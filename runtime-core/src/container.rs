@@ -28,8 +28,11 @@ pub struct CreateOptions {
     pub bundle: PathBuf,
     /// Where to write the init's pid.
     pub pid_file: Option<PathBuf>,
-    /// `--console-socket` (terminals come with the terminal support).
+    /// `--console-socket`: where the pty master goes when `process.terminal` is set.
     pub console_socket: Option<PathBuf>,
+    /// An already connected console socket (instead of `console_socket`), e.g. one end
+    /// of [`crate::tty::console_pair`] for `casulo run` on the caller's terminal.
+    pub console: Option<std::sync::Arc<OwnedFd>>,
     /// Number of extra fds (from 3) handed to the container.
     pub preserve_fds: u32,
     /// Use MS_MOVE + chroot instead of pivot_root.
@@ -74,6 +77,7 @@ impl Container {
 #[derive(Debug, Clone)]
 pub struct Runtime {
     store: Store,
+    log: crate::log::Logger,
 }
 
 /// Removes what a failed create made, in reverse order.
@@ -96,7 +100,7 @@ impl Drop for Undo<'_> {
     }
 }
 
-fn verified_proc() -> Result<OwnedFd> {
+pub(crate) fn verified_proc() -> Result<OwnedFd> {
     let fd = sys::open(c"/proc", libc::O_PATH | libc::O_DIRECTORY, 0)
         .map_err(|e| Error::sys("/proc", e))?;
     let st = nix::sys::statfs::fstatfs(&fd).map_err(|e| Error::sys("/proc", e))?;
@@ -160,7 +164,7 @@ fn cgroup_hierarchies() -> Vec<CgroupHierarchy> {
     out
 }
 
-fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let tmp = path.with_file_name(format!(
         ".{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")
@@ -174,7 +178,28 @@ impl Runtime {
     pub fn new(root: impl Into<PathBuf>) -> Runtime {
         Runtime {
             store: Store::new(root),
+            log: crate::log::Logger::default(),
         }
+    }
+
+    /// Sends the runtime's warnings (failed poststart/poststop hooks) and debug lines
+    /// (fields skipped on this host) to `log` instead of stderr.
+    pub fn with_logger(mut self, log: crate::log::Logger) -> Runtime {
+        self.log = log;
+        self
+    }
+
+    /// The runtime's logger.
+    pub(crate) fn logger(&self) -> &crate::log::Logger {
+        &self.log
+    }
+
+    /// The state JSON handed to hooks.
+    fn hook_state(&self, rec: &Record, status: Status, pid: i32) -> Vec<u8> {
+        let mut st = self.state_of(rec);
+        st.status = status;
+        st.pid = pid;
+        serde_json::to_vec(&st).unwrap_or_default()
     }
 
     /// The state store.
@@ -186,6 +211,15 @@ impl Runtime {
     /// and the init waits for [`Runtime::start`]. On error nothing is left behind.
     pub fn create(&self, id: &str, opts: &CreateOptions) -> Result<Container> {
         crate::store::validate_id(id)?;
+        // Fds the caller hands over must be open: otherwise the runtime's own fds would
+        // take their numbers and leak into the container.
+        for fd in 3..3 + opts.preserve_fds as i32 {
+            if nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).is_err() {
+                return Err(Error::Invalid(format!(
+                    "--preserve-fds: fd {fd} is not open"
+                )));
+            }
+        }
         let bundle = std::fs::canonicalize(&opts.bundle).map_err(|e| Error::io(&opts.bundle, e))?;
         let spec = config::load(&bundle)?;
         config::validate(&spec, &bundle)?;
@@ -196,17 +230,11 @@ impl Runtime {
                 "config.json: linux.namespaces: a mount namespace is required".into(),
             ));
         }
-        if opts.console_socket.is_some()
-            || spec
-                .process()
-                .as_ref()
-                .and_then(|p| p.terminal())
-                .unwrap_or(false)
-        {
-            return Err(Error::Unsupported(
-                "process.terminal / --console-socket: terminals are not supported yet".into(),
-            ));
-        }
+        let console = crate::tty::console_for(
+            &spec,
+            opts.console_socket.as_deref(),
+            opts.console.as_deref(),
+        )?;
         let rootfs = config::rootfs_path(&spec, &bundle)?;
         let creds = spec
             .process()
@@ -220,15 +248,12 @@ impl Runtime {
             Some(profile) => {
                 let c = casulo_seccomp::compile(profile)
                     .map_err(|e| Error::Invalid(format!("config.json: {e}")))?;
-                if c.filter.needs_listener() {
-                    return Err(Error::Unsupported(
-                        "config.json: linux.seccomp: SCMP_ACT_NOTIFY is not supported by the create path yet".into(),
-                    ));
-                }
                 Some(c.filter)
             }
             None => None,
         };
+        let hooks = crate::hooks::HookSet::from_spec(&spec)?;
+        let attrs = crate::security::process::ProcessAttrs::from_spec(&spec, &self.log)?;
         let ns = Namespaces::from_spec(&spec)?;
         let (argv, envp) = match spec.process() {
             Some(p) => (
@@ -273,8 +298,13 @@ impl Runtime {
         cg.create(spec.linux().as_ref().and_then(|l| l.resources().as_ref()))?;
 
         let fifo = dir.join("exec.fifo");
-        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))
+        // Writable by the container's user (the init opens it after switching user);
+        // the state directory is 0700, so nobody else reaches it. chmod: mkfifo's
+        // mode is subject to the umask.
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
             .map_err(|e| Error::sys("exec.fifo", e))?;
+        std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+            .map_err(|e| Error::io(&fifo, e))?;
         let fifo_fd = sys::open(
             &CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap_or_default(),
             libc::O_PATH,
@@ -296,6 +326,7 @@ impl Runtime {
             rootfs: &rootfs,
             proc_fd: proc_fd.as_fd(),
             fifo: fifo_fd.as_fd(),
+            console: console.as_ref().map(|c| c.as_fd()),
             userns: config::new_namespace(&spec, LinuxNamespaceType::User),
             cgroupns: config::new_namespace(&spec, LinuxNamespaceType::Cgroup),
             utsns: config::new_namespace(&spec, LinuxNamespaceType::Uts),
@@ -306,13 +337,64 @@ impl Runtime {
             seccomp: seccomp.as_ref(),
             argv: &argv,
             envp: &envp,
+            hooks: &hooks,
+            attrs: &attrs,
         };
-        let Spawned { pid, pidfd } = process::spawn(
+        let hooks_ran = std::cell::Cell::new(false);
+        let pre_pivot = |pid: i32| -> std::result::Result<Vec<u8>, crate::hooks::HookError> {
+            hooks_ran.set(true);
+            let creating = self.hook_state(&record, Status::Creating, pid);
+            crate::hooks::run_all(&hooks.prestart, &creating, false)?;
+            crate::hooks::run_all(&hooks.create_runtime, &creating, false)?;
+            let mut out = creating;
+            out.push(b'\n');
+            out.extend(self.hook_state(&record, Status::Created, pid));
+            Ok(out)
+        };
+        // config-linux.md "Seccomp": the listener goes to the agent at listenerPath with
+        // the container process state.
+        let on_listener = |pid: i32,
+                           fd: OwnedFd|
+         -> std::result::Result<(), process::ProcessError> {
+            let Some(l) = seccomp.as_ref().and_then(|f| f.listener()) else {
+                return Err(process::ProcessError::Init(
+                    "linux.seccomp: unexpected notify listener".into(),
+                ));
+            };
+            let state: serde_json::Value =
+                serde_json::from_slice(&self.hook_state(&record, Status::Creating, pid))
+                    .unwrap_or_default();
+            let doc = serde_json::json!({
+                "ociVersion": spec.version(),
+                "fds": ["seccompFd"],
+                "pid": pid,
+                "metadata": l.metadata.clone().unwrap_or_default(),
+                "state": state,
+            });
+            casulo_seccomp::send_listener(&l.path, doc.to_string().as_bytes(), fd.as_fd()).map_err(
+                |e| process::ProcessError::Init(format!("linux.seccomp.listenerPath: {e}")),
+            )
+        };
+        let spawned = process::spawn(
             &plan,
             &ns,
             &namespaces::time_offsets(&spec),
             Some(cg.as_ref()),
-        )?;
+            Some(&pre_pivot),
+            Some(&on_listener),
+        );
+        let Spawned { pid, pidfd } = match spawned {
+            Ok(s) => s,
+            Err(e) => {
+                // runtime.md "Lifecycle": a failed hook stops the container; it is
+                // destroyed (by `undo`) and the poststop hooks run.
+                if hooks_ran.get() {
+                    let st = self.hook_state(&record, Status::Stopped, 0);
+                    crate::hooks::run_all_warn(&hooks.poststop, &st, &|m| self.log.warn(m));
+                }
+                return Err(e.into());
+            }
+        };
         let abort = |e: Error| -> Error {
             let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
@@ -345,7 +427,7 @@ impl Runtime {
     }
 
     /// The status of a container from its record.
-    fn status(&self, rec: &Record) -> Status {
+    pub(crate) fn status(&self, rec: &Record) -> Status {
         if rec.pid == 0 {
             return Status::Creating;
         }
@@ -435,6 +517,11 @@ impl Runtime {
             .open(&fifo)
             .map_err(|e| Error::io(&fifo, e))?;
         let result = await_exec(&f, &pidfd);
+        if result.is_ok() {
+            let hooks = crate::hooks::HookSet::from_spec(&rec.config)?;
+            let st = self.hook_state(&rec, Status::Running, rec.pid);
+            crate::hooks::run_all_warn(&hooks.poststart, &st, &|m| self.log.warn(m));
+        }
         let _ = std::fs::remove_file(&fifo);
         result
     }
@@ -497,7 +584,14 @@ impl Runtime {
             }
             cg.destroy()?;
         }
-        Ok(self.store.remove(id)?)
+        let hooks = crate::hooks::HookSet::from_spec(&rec.config);
+        let st = self.hook_state(&rec, Status::Stopped, 0);
+        self.store.remove(id)?;
+        match hooks {
+            Ok(h) => crate::hooks::run_all_warn(&h.poststop, &st, &|m| self.log.warn(m)),
+            Err(e) => self.log.warn(&e.to_string()),
+        }
+        Ok(())
     }
 }
 

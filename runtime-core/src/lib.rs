@@ -27,6 +27,9 @@
 pub mod cgroups;
 pub mod config;
 pub mod container;
+pub mod features;
+pub mod hooks;
+pub mod log;
 pub mod namespaces;
 pub mod process;
 pub mod rootfs;
@@ -34,8 +37,11 @@ pub mod security;
 pub mod state;
 pub mod store;
 mod sys;
+pub mod tty;
+pub mod update;
 
 pub use container::{Container, CreateOptions, Runtime};
+pub use process::exec::{ExecOptions, ExecProcess};
 pub use state::{State, Status};
 
 use std::path::Path;
@@ -61,6 +67,12 @@ pub enum Error {
     /// The create path.
     #[error(transparent)]
     Process(#[from] process::ProcessError),
+    /// Hooks.
+    #[error(transparent)]
+    Hook(#[from] hooks::HookError),
+    /// Terminal setup.
+    #[error(transparent)]
+    Tty(#[from] tty::TtyError),
     /// The container init reported an error.
     #[error("{0}")]
     Init(String),

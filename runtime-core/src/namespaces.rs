@@ -54,11 +54,13 @@ pub struct Namespaces {
     pub clone_flags: CloneFlags,
     /// A new time namespace is wanted.
     pub new_time: bool,
+    /// A new cgroup namespace is wanted (unshared by the init after joining its cgroup).
+    pub new_cgroup: bool,
     /// Namespaces to join, with their fds, in order.
     pub join: Vec<(CloneFlags, OwnedFd)>,
 }
 
-const JOIN_ORDER: [LinuxNamespaceType; 8] = [
+pub(crate) const JOIN_ORDER: [LinuxNamespaceType; 8] = [
     LinuxNamespaceType::User,
     LinuxNamespaceType::Pid,
     LinuxNamespaceType::Time,
@@ -76,6 +78,7 @@ impl Namespaces {
         let mut out = Namespaces {
             clone_flags: CloneFlags::empty(),
             new_time: false,
+            new_cgroup: false,
             join: Vec::new(),
         };
         for typ in JOIN_ORDER {
@@ -84,6 +87,9 @@ impl Namespaces {
             };
             match ns.path() {
                 None if typ == LinuxNamespaceType::Time => out.new_time = true,
+                // Unshared by the init once it is in its cgroup, so the namespace's root
+                // is the container's cgroup.
+                None if typ == LinuxNamespaceType::Cgroup => out.new_cgroup = true,
                 None => out.clone_flags |= flag(typ),
                 Some(path) => {
                     let f = std::fs::File::open(path).map_err(|source| NamespaceError::Open {

@@ -351,7 +351,11 @@ fn kill_all_kills_every_process() {
     let a = f.spawn_gated("sleep 30");
     let b = f.spawn_gated("sleep 30 & wait");
     f.release(b);
-    std::thread::sleep(Duration::from_millis(100));
+    // The background sleep takes a while to fork on a slow (emulated) machine.
+    let end = Instant::now() + Duration::from_secs(10);
+    while f.cg.pids().unwrap().len() < 3 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(f.cg.pids().unwrap().len() >= 3);
     f.cg.kill_all(libc::SIGTERM).expect("kill_all TERM");
     for i in [a, b] {

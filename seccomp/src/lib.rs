@@ -29,6 +29,7 @@ pub mod arch;
 mod asm;
 pub mod compiler;
 mod error;
+pub mod features;
 pub mod interp;
 pub mod notify;
 pub mod profile;

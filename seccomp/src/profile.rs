@@ -114,7 +114,7 @@ pub struct Model {
 
 const BASE: &str = "linux.seccomp";
 
-fn op_from(op: LinuxSeccompOperator) -> Op {
+pub(crate) fn op_from(op: LinuxSeccompOperator) -> Op {
     use LinuxSeccompOperator as O;
     match op {
         O::ScmpCmpNe => Op::Ne,

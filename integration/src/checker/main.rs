@@ -8,6 +8,9 @@
 //! "Default Devices", "Control groups", "Sysctl", "Masked Paths",
 //! "Readonly Paths", "Mount Propagation" (config-linux.md).
 //!
+//! `/checker --syscalls` instead prints `<name> <errno>` for unshare, mount, keyctl,
+//! clone3 and getpid (0 = allowed), for seccomp tests.
+//!
 //! Optional env (set by the test in `process.env`):
 //! * `CASULO_HOST_NS=pid=<ino>,net=<ino>,…`: the host's namespace inodes;
 //!   without it the namespace checks other than pid 1 are skipped.
@@ -22,6 +25,13 @@ use serde_json::Value;
 use tap::Tap;
 
 fn main() {
+    // `/checker --syscalls`: print `name errno` for a few syscalls (seccomp tests).
+    if std::env::args().nth(1).as_deref() == Some("--syscalls") {
+        for (name, errno) in sys::syscall_probe() {
+            println!("{name} {errno}");
+        }
+        return;
+    }
     let path = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "/config.json".to_string());

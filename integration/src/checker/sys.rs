@@ -74,3 +74,49 @@ pub fn getpriority_self() -> Result<i32, i32> {
         Ok(r)
     }
 }
+
+/// Calls each syscall a seccomp profile test cares about and returns its errno (0 when
+/// it succeeded): unshare(CLONE_NEWUTS), mount of a tmpfs on /tmp, keyctl
+/// (KEYCTL_GET_KEYRING_ID of the session keyring), clone3 with a null argument, getpid.
+pub fn syscall_probe() -> Vec<(&'static str, i32)> {
+    fn errno_of(ret: libc::c_long) -> i32 {
+        if ret < 0 {
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)
+        } else {
+            0
+        }
+    }
+    // SAFETY: each call passes only integers or valid, NUL-terminated static strings;
+    // the results are only inspected for their errno.
+    unsafe {
+        vec![
+            (
+                "unshare",
+                errno_of(libc::unshare(libc::CLONE_NEWUTS) as libc::c_long),
+            ),
+            (
+                "mount",
+                errno_of(libc::mount(
+                    c"none".as_ptr(),
+                    c"/tmp".as_ptr(),
+                    c"tmpfs".as_ptr(),
+                    0,
+                    std::ptr::null(),
+                ) as libc::c_long),
+            ),
+            (
+                "keyctl",
+                errno_of(libc::syscall(libc::SYS_keyctl, 0, -3i32, 0)),
+            ),
+            (
+                "clone3",
+                errno_of(libc::syscall(
+                    libc::SYS_clone3,
+                    std::ptr::null::<u8>(),
+                    0usize,
+                )),
+            ),
+            ("getpid", errno_of(libc::syscall(libc::SYS_getpid))),
+        ]
+    }
+}

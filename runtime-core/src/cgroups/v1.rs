@@ -100,8 +100,15 @@ impl V1 {
             created.extend(new.iter().cloned());
             if self.dirs.get("cpuset") == Some(&d) {
                 // A new cpuset cgroup starts with empty cpus/mems, and tasks
-                // cannot join it until both are set: inherit the parent's.
-                for n in &new {
+                // cannot join it until both are set: inherit the parent's. Every
+                // ancestor is checked top-down, not only the ones made here: a
+                // concurrent create may have made a shared parent and not filled it yet.
+                let mut chain: Vec<&Path> = d
+                    .ancestors()
+                    .take_while(|a| a.parent().is_some_and(|p| p.join("cpuset.cpus").exists()))
+                    .collect();
+                chain.reverse();
+                for n in chain {
                     inherit_cpuset(n)?;
                 }
             }

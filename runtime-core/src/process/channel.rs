@@ -1,10 +1,13 @@
 //! The typed channel between the runtime and the container init: a SOCK_SEQPACKET
 //! socketpair, so every message keeps its boundaries. Used on both sides of the clone.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
-use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{
+    recvmsg, send, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned,
+    MsgFlags, SockFlag, SockType,
+};
 
 /// A message between the runtime and the container init.
 #[derive(Debug, PartialEq, Eq)]
@@ -13,8 +16,17 @@ pub enum Msg {
     Pid(i32),
     /// Runtime → init: id maps are written and the cgroup joined; go on.
     Go,
+    /// Init → runtime: mounts are made, `pivot_root` is next: run the runtime-namespace
+    /// hooks (prestart, createRuntime) now.
+    Hooks,
+    /// Runtime → init: those hooks succeeded; the state JSON for the init's own hooks
+    /// (createContainer, then startContainer, one document per line).
+    HooksDone(Vec<u8>),
     /// Init → runtime: set up, waiting for `start`.
     Ready,
+    /// Init → runtime: the seccomp notify listener, attached as SCM_RIGHTS (see
+    /// [`Channel::send_fd`]); the runtime hands it to the agent at `listenerPath`.
+    Listener,
     /// Init or helper → runtime: setup failed, with the error text.
     Error(String),
 }
@@ -25,7 +37,8 @@ pub struct Channel {
     fd: OwnedFd,
 }
 
-const MAX: usize = 8192;
+/// Largest message (a state JSON with annotations for the init's hooks).
+pub const MAX: usize = 65536;
 
 impl Channel {
     /// A connected pair (both ends close-on-exec).
@@ -41,20 +54,7 @@ impl Channel {
 
     /// Sends one message.
     pub fn send(&self, msg: &Msg) -> Result<(), Errno> {
-        let mut buf = Vec::with_capacity(16);
-        match msg {
-            Msg::Pid(p) => {
-                buf.push(b'P');
-                buf.extend_from_slice(&p.to_le_bytes());
-            }
-            Msg::Go => buf.push(b'G'),
-            Msg::Ready => buf.push(b'R'),
-            Msg::Error(e) => {
-                buf.push(b'E');
-                let b = e.as_bytes();
-                buf.extend_from_slice(&b[..b.len().min(MAX - 1)]);
-            }
-        }
+        let buf = encode(msg)?;
         loop {
             match send(self.fd.as_raw_fd(), &buf, MsgFlags::MSG_NOSIGNAL) {
                 Err(Errno::EINTR) => continue,
@@ -63,31 +63,110 @@ impl Channel {
         }
     }
 
-    /// Receives one message; `Ok(None)` when the other side closed without a word.
-    pub fn recv(&self) -> Result<Option<Msg>, Errno> {
-        let mut buf = [0u8; MAX];
-        let n = loop {
-            match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+    /// Sends one message with `fd` attached (SCM_RIGHTS).
+    pub fn send_fd(&self, msg: &Msg, fd: BorrowedFd<'_>) -> Result<(), Errno> {
+        let buf = encode(msg)?;
+        let fds = [fd.as_raw_fd()];
+        let iov = [std::io::IoSlice::new(&buf)];
+        let cmsg = [ControlMessage::ScmRights(&fds)];
+        loop {
+            match sendmsg::<()>(
+                self.fd.as_raw_fd(),
+                &iov,
+                &cmsg,
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            ) {
                 Err(Errno::EINTR) => continue,
-                r => break r?,
+                r => return r.map(|_| ()),
+            }
+        }
+    }
+
+    /// Receives one message and the fd attached to it, if any.
+    pub fn recv_fd(&self) -> Result<(Option<Msg>, Option<OwnedFd>), Errno> {
+        let mut buf = vec![0u8; MAX];
+        let mut space = nix::cmsg_space!([RawFd; 1]);
+        let (n, fd) = loop {
+            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+            match recvmsg::<()>(
+                self.fd.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e),
+                Ok(m) => {
+                    let mut fd = None;
+                    for c in m.cmsgs()? {
+                        if let ControlMessageOwned::ScmRights(fds) = c {
+                            for raw in fds {
+                                let owned = crate::sys::own_received_fd(raw);
+                                fd.get_or_insert(owned);
+                            }
+                        }
+                    }
+                    break (m.bytes, fd);
+                }
             }
         };
-        if n == 0 {
-            return Ok(None);
-        }
-        let body = &buf[1..n];
-        Ok(Some(match buf[0] {
-            b'P' if body.len() == 4 => {
-                Msg::Pid(i32::from_le_bytes([body[0], body[1], body[2], body[3]]))
-            }
-            b'G' => Msg::Go,
-            b'R' => Msg::Ready,
-            b'E' => Msg::Error(String::from_utf8_lossy(body).into_owned()),
-            _ => Msg::Error(format!(
-                "unexpected message from container init ({n} bytes)"
-            )),
-        }))
+        Ok((decode(&buf[..n]), fd))
     }
+
+    /// Receives one message; `Ok(None)` when the other side closed without a word.
+    pub fn recv(&self) -> Result<Option<Msg>, Errno> {
+        Ok(self.recv_fd()?.0)
+    }
+}
+
+fn encode(msg: &Msg) -> Result<Vec<u8>, Errno> {
+    let mut buf = Vec::with_capacity(16);
+    match msg {
+        Msg::Pid(p) => {
+            buf.push(b'P');
+            buf.extend_from_slice(&p.to_le_bytes());
+        }
+        Msg::Go => buf.push(b'G'),
+        Msg::Ready => buf.push(b'R'),
+        Msg::Hooks => buf.push(b'H'),
+        Msg::HooksDone(p) => {
+            if p.len() >= MAX {
+                return Err(Errno::EMSGSIZE);
+            }
+            buf.push(b'D');
+            buf.extend_from_slice(p);
+        }
+        Msg::Error(e) => {
+            buf.push(b'E');
+            let b = e.as_bytes();
+            buf.extend_from_slice(&b[..b.len().min(MAX - 1)]);
+        }
+        Msg::Listener => buf.push(b'L'),
+    }
+    Ok(buf)
+}
+
+fn decode(buf: &[u8]) -> Option<Msg> {
+    let n = buf.len();
+    if n == 0 {
+        return None;
+    }
+    let body = &buf[1..n];
+    Some(match buf[0] {
+        b'P' if body.len() == 4 => {
+            Msg::Pid(i32::from_le_bytes([body[0], body[1], body[2], body[3]]))
+        }
+        b'G' => Msg::Go,
+        b'R' => Msg::Ready,
+        b'H' => Msg::Hooks,
+        b'D' => Msg::HooksDone(body.to_vec()),
+        b'E' => Msg::Error(String::from_utf8_lossy(body).into_owned()),
+        b'L' => Msg::Listener,
+        _ => Msg::Error(format!(
+            "unexpected message from container init ({n} bytes)"
+        )),
+    })
 }
 
 impl AsFd for Channel {
@@ -107,11 +186,18 @@ mod tests {
             Msg::Pid(4242),
             Msg::Go,
             Msg::Ready,
+            Msg::Hooks,
+            Msg::HooksDone(b"{}\n{}".to_vec()),
             Msg::Error("exec: no such file or directory".into()),
         ] {
             a.send(&m).unwrap();
             assert_eq!(b.recv().unwrap(), Some(m));
         }
+        let f = std::fs::File::open("/proc/self/stat").unwrap();
+        a.send_fd(&Msg::Listener, f.as_fd()).unwrap();
+        let (m, fd) = b.recv_fd().unwrap();
+        assert_eq!(m, Some(Msg::Listener));
+        assert!(fd.is_some(), "the fd came along");
         drop(a);
         assert_eq!(b.recv().unwrap(), None);
     }

@@ -13,7 +13,9 @@ use nix::unistd::{execve, sethostname, setsid};
 use oci_spec::runtime::Spec;
 
 use super::channel::{Channel, Msg};
+use crate::hooks::HookSet;
 use crate::rootfs::{self, CgroupHierarchy, RootfsPlan};
+use crate::security::process::ProcessAttrs;
 use crate::security::Credentials;
 use crate::sys;
 
@@ -27,6 +29,8 @@ pub struct InitPlan<'a> {
     pub proc_fd: BorrowedFd<'a>,
     /// `O_PATH` fd of the exec fifo in the state directory.
     pub fifo: BorrowedFd<'a>,
+    /// Connected console socket when `process.terminal` is set.
+    pub console: Option<BorrowedFd<'a>>,
     /// New user namespace.
     pub userns: bool,
     /// New cgroup namespace.
@@ -47,15 +51,28 @@ pub struct InitPlan<'a> {
     pub argv: &'a [CString],
     /// envp.
     pub envp: &'a [CString],
+    /// The config's hooks (the init runs createContainer and startContainer).
+    pub hooks: &'a HookSet,
+    /// I/O priority, scheduler, personality, LSM labels.
+    pub attrs: &'a ProcessAttrs,
 }
 
 /// Entry point of the cloned child; never returns.
 pub fn main(plan: &InitPlan<'_>, chan: Channel) -> ! {
-    match setup(plan, &chan) {
+    // CVE-2019-5736: until execve the init is a copy of the runtime binary. Non-dumpable,
+    // its /proc/<pid>/exe (and fds, mem) cannot be opened by the container's processes
+    // without CAP_SYS_PTRACE; execve resets it. (With a new user namespace the binary is
+    // owned by an unmapped host root, and the init must stay dumpable to write its own
+    // procfs files.)
+    if !plan.userns {
+        let _ = nix::sys::prctl::set_dumpable(false);
+    }
+    let start_state = std::cell::RefCell::new(Vec::new());
+    match setup(plan, &chan, &start_state) {
         Ok(exe) => {
             let _ = chan.send(&Msg::Ready);
             drop(chan);
-            let err = wait_and_exec(plan, &exe);
+            let err = wait_and_exec(plan, &exe, &start_state.borrow());
             sys::exit_now(if err { 127 } else { 1 })
         }
         Err(e) => {
@@ -70,12 +87,45 @@ fn errno_text(e: Errno) -> String {
 }
 
 /// Steps up to `Ready`; returns the resolved executable.
-fn setup(plan: &InitPlan<'_>, chan: &Channel) -> Result<Option<CString>, String> {
+fn setup(
+    plan: &InitPlan<'_>,
+    chan: &Channel,
+    start_state: &std::cell::RefCell<Vec<u8>>,
+) -> Result<Option<CString>, String> {
     match chan.recv() {
         Ok(Some(Msg::Go)) => {}
         Ok(_) | Err(_) => return Err("runtime went away before the container was set up".into()),
     }
+    if plan.userns {
+        // Become root of the new user namespace (its maps are written now), so mounts
+        // and files are made by a mapped user.
+        let root = (nix::unistd::Gid::from_raw(0), nix::unistd::Uid::from_raw(0));
+        nix::unistd::setresgid(root.0, root.0, root.0)
+            .map_err(|e| format!("linux.gidMappings: container gid 0: {}", errno_text(e)))?;
+        nix::unistd::setresuid(root.1, root.1, root.1)
+            .map_err(|e| format!("linux.uidMappings: container uid 0: {}", errno_text(e)))?;
+    }
+    if plan.cgroupns {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| format!("linux.namespaces: cgroup: {}", errno_text(e)))?;
+    }
     setsid().map_err(|e| format!("setsid: {}", errno_text(e)))?;
+    let before_pivot = || -> Result<(), String> {
+        if !plan.hooks.needs_sync() {
+            return Ok(());
+        }
+        chan.send(&Msg::Hooks)
+            .map_err(|e| format!("hooks: {}", errno_text(e)))?;
+        let payload = match chan.recv() {
+            Ok(Some(Msg::HooksDone(p))) => p,
+            _ => return Err("runtime went away while running hooks".into()),
+        };
+        let mut docs = payload.splitn(2, |b| *b == b'\n');
+        let creating = docs.next().unwrap_or_default();
+        *start_state.borrow_mut() = docs.next().unwrap_or_default().to_vec();
+        crate::hooks::run_all(&plan.hooks.create_container, creating, true)
+            .map_err(|e| e.to_string())
+    };
     let plan_fs = RootfsPlan {
         spec: plan.spec,
         rootfs: plan.rootfs,
@@ -84,8 +134,17 @@ fn setup(plan: &InitPlan<'_>, chan: &Channel) -> Result<Option<CString>, String>
         no_pivot: plan.no_pivot,
         cgroups: plan.cgroups,
         cgroupns: plan.cgroupns,
+        before_pivot: &before_pivot,
     };
     let root = rootfs::setup(&plan_fs).map_err(|e| e.to_string())?;
+    if let Some(socket) = plan.console {
+        crate::tty::setup(&crate::tty::Console {
+            socket,
+            size: crate::tty::console_size(plan.spec.process().as_ref()),
+            dev_console: Some((root.as_fd(), plan.proc_fd)),
+        })
+        .map_err(|e| format!("process.terminal: {e}"))?;
+    }
     if plan.utsns {
         if let Some(h) = plan.spec.hostname() {
             sethostname(h).map_err(|e| format!("hostname: {}", errno_text(e)))?;
@@ -102,11 +161,12 @@ fn setup(plan: &InitPlan<'_>, chan: &Channel) -> Result<Option<CString>, String>
     creds
         .apply_limits(plan.proc_fd)
         .map_err(|e| e.to_string())?;
+    plan.attrs.apply().map_err(|e| e.to_string())?;
     // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it before the
     // user switch drops capabilities (as runc does); with it, as late as possible.
     if let Some(f) = plan.seccomp {
         if !creds.no_new_privs() {
-            f.install().map_err(|e| format!("linux.seccomp: {e}"))?;
+            install_seccomp(f, chan)?;
         }
     }
     creds.apply_user().map_err(|e| e.to_string())?;
@@ -114,8 +174,27 @@ fn setup(plan: &InitPlan<'_>, chan: &Channel) -> Result<Option<CString>, String>
     rootfs::enter_cwd(root.as_fd(), process.cwd()).map_err(|e| e.to_string())?;
     let exe = find_executable(plan)?;
     creds.apply_no_new_privs().map_err(|e| e.to_string())?;
+    // A notify listener must reach the runtime before it exits: with no_new_privs such
+    // a filter is installed here instead of right before execve.
+    if let Some(f) = plan
+        .seccomp
+        .filter(|f| creds.no_new_privs() && f.needs_listener())
+    {
+        install_seccomp(f, chan)?;
+    }
     close_fds(plan.preserve_fds)?;
     Ok(Some(exe))
+}
+
+/// Installs the filter; a notify listener goes to the runtime over the channel (it
+/// forwards it to the agent at `listenerPath`), and this process's copy is closed.
+fn install_seccomp(f: &casulo_seccomp::Filter, chan: &Channel) -> Result<(), String> {
+    let listener = f.install().map_err(|e| format!("linux.seccomp: {e}"))?;
+    if let Some(fd) = listener {
+        chan.send_fd(&Msg::Listener, fd.as_fd())
+            .map_err(|e| format!("linux.seccomp: sending the listener: {}", errno_text(e)))?;
+    }
+    Ok(())
 }
 
 fn write_sysctls(plan: &InitPlan<'_>) -> Result<(), String> {
@@ -190,7 +269,7 @@ fn find_executable(plan: &InitPlan<'_>) -> Result<CString, String> {
 
 /// Blocks until `start` opens the exec fifo, then execs. On failure the error text goes
 /// to `start` through the fifo. Returns only on failure (true when exec itself failed).
-fn wait_and_exec(plan: &InitPlan<'_>, exe: &Option<CString>) -> bool {
+fn wait_and_exec(plan: &InitPlan<'_>, exe: &Option<CString>, start_state: &[u8]) -> bool {
     let fifo_path = PathBuf::from(format!("self/fd/{}", plan.fifo.as_raw_fd()));
     // The fifo is reopened through the host procfs handle: the container's /proc may
     // not exist. The open blocks (no spinning) until `start` opens the read side.
@@ -203,8 +282,16 @@ fn wait_and_exec(plan: &InitPlan<'_>, exe: &Option<CString>) -> bool {
         let _ = sys::write_all(w.as_fd(), b"container has no process to start");
         return false;
     };
+    if let Err(e) = crate::hooks::run_all(&plan.hooks.start_container, start_state, true) {
+        let _ = sys::write_all(w.as_fd(), e.to_string().as_bytes());
+        return false;
+    }
+    if let Err(e) = plan.attrs.apply_lsm(plan.proc_fd) {
+        let _ = sys::write_all(w.as_fd(), e.to_string().as_bytes());
+        return false;
+    }
     if let Some(f) = plan.seccomp {
-        if plan.creds.is_some_and(|c| c.no_new_privs()) {
+        if plan.creds.is_some_and(|c| c.no_new_privs()) && !f.needs_listener() {
             if let Err(e) = f.install() {
                 let _ = sys::write_all(w.as_fd(), format!("linux.seccomp: {e}").as_bytes());
                 return false;

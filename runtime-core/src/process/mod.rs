@@ -9,6 +9,7 @@
 //! same parent, one process creation and one hand-off less (docs/performance.md).
 
 pub mod channel;
+pub mod exec;
 pub mod init;
 
 use std::os::fd::{AsFd, OwnedFd};
@@ -48,7 +49,18 @@ pub enum ProcessError {
     /// Joining the cgroup failed.
     #[error(transparent)]
     Cgroup(#[from] crate::cgroups::CgroupError),
+    /// A runtime-namespace hook before `pivot_root` failed.
+    #[error(transparent)]
+    Hook(#[from] crate::hooks::HookError),
 }
+
+/// Called with the init's host pid when the init stops before `pivot_root`: runs the
+/// runtime-namespace hooks and returns the state JSON for the init's own hooks.
+pub type PrePivot<'a> = &'a dyn Fn(i32) -> Result<Vec<u8>, crate::hooks::HookError>;
+
+/// Receives the seccomp notify listener the init sent (with the init's host pid) and
+/// hands it to the agent.
+pub type OnListener<'a> = &'a dyn Fn(i32, OwnedFd) -> Result<(), ProcessError>;
 
 fn sys_err(what: &'static str) -> impl FnOnce(Errno) -> ProcessError {
     move |e| ProcessError::Sys {
@@ -80,11 +92,14 @@ fn abort(pid: i32, pidfd: Option<&OwnedFd>) {
 }
 
 /// Creates the container init and waits until it reports `Ready` (or an error).
+/// `pre_pivot` answers the init's `Hooks` message (sent when `plan.hooks` needs it).
 pub fn spawn(
     plan: &InitPlan<'_>,
     ns: &Namespaces,
     time_offsets: &str,
     cgroup: Option<&dyn Cgroup>,
+    pre_pivot: Option<PrePivot<'_>>,
+    on_listener: Option<OnListener<'_>>,
 ) -> Result<Spawned, ProcessError> {
     let (ours, theirs) = Channel::pair().map_err(sys_err("socketpair"))?;
     let into_cgroup = cgroup.and_then(|c| c.clone_into_fd());
@@ -142,10 +157,33 @@ pub fn spawn(
         }
         ours.send(&Msg::Go)
             .map_err(sys_err("signalling the container init"))?;
-        match ours.recv() {
-            Ok(Some(Msg::Ready)) => Ok(()),
-            Ok(Some(Msg::Error(e))) => Err(ProcessError::Init(e)),
-            _ => Err(ProcessError::InitDied),
+        let mut hooks_done = false;
+        loop {
+            match ours.recv_fd() {
+                Ok((Some(Msg::Listener), Some(fd))) => match on_listener {
+                    Some(f) => f(pid, fd)?,
+                    None => {
+                        return Err(ProcessError::Init(
+                            "linux.seccomp: unexpected notify listener".into(),
+                        ))
+                    }
+                },
+                Ok((m, _)) => match m {
+                    Some(Msg::Ready) => return Ok(()),
+                    Some(Msg::Hooks) if !hooks_done => {
+                        hooks_done = true;
+                        let payload = match pre_pivot {
+                            Some(f) => f(pid)?,
+                            None => Vec::new(),
+                        };
+                        ours.send(&Msg::HooksDone(payload))
+                            .map_err(sys_err("signalling the container init"))?;
+                    }
+                    Some(Msg::Error(e)) => return Err(ProcessError::Init(e)),
+                    _ => return Err(ProcessError::InitDied),
+                },
+                Err(_) => return Err(ProcessError::InitDied),
+            }
         }
     };
     if let Err(e) = finish() {
@@ -204,7 +242,10 @@ fn helper(
             }
         }
     }
-    let mut flags = ns.clone_flags.bits() as u64 | libc::CLONE_PARENT as u64;
+    // A new cgroup namespace is made by the init itself once it is in its cgroup
+    // (after `Go`), so the namespace's root is the container's cgroup on every layout.
+    let clone_flags = ns.clone_flags & !CloneFlags::CLONE_NEWCGROUP;
+    let mut flags = clone_flags.bits() as u64 | libc::CLONE_PARENT as u64;
     if cgroup_fd.is_some() {
         flags |= sys::CLONE_INTO_CGROUP;
     }

@@ -10,7 +10,7 @@
 mod devices;
 mod mounts;
 pub mod options;
-mod paths;
+pub(crate) mod paths;
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -40,6 +40,9 @@ pub enum RootfsError {
     /// The rootfs tried something the runtime refuses.
     #[error("{0}")]
     Unsafe(String),
+    /// The step between the mounts and `pivot_root` (hooks) failed.
+    #[error("{0}")]
+    BeforePivot(String),
 }
 
 /// An errno displayed the way engines match it ("no such file or directory").
@@ -81,6 +84,9 @@ pub struct RootfsPlan<'a> {
     pub cgroups: &'a [CgroupHierarchy],
     /// The container has a new cgroup namespace.
     pub cgroupns: bool,
+    /// Runs after the mounts and devices, right before `pivot_root` (the hooks of
+    /// runtime.md "Lifecycle" that must see the container before it is pivoted).
+    pub before_pivot: &'a dyn Fn() -> std::result::Result<(), String>,
 }
 
 /// Builds the root filesystem and makes it the process's root. Returns an fd of the
@@ -131,6 +137,8 @@ pub fn setup(plan: &RootfsPlan<'_>) -> Result<OwnedFd> {
         )?;
     }
 
+    (plan.before_pivot)().map_err(RootfsError::BeforePivot)?;
+    fchdir(plan.proc_fd.as_raw_fd()).map_err(sys_err("entering procfs"))?;
     if plan.no_pivot {
         move_root(plan.rootfs)?;
     } else {

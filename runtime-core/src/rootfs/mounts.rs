@@ -161,12 +161,20 @@ impl Mounter<'_> {
     }
 
     fn refuse_symlink(&self, dest: &Path, what: &str) -> Result<()> {
-        match paths::open_no_symlinks(self.root, dest, 0) {
-            Ok(_) | Err(Errno::ENOENT) => Ok(()),
-            Err(Errno::ELOOP) => Err(RootfsError::Unsafe(format!(
+        let refuse = || {
+            RootfsError::Unsafe(format!(
                 "{what}: {} in the rootfs is a symlink",
                 dest.display()
-            ))),
+            ))
+        };
+        // O_PATH|O_NOFOLLOW opens a trailing symlink itself; one on the way is ELOOP.
+        match paths::open_no_symlinks(self.root, dest, 0) {
+            Ok(fd) => match paths::file_type(fd.as_fd()) {
+                Ok((SFlag::S_IFLNK, _)) => Err(refuse()),
+                _ => Ok(()),
+            },
+            Err(Errno::ENOENT) => Ok(()),
+            Err(Errno::ELOOP) => Err(refuse()),
             Err(e) => Err(sys_err(what)(e)),
         }
     }

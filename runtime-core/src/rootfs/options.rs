@@ -104,6 +104,53 @@ pub fn parse(typ: Option<&str>, options: &[String]) -> MountOptions {
     out
 }
 
+/// Every option name [`parse`] turns into a flag or a propagation change (the
+/// `features` output lists these; a test checks each is recognised).
+pub const NAMES: [&str; 37] = [
+    "async",
+    "atime",
+    "bind",
+    "defaults",
+    "dev",
+    "diratime",
+    "dirsync",
+    "exec",
+    "lazytime",
+    "loud",
+    "mand",
+    "noatime",
+    "nodev",
+    "nodiratime",
+    "noexec",
+    "nolazytime",
+    "nomand",
+    "norelatime",
+    "nostrictatime",
+    "nosuid",
+    "private",
+    "rbind",
+    "relatime",
+    "remount",
+    "ro",
+    "rprivate",
+    "rshared",
+    "rslave",
+    "runbindable",
+    "rw",
+    "shared",
+    "silent",
+    "slave",
+    "strictatime",
+    "suid",
+    "sync",
+    "unbindable",
+];
+
+/// True when `opt` is a known flag or propagation option (not filesystem data).
+pub fn is_known(opt: &str) -> bool {
+    flag(opt).is_some() || propagation(opt).is_some()
+}
+
 /// Parses a propagation mode name (`linux.rootfsPropagation`).
 pub fn propagation_mode(name: &str) -> Option<MsFlags> {
     propagation(name)

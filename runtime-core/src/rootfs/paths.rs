@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path};
 
 use nix::errno::Errno;
+use nix::fcntl::readlinkat;
 use nix::sys::stat::{fstat, mkdirat, Mode, SFlag};
 
 use crate::sys::{self, resolve};
@@ -53,12 +54,27 @@ pub fn open_no_symlinks(root: BorrowedFd<'_>, path: &Path, flags: i32) -> Result
 
 /// Creates every missing directory of `path` inside `root` and returns an `O_PATH`
 /// fd of the last one. Never leaves the rootfs: each prefix is resolved in-root, and a
-/// new directory is made relative to its already-resolved parent by a plain name.
+/// new directory is made relative to its already-resolved parent by a plain name. A
+/// dangling symlink on the way is followed the way the kernel would, inside the root:
+/// its target is created there (as runc does).
 pub fn mkdir_all(root: BorrowedFd<'_>, path: &Path, mode: u32) -> Result<OwnedFd, Errno> {
+    mkdir_all_depth(root, path, mode, 0)
+}
+
+fn mkdir_all_depth(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    mode: u32,
+    depth: u32,
+) -> Result<OwnedFd, Errno> {
+    if depth > 40 {
+        return Err(Errno::ELOOP);
+    }
     let rel = relative(path);
+    let comps: Vec<Component<'_>> = rel.components().collect();
     let mut cur = open_in_root(root, Path::new("."), libc::O_DIRECTORY)?;
     let mut prefix = std::path::PathBuf::new();
-    for comp in rel.components() {
+    for (i, comp) in comps.iter().enumerate() {
         prefix.push(comp);
         match open_in_root(root, &prefix, libc::O_DIRECTORY) {
             Ok(fd) => cur = fd,
@@ -66,8 +82,20 @@ pub fn mkdir_all(root: BorrowedFd<'_>, path: &Path, mode: u32) -> Result<OwnedFd
                 let Component::Normal(name) = comp else {
                     return Err(Errno::ENOENT);
                 };
-                match mkdirat(Some(cur.as_raw_fd()), name, Mode::from_bits_truncate(mode)) {
-                    Ok(()) | Err(Errno::EEXIST) => {}
+                match mkdirat(Some(cur.as_raw_fd()), *name, Mode::from_bits_truncate(mode)) {
+                    Ok(()) => {}
+                    Err(Errno::EEXIST) => {
+                        // A dangling symlink: create what it points to, in the root.
+                        let target = readlinkat(Some(cur.as_raw_fd()), *name)?;
+                        let base = prefix.parent().unwrap_or(Path::new(""));
+                        let mut next = if Path::new(&target).is_absolute() {
+                            std::path::PathBuf::from(&target)
+                        } else {
+                            base.join(&target)
+                        };
+                        next.extend(&comps[i + 1..]);
+                        return mkdir_all_depth(root, &next, mode, depth + 1);
+                    }
                     Err(e) => return Err(e),
                 }
                 cur = open_in_root(root, &prefix, libc::O_DIRECTORY)?;

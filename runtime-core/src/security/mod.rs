@@ -2,6 +2,8 @@
 //! noNewPrivileges, oomScoreAdj). Values are prepared in the runtime before the clone
 //! ([`Credentials::from_spec`]); [`Credentials::apply`] runs in the init.
 
+pub mod process;
+
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
@@ -27,6 +29,12 @@ pub enum SecurityError {
     /// Capability manipulation failed.
     #[error("process.capabilities: {0}")]
     Caps(String),
+    /// A field has a value the runtime refuses (the message names it).
+    #[error("{0}")]
+    Invalid(String),
+    /// A field the runtime or this host cannot honour (the message names it).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 fn sys(what: &'static str) -> impl FnOnce(Errno) -> SecurityError {
@@ -46,8 +54,12 @@ pub struct CapSets {
     ambient: Option<CapsHashSet>,
 }
 
+/// A capability set of the config; an absent set is empty (as runc treats it) once
+/// `process.capabilities` is given at all.
 fn resolve(set: &Option<Capabilities>) -> Result<Option<CapsHashSet>, SecurityError> {
-    let Some(set) = set else { return Ok(None) };
+    let Some(set) = set else {
+        return Ok(Some(CapsHashSet::new()));
+    };
     let mut out = CapsHashSet::new();
     for c in set {
         let name = serde_json::to_value(c)

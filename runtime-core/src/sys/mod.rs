@@ -11,6 +11,9 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 
+mod security;
+pub use security::*;
+
 /// Result of the syscall layer: the raw errno.
 pub type SysResult<T> = Result<T, Errno>;
 
@@ -275,4 +278,13 @@ pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> SysResult<()> {
         buf = &buf[n as usize..];
     }
     Ok(())
+}
+
+pub mod tty;
+
+/// Takes ownership of an fd the kernel just installed for us (SCM_RIGHTS).
+pub fn own_received_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: `fd` was installed in this process by recvmsg(2) and nothing else
+    // refers to it.
+    unsafe { OwnedFd::from_raw_fd(fd) }
 }

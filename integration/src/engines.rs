@@ -1,0 +1,389 @@
+//! Helpers for the engine tests (`tests/engines_*.rs`): a one-layer busybox image as a
+//! docker-archive (loads in `ctr`, `podman` and `docker`), a private temp directory per
+//! engine, daemons started in a private mount namespace (`unshare -m`, so nothing they
+//! mount reaches the host's mount table) and stopped by pid, and command runners with
+//! a timeout.
+
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::bundle::HOST_BUSYBOX;
+
+/// The image's name as every engine sees it after loading the archive.
+pub const IMAGE: &str = "docker.io/casulo-test/busybox:latest";
+
+/// Looks a program up in PATH.
+pub fn which(bin: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    path.split(':')
+        .map(|d| Path::new(d).join(bin))
+        .find(|p| p.is_file())
+}
+
+/// The first missing program of `bins`, for a "skipped: …" line.
+pub fn missing(bins: &[&str]) -> Option<String> {
+    if !nix_is_root() {
+        return Some("needs root".into());
+    }
+    bins.iter()
+        .find(|b| which(b).is_none())
+        .map(|b| format!("{b} is not installed (see .ci/packages.d/engines)"))
+}
+
+fn nix_is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// A directory of its own under /tmp, removed when dropped.
+pub struct TempDir {
+    /// The path.
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    /// `/tmp/casulo-eng-<name>-<pid>`, fresh.
+    pub fn new(name: &str) -> TempDir {
+        let path = PathBuf::from(format!("/tmp/casulo-eng-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).expect("create the engine temp dir");
+        TempDir { path }
+    }
+
+    /// A path inside.
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.path.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Result of one command.
+#[derive(Debug)]
+pub struct Out {
+    /// Exit code (-1 when killed by a signal or timed out).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// Runs a command with stdin from /dev/null, output in files (a container started by
+/// the command may keep pipes open), killing it after `timeout`.
+pub fn run(cmd: &mut Command, timeout: Duration) -> Out {
+    run_with(cmd.stdin(Stdio::null()), timeout)
+}
+
+/// `cmd` under script(1), so it has a terminal (for `-t` flags that need the caller's
+/// own tty); its stdin is a fifo held open read-write, so it never sees EOF.
+pub fn run_in_terminal(cmd: &str, dir: &Path, timeout: Duration) -> Out {
+    let fifo = dir.join("script-stdin");
+    let _ = fs::remove_file(&fifo);
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let stdin = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .expect("open the fifo read-write");
+    let mut c = Command::new("script");
+    c.args(["-q", "-e", "-c", cmd, "/dev/null"]).stdin(stdin);
+    run_with(&mut c, timeout)
+}
+
+fn run_with(cmd: &mut Command, timeout: Duration) -> Out {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let base = std::env::temp_dir().join(format!("casulo-eng-out-{}-{n}", std::process::id()));
+    let (op, ep) = (base.with_extension("out"), base.with_extension("err"));
+    let child = cmd
+        .stdout(fs::File::create(&op).expect("stdout file"))
+        .stderr(fs::File::create(&ep).expect("stderr file"))
+        .spawn();
+    let code = match child {
+        Ok(c) => wait_timeout(c, timeout),
+        Err(e) => {
+            let _ = fs::write(&ep, e.to_string());
+            -1
+        }
+    };
+    let read = |p: &Path| {
+        let s = fs::read_to_string(p).unwrap_or_default();
+        let _ = fs::remove_file(p);
+        s
+    };
+    Out {
+        code,
+        stdout: read(&op),
+        stderr: read(&ep),
+    }
+}
+
+fn wait_timeout(mut c: Child, timeout: Duration) -> i32 {
+    let end = Instant::now() + timeout;
+    loop {
+        match c.try_wait() {
+            Ok(Some(st)) => return st.code().unwrap_or(-1),
+            Ok(None) if Instant::now() > end => {
+                let _ = c.kill();
+                let _ = c.wait();
+                return -1;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(_) => return -1,
+        }
+    }
+}
+
+/// A long-running daemon started in a private mount namespace; stopped (SIGTERM, then
+/// SIGKILL) by its pid when dropped.
+pub struct Daemon {
+    child: Child,
+    name: String,
+}
+
+impl Daemon {
+    /// Starts `argv` under `unshare -m --propagation private`, output to `log`.
+    pub fn start(name: &str, argv: &[&str], env: &[(&str, &str)], log: &Path) -> Daemon {
+        let f = fs::File::create(log).expect("daemon log");
+        let mut cmd = Command::new("unshare");
+        cmd.args(["-m", "--propagation", "private", "--"])
+            .args(argv)
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().expect("dup log"))
+            .stderr(f);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start the daemon");
+        Daemon {
+            child,
+            name: name.into(),
+        }
+    }
+
+    /// The daemon's pid (unshare execs it, so it is the daemon itself).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits until the daemon runs in a mount namespace other than ours (unshare has
+    /// done its work), so nothing entering it can mount on the host.
+    pub fn wait_private_mounts(&self) {
+        let ours = fs::read_link("/proc/self/ns/mnt").expect("our mount namespace");
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            let theirs = fs::read_link(format!("/proc/{}/ns/mnt", self.pid()));
+            if theirs.as_ref().is_ok_and(|t| *t != ours) {
+                return;
+            }
+            assert!(
+                Instant::now() < end,
+                "{} never left the host mount namespace",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits until `path` exists (a socket), or panics with the daemon's log.
+    pub fn wait_for(&mut self, path: &Path, log: &Path, timeout: Duration) {
+        let end = Instant::now() + timeout;
+        while !path.exists() {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!(
+                    "{} exited ({st}) before {} appeared: {}",
+                    self.name,
+                    path.display(),
+                    fs::read_to_string(log).unwrap_or_default()
+                );
+            }
+            assert!(
+                Instant::now() < end,
+                "{} did not create {} in time: {}",
+                self.name,
+                path.display(),
+                fs::read_to_string(log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if Instant::now() > end => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+}
+
+/// Applets linked in the image's /bin.
+const APPLETS: &[&str] = &[
+    "sh", "echo", "cat", "ls", "sleep", "true", "false", "id", "hostname", "ps", "kill", "env",
+    "grep", "pwd", "readlink", "stat", "test", "tr", "head", "wc", "mkdir", "touch", "uname",
+];
+
+fn sha256(path: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("run sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("sha256sum output")
+        .to_string()
+}
+
+fn tar(dir: &Path, out: &Path, items: &[&str]) {
+    let st = Command::new("tar")
+        .arg("--numeric-owner")
+        .arg("--owner=0")
+        .arg("--group=0")
+        .arg("-C")
+        .arg(dir)
+        .arg("-cf")
+        .arg(out)
+        .args(items)
+        .status()
+        .expect("run tar");
+    assert!(st.success(), "tar failed");
+}
+
+/// Builds `<dir>/image.tar`: a docker-archive (manifest.json, config, one layer) of a
+/// busybox-static rootfs, tagged [`IMAGE`], with `Cmd ["sh"]`.
+pub fn busybox_image(dir: &Path) -> PathBuf {
+    let work = dir.join("image-build");
+    let rootfs = work.join("rootfs");
+    for d in [
+        "bin", "etc", "proc", "sys", "dev", "tmp", "root", "run", "var",
+    ] {
+        fs::create_dir_all(rootfs.join(d)).expect("mkdir rootfs");
+    }
+    fs::set_permissions(rootfs.join("tmp"), fs::Permissions::from_mode(0o1777)).expect("chmod");
+    fs::copy(HOST_BUSYBOX, rootfs.join("bin/busybox")).expect("copy busybox");
+    for a in APPLETS {
+        symlink("busybox", rootfs.join("bin").join(a)).expect("applet link");
+    }
+    fs::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+    )
+    .expect("passwd");
+    fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").expect("group");
+    let out = work.join("out");
+    fs::create_dir_all(&out).expect("mkdir out");
+    let layer = out.join("layer.tar");
+    tar(&rootfs, &layer, &["."]);
+    let diff_id = sha256(&layer);
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "created": "2026-01-01T00:00:00Z",
+        "config": {
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "Cmd": ["sh"],
+            "WorkingDir": "/"
+        },
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{diff_id}")]},
+        "history": [{"created": "2026-01-01T00:00:00Z", "created_by": "casulo tests"}]
+    })
+    .to_string();
+    let cfg_path = out.join("config.json");
+    fs::write(&cfg_path, &config).expect("image config");
+    let cfg_id = sha256(&cfg_path);
+    fs::rename(&cfg_path, out.join(format!("{cfg_id}.json"))).expect("rename config");
+    let layer_dir = out.join(&diff_id);
+    fs::create_dir_all(&layer_dir).expect("layer dir");
+    fs::rename(&layer, layer_dir.join("layer.tar")).expect("move layer");
+    let manifest = serde_json::json!([{
+        "Config": format!("{cfg_id}.json"),
+        "RepoTags": [IMAGE],
+        "Layers": [format!("{diff_id}/layer.tar")]
+    }]);
+    fs::write(out.join("manifest.json"), manifest.to_string()).expect("manifest");
+    let repos = serde_json::json!({"casulo-test/busybox": {"latest": diff_id}});
+    fs::write(out.join("repositories"), repos.to_string()).expect("repositories");
+    let image = dir.join("image.tar");
+    let cfg_name = format!("{cfg_id}.json");
+    tar(
+        &out,
+        &image,
+        &["manifest.json", "repositories", &cfg_name, &diff_id],
+    );
+    let _ = fs::remove_dir_all(&work);
+    image
+}
+
+/// The cgroup parent the engine tests put their containers under: `/casulo-it-<pid>`.
+pub fn cgroup_parent() -> String {
+    crate::bundle::cgroup_parent()
+}
+
+/// After a daemon is stopped: kills (SIGKILL, by pid) what the test started and left
+/// behind: processes whose command line names `dir` (shims, conmon, the holder) and
+/// processes in the test's cgroups (`/casulo-it-<pid>`). Nothing else is touched.
+pub fn kill_leftovers(dir: &Path) {
+    let tag = dir.display().to_string();
+    let me = std::process::id() as i32;
+    let mut pids = Vec::new();
+    if let Ok(rd) = fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmd = fs::read(e.path().join("cmdline")).unwrap_or_default();
+            if pid != me && String::from_utf8_lossy(&cmd).contains(&tag) {
+                pids.push(pid);
+            }
+        }
+    }
+    let parent = cgroup_parent();
+    let parent = parent.trim_start_matches('/');
+    if let Ok(rd) = fs::read_dir("/sys/fs/cgroup") {
+        for h in rd.flatten() {
+            collect_procs(&h.path().join(parent), &mut pids);
+        }
+    }
+    collect_procs(&Path::new("/sys/fs/cgroup").join(parent), &mut pids);
+    pids.sort_unstable();
+    pids.dedup();
+    for pid in pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    std::thread::sleep(Duration::from_millis(200));
+}
+
+fn collect_procs(dir: &Path, out: &mut Vec<i32>) {
+    if let Ok(s) = fs::read_to_string(dir.join("cgroup.procs")) {
+        out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+    }
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                collect_procs(&e.path(), out);
+            }
+        }
+    }
+}

@@ -1,0 +1,442 @@
+//! `exec` (runc's exec; not part of the OCI runtime operations but what every engine
+//! uses): a new process inside a running container. The runtime opens the init's
+//! namespace files and root before anything else; a forked, single-threaded helper
+//! joins them (user first, mount last), then clones the process (`CLONE_PARENT`: it is
+//! the runtime's child, and after a detached exec the caller's subreaper's) into the
+//! container's pid namespace and cgroup. The process enters the container's root
+//! (`/proc/<init>/root`, opened before the mount namespace was joined: setns does not
+//! change the root), sets up its terminal, limits, seccomp, user and capabilities, and
+//! execs. The exec closes the channel (close-on-exec), which is how the runtime learns
+//! it succeeded; an error arrives as a message.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use nix::sched::{setns, CloneFlags};
+use nix::sys::stat::SFlag;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{execve, Pid};
+use oci_spec::runtime::Process;
+
+use super::channel::{Channel, Msg};
+use crate::cgroups;
+use crate::security::process::ProcessAttrs;
+use crate::security::Credentials;
+use crate::state::{self, Status};
+use crate::sys::{self, Fork};
+use crate::{Error, Result, Runtime};
+
+/// Options of `exec`.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    /// The process to run (args, env, cwd, user, capabilities, rlimits, terminal…).
+    pub process: Process,
+    /// `--console-socket`: where the pty master goes when `process.terminal` is set.
+    pub console_socket: Option<PathBuf>,
+    /// An already connected console socket (instead of `console_socket`).
+    pub console: Option<Arc<OwnedFd>>,
+    /// Where to write the process's host pid.
+    pub pid_file: Option<PathBuf>,
+    /// Number of extra fds (from 3) handed to the process.
+    pub preserve_fds: u32,
+    /// Exec into a paused container too.
+    pub ignore_paused: bool,
+}
+
+/// A process started by [`Runtime::exec`].
+#[derive(Debug)]
+pub struct ExecProcess {
+    /// Host pid.
+    pub pid: i32,
+    pidfd: OwnedFd,
+}
+
+impl ExecProcess {
+    /// The process's pidfd (readable once it exits).
+    pub fn pidfd(&self) -> BorrowedFd<'_> {
+        self.pidfd.as_fd()
+    }
+
+    /// Sends a signal to exactly this process.
+    pub fn signal(&self, sig: i32) -> Result<()> {
+        sys::pidfd_send_signal(self.pidfd.as_fd(), sig).map_err(|e| Error::sys("kill", e))
+    }
+
+    /// Waits for the process (the caller must be its parent: the process that called
+    /// [`Runtime::exec`]); its exit code, 128+N when killed by signal N.
+    pub fn wait(&self) -> Result<i32> {
+        loop {
+            match waitpid(Pid::from_raw(self.pid), None) {
+                Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+                Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::sys("waiting for the exec'd process", e)),
+            }
+        }
+    }
+}
+
+/// Namespace files in join order: user first (it grants the rights for the others),
+/// mount last (after it, host paths mean the container's).
+const NAMESPACES: [(&str, libc::c_int); 8] = [
+    ("user", libc::CLONE_NEWUSER),
+    ("ipc", libc::CLONE_NEWIPC),
+    ("uts", libc::CLONE_NEWUTS),
+    ("net", libc::CLONE_NEWNET),
+    ("pid", libc::CLONE_NEWPID),
+    ("cgroup", libc::CLONE_NEWCGROUP),
+    ("time", libc::CLONE_NEWTIME),
+    ("mnt", libc::CLONE_NEWNS),
+];
+
+fn ns_id(path: &str) -> Option<(u64, u64)> {
+    nix::sys::stat::stat(path)
+        .ok()
+        .map(|s| (s.st_dev, s.st_ino))
+}
+
+/// Opens the init's namespaces that differ from ours.
+fn open_namespaces(pid: i32) -> Result<Vec<(OwnedFd, CloneFlags)>> {
+    let mut out = Vec::new();
+    for (name, flag) in NAMESPACES {
+        let theirs = format!("/proc/{pid}/ns/{name}");
+        let Some(id) = ns_id(&theirs) else {
+            continue; // kernel without this namespace type
+        };
+        if ns_id(&format!("/proc/self/ns/{name}")) == Some(id) {
+            continue;
+        }
+        let c = CString::new(theirs.clone()).expect("no NUL");
+        let fd = sys::open(&c, libc::O_RDONLY | libc::O_CLOEXEC, 0)
+            .map_err(|e| Error::sys(&theirs, e))?;
+        out.push((fd, CloneFlags::from_bits_retain(flag)));
+    }
+    Ok(out)
+}
+
+/// What the exec'd process needs, prepared before the fork.
+struct Plan<'a> {
+    root: BorrowedFd<'a>,
+    proc_fd: BorrowedFd<'a>,
+    process: &'a Process,
+    creds: &'a Credentials,
+    attrs: &'a ProcessAttrs,
+    seccomp: Option<&'a casulo_seccomp::Filter>,
+    console: Option<BorrowedFd<'a>>,
+    preserve_fds: u32,
+    argv: &'a [CString],
+    envp: &'a [CString],
+}
+
+fn cstrings<'a>(items: impl Iterator<Item = &'a String>, field: &str) -> Result<Vec<CString>> {
+    items
+        .map(|s| {
+            CString::new(s.as_bytes())
+                .map_err(|_| Error::Invalid(format!("process.{field}: contains a NUL byte")))
+        })
+        .collect()
+}
+
+impl Runtime {
+    /// Runs a new process in container `id` (created, running, or with
+    /// `ignore_paused` paused). Returns once the process has exec'd; an exec failure
+    /// (missing executable…) is returned with docker's texts.
+    pub fn exec(&self, id: &str, opts: &ExecOptions) -> Result<ExecProcess> {
+        let rec = self.store().load(id)?;
+        match self.state(id)?.status {
+            Status::Stopped | Status::Creating => {
+                return Err(Error::State(format!(
+                    "cannot exec in a stopped container {id}: container not running"
+                )))
+            }
+            Status::Paused if !opts.ignore_paused => {
+                return Err(Error::State(format!(
+                    "cannot exec in a paused container {id} (use --ignore-paused to override)"
+                )))
+            }
+            _ => {}
+        }
+        let merged = inherit_from_container(&opts.process, rec.config.process().as_ref());
+        let p = &merged;
+        let argv = cstrings(p.args().iter().flatten(), "args")?;
+        if argv.is_empty() {
+            return Err(Error::Invalid("process.args: must not be empty".into()));
+        }
+        let envp = cstrings(p.env().iter().flatten(), "env")?;
+        let creds = Credentials::from_spec(p)?;
+        // ioPriority, scheduler, personality and LSM labels, checked as for create: the
+        // container's config with this process.
+        let mut spec = rec.config.clone();
+        spec.set_process(Some(p.clone()));
+        let attrs = ProcessAttrs::from_spec(&spec, self.logger())?;
+        let seccomp = match rec
+            .config
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().as_ref())
+        {
+            Some(profile) => Some(
+                casulo_seccomp::compile(profile)
+                    .map_err(|e| Error::Invalid(format!("config.json: {e}")))?
+                    .filter,
+            ),
+            None => None,
+        };
+        let console = crate::tty::process_console(
+            p.terminal().unwrap_or(false),
+            opts.console_socket.as_deref(),
+            opts.console.as_deref(),
+        )?;
+        let proc_fd = crate::container::verified_proc()?;
+        let namespaces = open_namespaces(rec.pid)?;
+        let root_path = CString::new(format!("/proc/{}/root", rec.pid)).expect("no NUL");
+        let root = sys::open(
+            &root_path,
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            0,
+        )
+        .map_err(|e| Error::sys("opening the container's root", e))?;
+        // Everything above names the init by pid: make sure it is still the same process.
+        if !state::alive(rec.pid, rec.start_time) {
+            return Err(Error::State(format!(
+                "cannot exec in a stopped container {id}: container not running"
+            )));
+        }
+        let cg = match rec.cgroup_path.as_deref() {
+            Some(path) => Some(cgroups::open(path)?),
+            None => None,
+        };
+        // CLONE_INTO_CGROUP checks that the caller's own cgroup is inside its cgroup
+        // namespace (ENOENT otherwise): after joining the container's cgroup namespace
+        // the helper's is not, so then the runtime moves the process instead.
+        let joins_cgroupns = namespaces
+            .iter()
+            .any(|(_, f)| f.contains(CloneFlags::CLONE_NEWCGROUP));
+        let into_cgroup = cg
+            .as_ref()
+            .filter(|_| !joins_cgroupns)
+            .and_then(|c| c.clone_into_fd());
+        let plan = Plan {
+            root: root.as_fd(),
+            proc_fd: proc_fd.as_fd(),
+            process: p,
+            creds: &creds,
+            attrs: &attrs,
+            seccomp: seccomp.as_ref(),
+            console: console.as_ref().map(|c| c.as_fd()),
+            preserve_fds: opts.preserve_fds,
+            argv: &argv,
+            envp: &envp,
+        };
+        let (ours, theirs) = Channel::pair().map_err(|e| Error::sys("socketpair", e))?;
+        let helper_pid = match sys::fork().map_err(|e| Error::sys("fork", e))? {
+            Fork::Child => {
+                drop(ours);
+                helper(&plan, &namespaces, into_cgroup.as_ref(), theirs)
+            }
+            Fork::Parent(pid) => pid,
+        };
+        drop(theirs);
+        drop(console);
+        let first = ours.recv();
+        let _ = waitpid(Pid::from_raw(helper_pid), None);
+        let pid = match first {
+            Ok(Some(Msg::Pid(pid))) => pid,
+            Ok(Some(Msg::Error(e))) => return Err(Error::Init(e)),
+            _ => return Err(Error::Init("exec: the helper exited without a word".into())),
+        };
+        let pidfd = sys::pidfd_open(pid).map_err(|e| Error::sys("pidfd_open", e))?;
+        let proc = ExecProcess { pid, pidfd };
+        let abort = |e: Error| -> Error {
+            let _ = proc.signal(libc::SIGKILL);
+            let _ = proc.wait();
+            e
+        };
+        if let Some(cg) = &cg {
+            if into_cgroup.is_none() {
+                if let Err(e) = cg.add_process(pid) {
+                    return Err(abort(e.into()));
+                }
+            }
+        }
+        if let Err(e) = ours.send(&Msg::Go) {
+            return Err(abort(Error::sys("signalling the exec'd process", e)));
+        }
+        match ours.recv() {
+            Ok(None) => {}
+            Ok(Some(Msg::Error(e))) => {
+                let _ = proc.wait();
+                return Err(Error::Init(e));
+            }
+            _ => return Err(abort(Error::Init("exec: unexpected message".into()))),
+        }
+        if let Some(f) = &opts.pid_file {
+            crate::container::write_pid_file(f, pid)?;
+        }
+        Ok(proc)
+    }
+}
+
+/// Fields a process.json may leave out are the container's (as runc does): without
+/// this, an exec'd process with no `capabilities` would keep the runtime's full set.
+fn inherit_from_container(p: &Process, container: Option<&Process>) -> Process {
+    let mut out = p.clone();
+    let Some(c) = container else {
+        return out;
+    };
+    if out.capabilities().is_none() {
+        out.set_capabilities(c.capabilities().clone());
+    }
+    if out.no_new_privileges().is_none() {
+        out.set_no_new_privileges(c.no_new_privileges());
+    }
+    if out.rlimits().is_none() {
+        out.set_rlimits(c.rlimits().clone());
+    }
+    if out.apparmor_profile().is_none() {
+        out.set_apparmor_profile(c.apparmor_profile().clone());
+    }
+    if out.selinux_label().is_none() {
+        out.set_selinux_label(c.selinux_label().clone());
+    }
+    out
+}
+
+/// The forked helper: joins the namespaces and clones the process into them.
+fn helper(
+    plan: &Plan<'_>,
+    namespaces: &[(OwnedFd, CloneFlags)],
+    cgroup_fd: Option<&OwnedFd>,
+    chan: Channel,
+) -> ! {
+    let fail = |chan: &Channel, msg: String| -> ! {
+        let _ = chan.send(&Msg::Error(msg));
+        sys::exit_now(1)
+    };
+    for (fd, flag) in namespaces {
+        if let Err(e) = setns(fd, *flag) {
+            fail(
+                &chan,
+                format!("exec: joining {flag:?}: {}", e.desc().to_lowercase()),
+            );
+        }
+    }
+    let mut flags = libc::CLONE_PARENT as u64;
+    if cgroup_fd.is_some() {
+        flags |= sys::CLONE_INTO_CGROUP;
+    }
+    match sys::clone3(flags, None, cgroup_fd.map(|f| f.as_fd())) {
+        Ok(Fork::Child) => child(plan, chan),
+        Ok(Fork::Parent(pid)) => {
+            let _ = chan.send(&Msg::Pid(pid));
+            sys::exit_now(0)
+        }
+        Err(e) => fail(&chan, format!("clone3: {}", e.desc().to_lowercase())),
+    }
+}
+
+fn child(plan: &Plan<'_>, chan: Channel) -> ! {
+    match chan.recv() {
+        Ok(Some(Msg::Go)) => {}
+        _ => sys::exit_now(1),
+    }
+    let e = match prepare(plan) {
+        Ok(exe) => {
+            sys::reset_signals();
+            let e = execve(&exe, plan.argv, plan.envp).unwrap_err();
+            let arg0 = plan.argv[0].to_string_lossy();
+            format!("exec: {arg0:?}: {}", e.desc().to_lowercase())
+        }
+        Err(e) => e,
+    };
+    let _ = chan.send(&Msg::Error(e));
+    sys::exit_now(127)
+}
+
+/// Everything between the clone and execve; returns the resolved executable.
+fn prepare(plan: &Plan<'_>) -> std::result::Result<CString, String> {
+    let text = |what: &str, e: nix::errno::Errno| format!("{what}: {}", e.desc().to_lowercase());
+    nix::unistd::fchdir(plan.root.as_raw_fd())
+        .map_err(|e| text("entering the container root", e))?;
+    nix::unistd::chroot(".").map_err(|e| text("chroot", e))?;
+    nix::unistd::setsid().map_err(|e| text("setsid", e))?;
+    if let Some(socket) = plan.console {
+        crate::tty::setup(&crate::tty::Console {
+            socket,
+            size: crate::tty::console_size(Some(plan.process)),
+            dev_console: None,
+        })
+        .map_err(|e| format!("process.terminal: {e}"))?;
+    }
+    let creds = plan.creds;
+    creds
+        .apply_limits(plan.proc_fd)
+        .map_err(|e| e.to_string())?;
+    if let Some(f) = plan.seccomp {
+        if !creds.no_new_privs() {
+            f.install().map_err(|e| format!("linux.seccomp: {e}"))?;
+        }
+    }
+    creds.apply_user().map_err(|e| e.to_string())?;
+    crate::rootfs::enter_cwd(plan.root, plan.process.cwd()).map_err(|e| e.to_string())?;
+    let exe = find_executable(plan.argv, plan.envp)?;
+    creds.apply_no_new_privs().map_err(|e| e.to_string())?;
+    for fd in 3..3 + plan.preserve_fds {
+        match sys::clear_cloexec(fd as i32) {
+            Ok(()) | Err(nix::errno::Errno::EBADF) => {}
+            Err(e) => return Err(text("--preserve-fds", e)),
+        }
+    }
+    sys::cloexec_from(3 + plan.preserve_fds).map_err(|e| text("close_range", e))?;
+    plan.attrs
+        .apply_lsm(plan.proc_fd)
+        .map_err(|e| e.to_string())?;
+    if let Some(f) = plan.seccomp {
+        if creds.no_new_privs() {
+            f.install().map_err(|e| format!("linux.seccomp: {e}"))?;
+        }
+    }
+    Ok(exe)
+}
+
+/// `args[0]` as the container sees it: a path when it has a `/`, else searched in the
+/// process's PATH. The texts are the ones the docker CLI turns into 126/127.
+fn find_executable(argv: &[CString], envp: &[CString]) -> std::result::Result<CString, String> {
+    use std::os::unix::ffi::OsStrExt;
+    let arg0 = argv[0].to_string_lossy().into_owned();
+    let check = |p: &Path| -> std::result::Result<(), nix::errno::Errno> {
+        let st = nix::sys::stat::stat(p)?;
+        if SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT) != SFlag::S_IFREG {
+            return Err(nix::errno::Errno::EACCES);
+        }
+        nix::unistd::access(p, nix::unistd::AccessFlags::X_OK)
+    };
+    if arg0.contains('/') {
+        return match check(Path::new(&arg0)) {
+            Ok(()) => Ok(argv[0].clone()),
+            Err(e) => Err(format!(
+                "exec: {arg0:?}: stat {arg0}: {}",
+                e.desc().to_lowercase()
+            )),
+        };
+    }
+    let path = envp
+        .iter()
+        .find_map(|e| {
+            e.to_bytes()
+                .strip_prefix(b"PATH=")
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+        })
+        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let cand = Path::new(dir).join(&arg0);
+        if check(&cand).is_ok() {
+            return CString::new(cand.as_os_str().as_bytes()).map_err(|_| "exec: NUL".into());
+        }
+    }
+    Err(format!(
+        "exec: {arg0:?}: executable file not found in $PATH"
+    ))
+}
