@@ -9,12 +9,21 @@ use crate::bundles::{self, Kind};
 use crate::{sys, wait_exit, Bench};
 
 impl Bench {
+    /// The runtimes in the order of iteration `i`: interleaved, and rotated by one each
+    /// iteration so each goes first equally often. Order matters on cgroup v1: the
+    /// first write to `cgroup.procs` after a quiet spell waits for an RCU grace period
+    /// (the attach lock), and whoever writes next within it does not.
+    fn order(&self, i: usize) -> Vec<usize> {
+        let k = self.rts.len();
+        (0..k).map(|j| (i + j) % k).collect()
+    }
+
     pub(crate) fn phase_run(&mut self, kind: Kind, title: &str) {
         let n = self.opts.iterations;
         let mut ms = vec![Vec::new(); self.rts.len()];
         let mut rss = vec![Vec::new(); self.rts.len()];
-        for _ in 0..n {
-            for rt in 0..self.rts.len() {
+        for i in 0..n {
+            for rt in self.order(i) {
                 let s = self.run_once(rt, kind);
                 if s.ok {
                     ms[rt].push(s.ms);
@@ -39,8 +48,8 @@ impl Bench {
             vec![Vec::new(); k],
             vec![Vec::new(); k],
         );
-        for _ in 0..n {
-            for rt in 0..k {
+        for i in 0..n {
+            for rt in self.order(i) {
                 let bundle = self.bundle(rt, Kind::Minimal, "");
                 let id = self.next_id(rt, "split");
                 let pid_file = self.work.join(format!("{id}.pid"));
@@ -79,10 +88,10 @@ impl Bench {
         let n = self.opts.sequential;
         let mut total = vec![0.0; self.rts.len()];
         let mut ok = vec![true; self.rts.len()];
-        for _ in 0..n {
-            for (rt, t) in total.iter_mut().enumerate() {
+        for i in 0..n {
+            for rt in self.order(i) {
                 let s = self.run_once(rt, Kind::Minimal);
-                *t += s.ms / 1e3;
+                total[rt] += s.ms / 1e3;
                 ok[rt] &= s.ok;
             }
         }
@@ -98,8 +107,9 @@ impl Bench {
     pub(crate) fn phase_concurrent(&mut self) {
         let n = self.opts.concurrent;
         let mut walls = vec![Vec::new(); self.rts.len()];
-        for _ in 0..self.opts.concurrent_rounds {
-            for (rt, wall) in walls.iter_mut().enumerate() {
+        for round in 0..self.opts.concurrent_rounds {
+            for rt in self.order(round) {
+                let wall = &mut walls[rt];
                 let jobs: Vec<(PathBuf, String)> = (0..n)
                     .map(|i| {
                         let b = self.bundle(rt, Kind::Minimal, &format!("-c{i}"));
