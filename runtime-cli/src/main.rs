@@ -158,6 +158,8 @@ enum Command {
 }
 
 fn main() {
+    // One command lives milliseconds: read the host's cgroup mounts once.
+    casulo_core::cgroups::detect::cache_mounts_for_process();
     let cli = Cli::parse();
     let logger = log::Logger::new(
         cli.log.as_deref(),

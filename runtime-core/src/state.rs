@@ -61,8 +61,14 @@ pub struct State {
 
 /// Reads the state character and start time of `pid` from /proc/<pid>/stat.
 pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
+    use std::io::Read;
+    // One read(2) of a stack buffer: the line is < 1 KiB (comm is at most 16 bytes),
+    // where read_to_string of a procfs file (size 0) takes six growing reads.
+    let mut buf = [0u8; 1024];
+    let mut f = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    let n = f.read(&mut buf).ok()?;
+    let s = String::from_utf8_lossy(&buf[..n]);
+    let rest = s.get(s.rfind(')')? + 2..)?;
     let mut fields = rest.split_whitespace();
     let state = fields.next()?.chars().next()?;
     // After the state come fields 4..; starttime is field 22, i.e. the 20th after state.

@@ -15,7 +15,13 @@ done
 if awk -F'|' '/^\| [^-m]/ && $4 !~ /[0-9]/ {bad=1} END {exit !bad}' "$out"; then
   echo "bench-smoke: casulo has no value on some row"; exit 1
 fi
-if ls -d /sys/fs/cgroup/*/casulo-bench-* >/dev/null 2>&1; then
-  echo "bench-smoke: cgroups left behind"; exit 1
+if ls -d /sys/fs/cgroup/*/casulo-bench-* /run/casulo-bench-* >/dev/null 2>&1; then
+  echo "bench-smoke: cgroups or state directories left behind"; exit 1
+fi
+# nothing may land in the host's /sys/fs/cgroup tmpfs under the cgroup2 mount (looked at
+# from a private mount namespace, where that mount can be taken away)
+if unshare -m --propagation private sh -c \
+  'umount /sys/fs/cgroup/unified 2>/dev/null && ls -d /sys/fs/cgroup/unified/casulo-bench-*' >/dev/null 2>&1; then
+  echo "bench-smoke: files left under the host's /sys/fs/cgroup/unified mount point"; exit 1
 fi
 echo "bench-smoke: ok"

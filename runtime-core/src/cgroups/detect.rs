@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC, TMPFS_MAGIC};
 
@@ -58,9 +60,32 @@ pub struct V1Mount {
     pub root: String,
 }
 
+static CACHE_ENABLED: AtomicBool = AtomicBool::new(false);
+static CACHED_V1_MOUNTS: OnceLock<BTreeMap<String, V1Mount>> = OnceLock::new();
+
+/// Makes [`v1_mounts`] read `/proc/self/mountinfo` once for the rest of the process.
+/// For short-lived processes (the `casulo` CLI), where one command would otherwise
+/// parse it up to six times (detection and every [`super::open`]; ~0.3 ms each on a
+/// loaded host). A long-lived embedder that may outlive a change of the host's cgroup
+/// mounts should not call it.
+pub fn cache_mounts_for_process() {
+    CACHE_ENABLED.store(true, Ordering::Relaxed);
+}
+
 /// v1 hierarchies under `/sys/fs/cgroup`, keyed by controller name (`cpu`,
 /// `memory`, ..., `name=systemd`); co-mounted controllers share a mount.
 pub fn v1_mounts() -> Result<BTreeMap<String, V1Mount>> {
+    if !CACHE_ENABLED.load(Ordering::Relaxed) {
+        return read_v1_mounts();
+    }
+    if let Some(m) = CACHED_V1_MOUNTS.get() {
+        return Ok(m.clone());
+    }
+    let m = read_v1_mounts()?;
+    Ok(CACHED_V1_MOUNTS.get_or_init(|| m).clone())
+}
+
+fn read_v1_mounts() -> Result<BTreeMap<String, V1Mount>> {
     let path = Path::new("/proc/self/mountinfo");
     let text = std::fs::read_to_string(path).map_err(|e| super::util::io_err(path, e))?;
     Ok(parse_v1_mounts(&text))

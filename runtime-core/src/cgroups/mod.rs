@@ -293,9 +293,10 @@ pub fn shares_to_weight(shares: u64) -> u64 {
     if shares >= 262_144 {
         return 10_000;
     }
-    let l = (shares as f64).log2();
-    let exponent = (l * l + 125.0 * l) / 612.0 - 7.0 / 34.0;
-    10f64.powf(exponent).ceil() as u64
+    // ceil(10^((l² + 125·l)/612 − 7/34)) with l = log2(shares), precomputed by
+    // build.rs as the first shares value of each weight 2..=10000 (no libm at run time).
+    const FIRST: &[u32] = &include!(concat!(env!("OUT_DIR"), "/shares_weight.rs"));
+    1 + FIRST.partition_point(|&first| u64::from(first) <= shares) as u64
 }
 
 /// Converts a v1 blkio weight (10..1000) to a v2 `io.weight` (1..10000), as runc.

@@ -27,6 +27,13 @@ fn shares_to_weight_matches_runc() {
         assert!(w >= last && (1..=10_000).contains(&w), "shares {s} -> {w}");
         last = w;
     }
+    // The table matches the formula (runc's and crun's) for every value.
+    for s in 3..262_144u64 {
+        let l = (s as f64).log2();
+        let exponent = (l * l + 125.0 * l) / 612.0 - 7.0 / 34.0;
+        let want = 10f64.powf(exponent).ceil() as u64;
+        assert_eq!(shares_to_weight(s), want, "shares {s}");
+    }
     assert_eq!(blkio_weight_to_io_weight(10), 1);
     assert_eq!(blkio_weight_to_io_weight(1000), 10_000);
     assert_eq!(blkio_weight_to_io_weight(0), 0);

@@ -3,6 +3,10 @@
 //! single-threaded helper one `clone3` that creates the container init with its new
 //! namespaces, as a child of the runtime itself (`CLONE_PARENT`). The helper exits at
 //! once, so after `create` returns the init's parent is the caller's subreaper.
+//!
+//! When the helper has nothing to do (no namespace to join, no time namespace) and the
+//! runtime is single-threaded (the `casulo` binary), the runtime clones the init itself:
+//! same parent, one process creation and one hand-off less (docs/performance.md).
 
 pub mod channel;
 pub mod exec;
@@ -99,21 +103,42 @@ pub fn spawn(
 ) -> Result<Spawned, ProcessError> {
     let (ours, theirs) = Channel::pair().map_err(sys_err("socketpair"))?;
     let into_cgroup = cgroup.and_then(|c| c.clone_into_fd());
-    let helper = match sys::fork().map_err(sys_err("fork"))? {
-        Fork::Child => {
-            drop(ours);
-            helper(plan, ns, time_offsets, into_cgroup.as_ref(), theirs)
+    let pid = if ns.join.is_empty() && !ns.new_time && single_threaded() {
+        // Nothing to do before the clone and no other thread that could hold a libc
+        // lock: clone the init directly (one process creation instead of two).
+        let mut flags = ns.clone_flags.bits() as u64;
+        if into_cgroup.is_some() {
+            flags |= sys::CLONE_INTO_CGROUP;
         }
-        Fork::Parent(pid) => pid,
+        match sys::clone3(
+            flags,
+            Some(libc::SIGCHLD),
+            into_cgroup.as_ref().map(|f| f.as_fd()),
+        ) {
+            Ok(Fork::Child) => {
+                drop(ours);
+                init::main(plan, theirs)
+            }
+            Ok(Fork::Parent(pid)) => pid,
+            Err(e) => return Err(sys_err("clone3")(e)),
+        }
+    } else {
+        let helper = match sys::fork().map_err(sys_err("fork"))? {
+            Fork::Child => {
+                drop(ours);
+                helper(plan, ns, time_offsets, into_cgroup.as_ref(), theirs)
+            }
+            Fork::Parent(pid) => pid,
+        };
+        let first = ours.recv();
+        let _ = waitpid(Pid::from_raw(helper), None);
+        match first {
+            Ok(Some(Msg::Pid(pid))) => pid,
+            Ok(Some(Msg::Error(e))) => return Err(ProcessError::Init(e)),
+            _ => return Err(ProcessError::InitDied),
+        }
     };
     drop(theirs);
-    let first = ours.recv();
-    let _ = waitpid(Pid::from_raw(helper), None);
-    let pid = match first {
-        Ok(Some(Msg::Pid(pid))) => pid,
-        Ok(Some(Msg::Error(e))) => return Err(ProcessError::Init(e)),
-        _ => return Err(ProcessError::InitDied),
-    };
     let pidfd = match sys::pidfd_open(pid) {
         Ok(fd) => fd,
         Err(e) => {
@@ -166,6 +191,18 @@ pub fn spawn(
         return Err(e);
     }
     Ok(Spawned { pid, pidfd })
+}
+
+/// True when the calling process has a single thread (field 20 of /proc/self/stat), so
+/// a raw clone cannot leave a libc lock held by another thread in the child.
+fn single_threaded() -> bool {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return false;
+    };
+    stat.rfind(')')
+        .and_then(|i| stat.get(i + 2..))
+        .and_then(|rest| rest.split_whitespace().nth(17))
+        == Some("1")
 }
 
 /// The forked helper: joins namespaces given by path, unshares the time namespace (so

@@ -30,16 +30,20 @@ pub struct CgroupHierarchy {
 }
 
 impl CgroupHierarchy {
-    /// Host path of the calling process's cgroup in this hierarchy, read from
-    /// `self/cgroup` relative to the working directory (the verified procfs).
-    fn own_cgroup(&self) -> Option<PathBuf> {
-        let text = std::fs::read_to_string("self/cgroup").ok()?;
+    /// Host path of the calling process's cgroup in this hierarchy, from the text of
+    /// `self/cgroup` (read once per `cgroup` mount by [`own_cgroups_text`]).
+    fn own_cgroup(&self, text: &str) -> Option<PathBuf> {
         text.lines().find_map(|l| {
             let mut parts = l.splitn(3, ':');
             let (_, ctl, path) = (parts.next()?, parts.next()?, parts.next()?);
             (ctl == self.key).then(|| self.mountpoint.join(path.trim_start_matches('/')))
         })
     }
+}
+
+/// `self/cgroup` relative to the working directory (the verified procfs).
+fn own_cgroups_text() -> String {
+    std::fs::read_to_string("self/cgroup").unwrap_or_default()
 }
 
 /// Mounts things inside one rootfs. The working directory is a verified procfs, so
@@ -196,9 +200,14 @@ impl Mounter<'_> {
     ) -> Result<()> {
         let flags = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC);
         let target = paths::ensure(self.root, dest, true).map_err(sys_err(what))?;
+        let own = if cgroupns {
+            String::new()
+        } else {
+            own_cgroups_text()
+        };
         if let [only] = hier {
             if only.name.is_empty() {
-                return self.mount_hierarchy(only, dest, flags, cgroupns, what);
+                return self.mount_hierarchy(only, dest, flags, cgroupns, &own, what);
             }
         }
         let tmpfs_flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
@@ -211,7 +220,7 @@ impl Mounter<'_> {
         )
         .map_err(sys_err(what))?;
         for h in hier {
-            self.mount_hierarchy(h, &dest.join(&h.name), flags, cgroupns, what)?;
+            self.mount_hierarchy(h, &dest.join(&h.name), flags, cgroupns, &own, what)?;
         }
         if flags.contains(MsFlags::MS_RDONLY) {
             let t = self.open(dest, what)?;
@@ -226,6 +235,7 @@ impl Mounter<'_> {
         dest: &Path,
         flags: MsFlags,
         cgroupns: bool,
+        own_cgroups: &str,
         what: &str,
     ) -> Result<()> {
         let what = format!("{what}: {}", dest.display());
@@ -243,7 +253,9 @@ impl Mounter<'_> {
             .map_err(sys_err(&what))?;
             return Ok(());
         }
-        let host = h.own_cgroup().unwrap_or_else(|| h.mountpoint.clone());
+        let host = h
+            .own_cgroup(own_cgroups)
+            .unwrap_or_else(|| h.mountpoint.clone());
         let src = crate::sys::open(&super::cpath(&host), libc::O_PATH | libc::O_DIRECTORY, 0)
             .map_err(sys_err(format!("{what}: {}", host.display())))?;
         let bind = MsFlags::MS_BIND | MsFlags::MS_REC;

@@ -8,6 +8,7 @@
 //! container's cgroup goes under `/casulo-bench-<pid>`, removed at the end.
 
 mod bundles;
+mod phases;
 mod sys;
 
 use std::ffi::OsString;
@@ -20,7 +21,7 @@ use bundles::Kind;
 
 /// A runtime under test.
 struct Runtime {
-    name: &'static str,
+    name: String,
     path: PathBuf,
     root: PathBuf,
     log: PathBuf,
@@ -44,6 +45,8 @@ struct Opts {
     concurrent_rounds: usize,
     seccomp_iterations: usize,
     casulo: PathBuf,
+    /// Extra casulo builds to compare (before/after figures): `--variant name=path`.
+    variants: Vec<(String, PathBuf)>,
 }
 
 /// A result row: one value per runtime (same order as `Bench::rts`).
@@ -65,7 +68,7 @@ struct Bench {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: casulo-bench [--quick] [--iterations N] [--casulo PATH]\n\
+        "usage: casulo-bench [--quick] [--iterations N] [--casulo PATH] [--variant NAME=PATH]…\n\
          (root; normally run as `bash scripts/bench.sh [--quick]`)"
     );
     std::process::exit(2)
@@ -80,6 +83,7 @@ fn parse_opts() -> Opts {
         concurrent_rounds: 3,
         seccomp_iterations: 200,
         casulo: PathBuf::from("target/release/casulo"),
+        variants: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     let mut iterations = None;
@@ -94,6 +98,11 @@ fn parse_opts() -> Opts {
                 )
             }
             "--casulo" => o.casulo = PathBuf::from(args.next().unwrap_or_else(|| usage())),
+            "--variant" => {
+                let v = args.next().unwrap_or_else(|| usage());
+                let (name, path) = v.split_once('=').unwrap_or_else(|| usage());
+                o.variants.push((name.to_string(), PathBuf::from(path)));
+            }
             _ => usage(),
         }
     }
@@ -230,187 +239,6 @@ impl Bench {
         s
     }
 
-    fn phase_run(&mut self, kind: Kind, title: &str) {
-        let n = self.opts.iterations;
-        let mut ms = vec![Vec::new(); self.rts.len()];
-        let mut rss = vec![Vec::new(); self.rts.len()];
-        for _ in 0..n {
-            for rt in 0..self.rts.len() {
-                let s = self.run_once(rt, kind);
-                if s.ok {
-                    ms[rt].push(s.ms);
-                    rss[rt].push(s.rss_kib as f64 / 1024.0);
-                }
-            }
-        }
-        self.push(
-            format!("`run` /bin/true, {title} (median of {n})"),
-            "ms",
-            ms,
-        );
-        self.push(format!("peak RSS of `run`, {title}"), "MiB", rss);
-    }
-
-    /// `create`, `start` and `delete` of the minimal bundle, timed separately.
-    fn phase_split(&mut self) {
-        let n = self.opts.iterations;
-        let k = self.rts.len();
-        let (mut c, mut s, mut d) = (
-            vec![Vec::new(); k],
-            vec![Vec::new(); k],
-            vec![Vec::new(); k],
-        );
-        for _ in 0..n {
-            for rt in 0..k {
-                let bundle = self.bundle(rt, Kind::Minimal, "");
-                let id = self.next_id(rt, "split");
-                let pid_file = self.work.join(format!("{id}.pid"));
-                let mut args = Self::run_args(&bundle, &id);
-                args[0] = "create".into();
-                args.insert(1, "--pid-file".into());
-                args.insert(2, pid_file.clone().into());
-                let cs = self.exec(rt, &args);
-                let pid: Option<i32> = fs::read_to_string(&pid_file)
-                    .ok()
-                    .and_then(|p| p.trim().parse().ok());
-                let ss = self.exec(rt, &["start".into(), id.clone().into()]);
-                if let Some(pid) = pid.filter(|_| cs.ok && ss.ok) {
-                    wait_exit(pid);
-                }
-                let ds = self.exec(rt, &["delete".into(), id.clone().into()]);
-                if !ds.ok {
-                    self.exec(rt, &["delete".into(), "--force".into(), id.into()]);
-                }
-                sys::reap_zombies();
-                let _ = fs::remove_file(&pid_file);
-                if cs.ok && ss.ok && ds.ok {
-                    c[rt].push(cs.ms);
-                    s[rt].push(ss.ms);
-                    d[rt].push(ds.ms);
-                }
-            }
-        }
-        self.push(format!("`create`, minimal (median of {n})"), "ms", c);
-        self.push("`start`, minimal".into(), "ms", s);
-        self.push("`delete` (stopped), minimal".into(), "ms", d);
-    }
-
-    /// N containers one after the other (interleaved per container), total time.
-    fn phase_sequential(&mut self) {
-        let n = self.opts.sequential;
-        let mut total = vec![0.0; self.rts.len()];
-        let mut ok = vec![true; self.rts.len()];
-        for _ in 0..n {
-            for (rt, t) in total.iter_mut().enumerate() {
-                let s = self.run_once(rt, Kind::Minimal);
-                *t += s.ms / 1e3;
-                ok[rt] &= s.ok;
-            }
-        }
-        let values = total
-            .into_iter()
-            .zip(ok)
-            .map(|(t, ok)| ok.then_some(vec![t]).unwrap_or_default())
-            .collect();
-        self.push(format!("{n} sequential `run`s, total"), "s", values);
-    }
-
-    /// N `run`s started at once; wall time until the last exits (median of rounds).
-    fn phase_concurrent(&mut self) {
-        let n = self.opts.concurrent;
-        let mut walls = vec![Vec::new(); self.rts.len()];
-        for _ in 0..self.opts.concurrent_rounds {
-            for (rt, wall) in walls.iter_mut().enumerate() {
-                let jobs: Vec<(PathBuf, String)> = (0..n)
-                    .map(|i| {
-                        let b = self.bundle(rt, Kind::Minimal, &format!("-c{i}"));
-                        (b, self.next_id(rt, "conc"))
-                    })
-                    .collect();
-                let r = &self.rts[rt];
-                let t0 = Instant::now();
-                let pids: Vec<Option<u32>> = jobs
-                    .iter()
-                    .map(|(b, id)| {
-                        Command::new(&r.path)
-                            .arg("--root")
-                            .arg(&r.root)
-                            .args(Self::run_args(b, id))
-                            .stdin(Stdio::null())
-                            .stdout(Stdio::null())
-                            .stderr(Stdio::null())
-                            .spawn()
-                            .ok()
-                            .map(|c| c.id())
-                    })
-                    .collect();
-                let mut all_ok = true;
-                for p in &pids {
-                    all_ok &= match p {
-                        Some(p) => matches!(sys::wait4(*p as i32),
-                            Ok((st, _)) if libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0),
-                        None => false,
-                    };
-                }
-                let secs = t0.elapsed().as_secs_f64();
-                if all_ok {
-                    wall.push(secs);
-                } else {
-                    let rt_ = &mut self.rts[rt];
-                    rt_.failures += 1;
-                    rt_.first_error
-                        .get_or_insert(format!("{n} concurrent runs: some failed"));
-                    for (_, id) in jobs {
-                        self.exec(rt, &["delete".into(), "--force".into(), id.into()]);
-                    }
-                }
-                sys::reap_zombies();
-            }
-        }
-        let rounds = self.opts.concurrent_rounds;
-        self.push(
-            format!("{n} concurrent `run`s, wall (median of {rounds})"),
-            "s",
-            walls,
-        );
-    }
-
-    /// Casulo's compile of the Docker profile (in process; crun and runc compile with
-    /// libseccomp inside their `create`, see the Docker-minus-minimal difference).
-    fn phase_seccomp(&mut self) {
-        let profile: oci_spec::runtime::LinuxSeccomp =
-            serde_json::from_str(bundles::DOCKER_SECCOMP).expect("docker profile");
-        let mut v = Vec::new();
-        let mut len = 0;
-        for _ in 0..self.opts.seccomp_iterations {
-            let t0 = Instant::now();
-            let c = casulo_seccomp::compile(&profile).expect("docker profile compiles");
-            v.push(t0.elapsed().as_secs_f64() * 1e3);
-            len = c.filter.program().len();
-        }
-        let mut values = vec![Vec::new(); self.rts.len()];
-        values[0] = v;
-        let n = self.opts.seccomp_iterations;
-        self.push(
-            format!("seccomp compile of the Docker profile ({len} BPF insns, median of {n})"),
-            "ms",
-            values,
-        );
-    }
-
-    fn phase_sizes(&mut self) {
-        let values = self
-            .rts
-            .iter()
-            .map(|r| {
-                fs::metadata(&r.path)
-                    .map(|m| vec![m.len() as f64 / 1048576.0])
-                    .unwrap_or_default()
-            })
-            .collect();
-        self.push("binary size (file on disk)".into(), "MiB", values);
-    }
-
     fn push(&mut self, label: String, unit: &'static str, mut values: Vec<Vec<f64>>) {
         let values = values.iter_mut().map(|v| median(v)).collect();
         self.rows.push(Row {
@@ -473,6 +301,10 @@ impl Bench {
                 self.exec(rt, &["delete".into(), "--force".into(), id.trim().into()]);
             }
             let _ = fs::remove_dir_all(&self.rts[rt].root);
+        }
+        // All state roots live in /run/casulo-bench-<pid>/, which is the bench's own.
+        if let Some(parent) = self.rts.first().and_then(|r| r.root.parent()) {
+            let _ = fs::remove_dir_all(parent);
         }
         sys::reap_zombies();
         for h in cgroup_hierarchies() {
@@ -559,6 +391,11 @@ fn main() {
     if unmounted {
         sys::umount_detach(unified)
             .expect("umount /sys/fs/cgroup/unified in the private namespace");
+        // crun still writes `unified/<cgroup>/cgroup.procs` when the directory exists:
+        // without this private tmpfs it would land in the host's /sys/fs/cgroup tmpfs,
+        // hidden under the host's cgroup2 mount. This one dies with the namespace.
+        sys::mount_tmpfs(unified)
+            .expect("tmpfs on /sys/fs/cgroup/unified in the private namespace");
     }
     sys::set_child_subreaper().expect("PR_SET_CHILD_SUBREAPER");
 
@@ -576,9 +413,12 @@ fn main() {
         );
         std::process::exit(1)
     });
-    let mut rts = vec![("casulo", Some(casulo))];
-    rts.push(("crun", find_in_path("crun")));
-    rts.push(("runc", find_in_path("runc")));
+    let mut rts = vec![("casulo".to_string(), Some(casulo))];
+    for (name, path) in &opts.variants {
+        rts.push((name.clone(), fs::canonicalize(path).ok()));
+    }
+    rts.push(("crun".into(), find_in_path("crun")));
+    rts.push(("runc".into(), find_in_path("runc")));
     let rts: Vec<Runtime> = rts
         .into_iter()
         .filter_map(|(name, p)| {
@@ -586,9 +426,9 @@ fn main() {
                 eprintln!("casulo-bench: {name} not found, left out");
             }
             p.map(|path| Runtime {
-                name,
                 root: PathBuf::from(format!("/run/casulo-bench-{pid}/{name}")),
                 log: work.join(format!("{name}.log")),
+                name,
                 path,
                 failures: 0,
                 first_error: None,
@@ -639,7 +479,7 @@ fn main() {
         "- every runtime runs in the same private mount namespace{}; runtimes alternate \
          (casulo, crun, runc, casulo, …); cgroups under {cg_parent}",
         if unmounted {
-            " with /sys/fs/cgroup/unified unmounted (crun refuses the hybrid layout), i.e. on cgroup v1"
+            " with the cgroup2 mount at /sys/fs/cgroup/unified replaced by an empty tmpfs (crun refuses the hybrid layout), i.e. on cgroup v1"
         } else {
             ""
         }

@@ -37,6 +37,23 @@ pub fn umount_detach(path: &str) -> io::Result<()> {
     check(unsafe { libc::umount2(p.as_ptr(), libc::MNT_DETACH) })
 }
 
+/// Mounts an empty tmpfs on `path` (call only inside the private mount namespace).
+pub fn mount_tmpfs(path: &str) -> io::Result<()> {
+    let p = CString::new(path).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let fs = CString::new("tmpfs").expect("no NUL");
+    let data = CString::new("mode=755").expect("no NUL");
+    // SAFETY: valid NUL-terminated strings for the duration of the call.
+    check(unsafe {
+        libc::mount(
+            fs.as_ptr(),
+            p.as_ptr(),
+            fs.as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            data.as_ptr().cast(),
+        )
+    })
+}
+
 /// Waits for child `pid`; returns its wait status and its peak RSS in KiB
 /// (`ru_maxrss` of wait4, which covers the child and the descendants it reaped).
 pub fn wait4(pid: i32) -> io::Result<(i32, i64)> {

@@ -1,0 +1,202 @@
+//! The measured phases of the benchmark, each interleaving the runtimes.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use crate::bundles::{self, Kind};
+use crate::{sys, wait_exit, Bench};
+
+impl Bench {
+    /// The runtimes in the order of iteration `i`: interleaved, and rotated by one each
+    /// iteration so each goes first equally often. Order matters on cgroup v1: the
+    /// first write to `cgroup.procs` after a quiet spell waits for an RCU grace period
+    /// (the attach lock), and whoever writes next within it does not.
+    fn order(&self, i: usize) -> Vec<usize> {
+        let k = self.rts.len();
+        (0..k).map(|j| (i + j) % k).collect()
+    }
+
+    pub(crate) fn phase_run(&mut self, kind: Kind, title: &str) {
+        let n = self.opts.iterations;
+        let mut ms = vec![Vec::new(); self.rts.len()];
+        let mut rss = vec![Vec::new(); self.rts.len()];
+        for i in 0..n {
+            for rt in self.order(i) {
+                let s = self.run_once(rt, kind);
+                if s.ok {
+                    ms[rt].push(s.ms);
+                    rss[rt].push(s.rss_kib as f64 / 1024.0);
+                }
+            }
+        }
+        self.push(
+            format!("`run` /bin/true, {title} (median of {n})"),
+            "ms",
+            ms,
+        );
+        self.push(format!("peak RSS of `run`, {title}"), "MiB", rss);
+    }
+
+    /// `create`, `start` and `delete` of the minimal bundle, timed separately.
+    pub(crate) fn phase_split(&mut self) {
+        let n = self.opts.iterations;
+        let k = self.rts.len();
+        let (mut c, mut s, mut d) = (
+            vec![Vec::new(); k],
+            vec![Vec::new(); k],
+            vec![Vec::new(); k],
+        );
+        for i in 0..n {
+            for rt in self.order(i) {
+                let bundle = self.bundle(rt, Kind::Minimal, "");
+                let id = self.next_id(rt, "split");
+                let pid_file = self.work.join(format!("{id}.pid"));
+                let mut args = Self::run_args(&bundle, &id);
+                args[0] = "create".into();
+                args.insert(1, "--pid-file".into());
+                args.insert(2, pid_file.clone().into());
+                let cs = self.exec(rt, &args);
+                let pid: Option<i32> = fs::read_to_string(&pid_file)
+                    .ok()
+                    .and_then(|p| p.trim().parse().ok());
+                let ss = self.exec(rt, &["start".into(), id.clone().into()]);
+                if let Some(pid) = pid.filter(|_| cs.ok && ss.ok) {
+                    wait_exit(pid);
+                }
+                let ds = self.exec(rt, &["delete".into(), id.clone().into()]);
+                if !ds.ok {
+                    self.exec(rt, &["delete".into(), "--force".into(), id.into()]);
+                }
+                sys::reap_zombies();
+                let _ = fs::remove_file(&pid_file);
+                if cs.ok && ss.ok && ds.ok {
+                    c[rt].push(cs.ms);
+                    s[rt].push(ss.ms);
+                    d[rt].push(ds.ms);
+                }
+            }
+        }
+        self.push(format!("`create`, minimal (median of {n})"), "ms", c);
+        self.push("`start`, minimal".into(), "ms", s);
+        self.push("`delete` (stopped), minimal".into(), "ms", d);
+    }
+
+    /// N containers one after the other (interleaved per container), total time.
+    pub(crate) fn phase_sequential(&mut self) {
+        let n = self.opts.sequential;
+        let mut total = vec![0.0; self.rts.len()];
+        let mut ok = vec![true; self.rts.len()];
+        for i in 0..n {
+            for rt in self.order(i) {
+                let s = self.run_once(rt, Kind::Minimal);
+                total[rt] += s.ms / 1e3;
+                ok[rt] &= s.ok;
+            }
+        }
+        let values = total
+            .into_iter()
+            .zip(ok)
+            .map(|(t, ok)| ok.then_some(vec![t]).unwrap_or_default())
+            .collect();
+        self.push(format!("{n} sequential `run`s, total"), "s", values);
+    }
+
+    /// N `run`s started at once; wall time until the last exits (median of rounds).
+    pub(crate) fn phase_concurrent(&mut self) {
+        let n = self.opts.concurrent;
+        let mut walls = vec![Vec::new(); self.rts.len()];
+        for round in 0..self.opts.concurrent_rounds {
+            for rt in self.order(round) {
+                let wall = &mut walls[rt];
+                let jobs: Vec<(PathBuf, String)> = (0..n)
+                    .map(|i| {
+                        let b = self.bundle(rt, Kind::Minimal, &format!("-c{i}"));
+                        (b, self.next_id(rt, "conc"))
+                    })
+                    .collect();
+                let r = &self.rts[rt];
+                let t0 = Instant::now();
+                let pids: Vec<Option<u32>> = jobs
+                    .iter()
+                    .map(|(b, id)| {
+                        Command::new(&r.path)
+                            .arg("--root")
+                            .arg(&r.root)
+                            .args(Self::run_args(b, id))
+                            .stdin(Stdio::null())
+                            .stdout(Stdio::null())
+                            .stderr(Stdio::null())
+                            .spawn()
+                            .ok()
+                            .map(|c| c.id())
+                    })
+                    .collect();
+                let mut all_ok = true;
+                for p in &pids {
+                    all_ok &= match p {
+                        Some(p) => matches!(sys::wait4(*p as i32),
+                            Ok((st, _)) if libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0),
+                        None => false,
+                    };
+                }
+                let secs = t0.elapsed().as_secs_f64();
+                if all_ok {
+                    wall.push(secs);
+                } else {
+                    let rt_ = &mut self.rts[rt];
+                    rt_.failures += 1;
+                    rt_.first_error
+                        .get_or_insert(format!("{n} concurrent runs: some failed"));
+                    for (_, id) in jobs {
+                        self.exec(rt, &["delete".into(), "--force".into(), id.into()]);
+                    }
+                }
+                sys::reap_zombies();
+            }
+        }
+        let rounds = self.opts.concurrent_rounds;
+        self.push(
+            format!("{n} concurrent `run`s, wall (median of {rounds})"),
+            "s",
+            walls,
+        );
+    }
+
+    /// Casulo's compile of the Docker profile (in process; crun and runc compile with
+    /// libseccomp inside their `create`, see the Docker-minus-minimal difference).
+    pub(crate) fn phase_seccomp(&mut self) {
+        let profile: oci_spec::runtime::LinuxSeccomp =
+            serde_json::from_str(bundles::DOCKER_SECCOMP).expect("docker profile");
+        let mut v = Vec::new();
+        let mut len = 0;
+        for _ in 0..self.opts.seccomp_iterations {
+            let t0 = Instant::now();
+            let c = casulo_seccomp::compile(&profile).expect("docker profile compiles");
+            v.push(t0.elapsed().as_secs_f64() * 1e3);
+            len = c.filter.program().len();
+        }
+        let mut values = vec![Vec::new(); self.rts.len()];
+        values[0] = v;
+        let n = self.opts.seccomp_iterations;
+        self.push(
+            format!("seccomp compile of the Docker profile ({len} BPF insns, median of {n})"),
+            "ms",
+            values,
+        );
+    }
+
+    pub(crate) fn phase_sizes(&mut self) {
+        let values = self
+            .rts
+            .iter()
+            .map(|r| {
+                fs::metadata(&r.path)
+                    .map(|m| vec![m.len() as f64 / 1048576.0])
+                    .unwrap_or_default()
+            })
+            .collect();
+        self.push("binary size (file on disk)".into(), "MiB", values);
+    }
+}
