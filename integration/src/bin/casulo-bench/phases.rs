@@ -8,6 +8,15 @@ use std::time::Instant;
 use crate::bundles::{self, Kind};
 use crate::{sys, wait_exit, Bench};
 
+/// Pause before a timed `run` or `create`, so every runtime finds the cgroup v1 attach
+/// lock in the same (cold) state: the first `cgroup.procs` write after a quiet spell waits
+/// for an RCU grace period, and a runtime that writes within one after another runtime's
+/// write does not, so back to back the order of the runtimes would bias the figures.
+/// Not used by the sequential and concurrent phases, which measure back-to-back work.
+fn settle() {
+    std::thread::sleep(std::time::Duration::from_millis(40));
+}
+
 impl Bench {
     /// The runtimes in the order of iteration `i`: interleaved, and rotated by one each
     /// iteration so each goes first equally often. Order matters on cgroup v1: the
@@ -24,6 +33,7 @@ impl Bench {
         let mut rss = vec![Vec::new(); self.rts.len()];
         for i in 0..n {
             for rt in self.order(i) {
+                settle();
                 let s = self.run_once(rt, kind);
                 if s.ok {
                     ms[rt].push(s.ms);
@@ -57,6 +67,7 @@ impl Bench {
                 args[0] = "create".into();
                 args.insert(1, "--pid-file".into());
                 args.insert(2, pid_file.clone().into());
+                settle();
                 let cs = self.exec(rt, &args);
                 let pid: Option<i32> = fs::read_to_string(&pid_file)
                     .ok()
