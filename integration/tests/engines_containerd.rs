@@ -1,6 +1,6 @@
 //! containerd (`ctr` + the io.containerd.runc.v2 shim) driving Casulo as its runc:
-//! run with an exit code, detached + exec, kill, delete, a missing executable, and a
-//! terminal. A private containerd (own root, state, sockets, in its own mount
+//! run with an exit code, detached + exec, pause/resume, metrics, ps, kill and
+//! kill --all, delete, a missing executable, and a terminal. A private containerd (own root, state, sockets, in its own mount
 //! namespace) is started for the test and stopped by pid.
 
 use std::path::PathBuf;
@@ -56,7 +56,7 @@ impl Ctr {
 
 impl Drop for Ctr {
     fn drop(&mut self) {
-        for id in ["ct-hello", "ct-det", "ct-enoent", "ct-tty"] {
+        for id in ["ct-hello", "ct-det", "ct-all", "ct-enoent", "ct-tty"] {
             self.cleanup(id);
         }
         drop(self.daemon.take());
@@ -123,6 +123,21 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     Some(ctr)
 }
 
+/// Waits (up to 5 s) until `ctr t ls` shows `id` with `status`.
+fn task_status(ctr: &Ctr, id: &str, status: &str) -> bool {
+    for _ in 0..100 {
+        let r = ctr.ctr(&["task", "ls"]);
+        if r.stdout
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(id) && l.contains(status))
+        {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
 #[test]
 fn containerd_runs_casulo() {
     let Some(ctr) = start() else {
@@ -186,24 +201,82 @@ fn containerd_runs_casulo() {
             .any(|l| l.contains("ct-det") && l.contains("RUNNING")),
         "{r:?}"
     );
+    // Pause and resume (`pause`/`resume` of the runtime), seen in `ctr t ls`.
+    let r = ctr.ctr(&["task", "pause", "ct-det"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(task_status(&ctr, "ct-det", "PAUSED"), "task paused");
+    let r = ctr.ctr(&["task", "resume", "ct-det"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(task_status(&ctr, "ct-det", "RUNNING"), "task resumed");
+    // Metrics: the shim reads the task's cgroup.
+    let r = ctr.ctr(&["task", "metrics", "ct-det"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("memory.usage_in_bytes") || r.stdout.contains("memory.usage"),
+        "memory stats: {r:?}"
+    );
+    assert!(r.stdout.contains("pids.current"), "pids stats: {r:?}");
     let r = ctr.ctr(&["task", "kill", "-s", "SIGKILL", "ct-det"]);
     assert_eq!(r.code, 0, "{r:?}");
-    let mut stopped = false;
+    assert!(
+        task_status(&ctr, "ct-det", "STOPPED"),
+        "task stopped after kill"
+    );
+    let r = ctr.ctr(&["task", "delete", "ct-det"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = ctr.ctr(&["container", "delete", "ct-det"]);
+    assert_eq!(r.code, 0, "{r:?}");
+
+    // `ctr t ps` (the runtime's `ps --format json`) lists the task's pids; `kill --all`
+    // reaches every process of the container, not only its init.
+    let r = ctr.run(
+        &["-d"],
+        "ct-all",
+        &["sh", "-c", "sleep 1000 & sleep 1001; true"],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let mut pids = Vec::new();
     for _ in 0..100 {
-        let r = ctr.ctr(&["task", "ls"]);
-        if r.stdout
+        let r = ctr.ctr(&["task", "ps", "ct-all"]);
+        assert_eq!(r.code, 0, "{r:?}");
+        pids = r
+            .stdout
             .lines()
-            .any(|l| l.contains("ct-det") && l.contains("STOPPED"))
-        {
-            stopped = true;
+            .filter_map(|l| l.split_whitespace().next()?.parse::<i32>().ok())
+            .collect();
+        if pids.len() == 3 {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(stopped, "task stopped after kill");
-    let r = ctr.ctr(&["task", "delete", "ct-det"]);
+    assert_eq!(pids.len(), 3, "sh and its two sleeps: {pids:?}");
+    for pid in &pids {
+        let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        assert!(
+            cmd.starts_with("sh") || cmd.starts_with("sleep"),
+            "pid {pid} is the task's: {cmd:?}"
+        );
+    }
+    let r = ctr.ctr(&["task", "kill", "--all", "-s", "SIGKILL", "ct-all"]);
     assert_eq!(r.code, 0, "{r:?}");
-    let r = ctr.ctr(&["container", "delete", "ct-det"]);
+    assert!(
+        task_status(&ctr, "ct-all", "STOPPED"),
+        "task stopped after kill --all"
+    );
+    for pid in &pids {
+        let gone = (0..100).any(|_| {
+            let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let g = !(cmd.starts_with("sh") || cmd.starts_with("sleep"));
+            if !g {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            g
+        });
+        assert!(gone, "pid {pid} killed by kill --all");
+    }
+    let r = ctr.ctr(&["task", "delete", "ct-all"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = ctr.ctr(&["container", "delete", "ct-all"]);
     assert_eq!(r.code, 0, "{r:?}");
 
     // A terminal (ctr -t wants its own tty: run it under script(1)).
