@@ -1,11 +1,12 @@
 //! podman + conmon driving Casulo (`--runtime`): `run --rm` with output and exit code,
-//! detached + exec, a missing binary (127). podman gets private root/runroot/tmpdir and
+//! detached + exec, pause/unpause, update --memory, kill + wait, create/init/start,
+//! stop (clean, and SIGKILL after the timeout), podman info, a missing binary (127). podman gets private root/runroot/tmpdir and
 //! containers.conf, and every podman command runs in one private mount namespace (held
 //! by a sleeping process), so nothing it mounts reaches the host.
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use casulo_integration::bundle::remove_cgroup_parent;
 use casulo_integration::casulo_bin;
@@ -35,6 +36,15 @@ impl Podman {
             .args(args)
             .env("CONTAINERS_CONF", &self.conf);
         engines::run(&mut c, Duration::from_secs(90))
+    }
+}
+
+impl Podman {
+    /// `podman inspect`'s State.Status.
+    fn status(&self, name: &str) -> String {
+        let r = self.podman(&["inspect", "-f", "{{.State.Status}}", name]);
+        assert_eq!(r.code, 0, "{r:?}");
+        r.stdout.trim().to_string()
     }
 }
 
@@ -138,10 +148,110 @@ fn podman_runs_casulo() {
     ]);
     assert_eq!(r.code, 6, "{r:?}");
     assert!(r.stdout.contains("/dev/pts/"), "{r:?}");
-    let r = p.podman(&["stop", "-t", "1", "pd"]);
+    // Pause and unpause (the runtime's `pause`/`resume`).
+    let r = p.podman(&["pause", "pd"]);
     assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(p.status("pd"), "paused");
+    let r = p.podman(&["unpause", "pd"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(p.status("pd"), "running");
+    // `update --memory` (the runtime's `update --resources=<file>`), seen inside.
+    let r = p.podman(&["update", "--memory", "64m", "pd"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = p.podman(&[
+        "exec",
+        "pd",
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout.trim(), "67108864", "new limit inside: {r:?}");
+    // kill + wait: the exit code of a SIGKILLed init.
+    let r = p.podman(&["kill", "pd"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = p.podman(&["wait", "pd"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout.trim(), "137", "{r:?}");
     let r = p.podman(&["rm", "-f", "pd"]);
     assert_eq!(r.code, 0, "{r:?}");
+
+    // create, init, start; then a clean stop: the init traps TERM and exits 7.
+    let r = p.podman(&[
+        "create",
+        "--pull=never",
+        "--name",
+        "pt",
+        "--network",
+        "none",
+        "--cgroup-parent",
+        &cg,
+        IMAGE,
+        "sh",
+        "-c",
+        "trap 'echo got-term; exit 7' TERM; while :; do sleep 1; done",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(p.status("pt"), "created");
+    let r = p.podman(&["init", "pt"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(p.status("pt"), "initialized");
+    let r = p.podman(&["start", "pt"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(p.status("pt"), "running");
+    let t = Instant::now();
+    let r = p.podman(&["stop", "-t", "10", "pt"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(t.elapsed() < Duration::from_secs(8), "TERM was enough");
+    let r = p.podman(&["inspect", "-f", "{{.State.ExitCode}}", "pt"]);
+    assert_eq!(r.stdout.trim(), "7", "the trap's exit code: {r:?}");
+    let r = p.podman(&["logs", "pt"]);
+    assert!(r.stdout.contains("got-term"), "{r:?}");
+    let r = p.podman(&["rm", "pt"]);
+    assert_eq!(r.code, 0, "{r:?}");
+
+    // stop -t 1 of an init ignoring TERM: SIGKILL after the timeout.
+    let r = p.podman(&[
+        "run",
+        "--pull=never",
+        "-d",
+        "--name",
+        "pi",
+        "--network",
+        "none",
+        "--cgroup-parent",
+        &cg,
+        IMAGE,
+        "sh",
+        "-c",
+        "trap '' TERM; while :; do sleep 1; done",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let t = Instant::now();
+    let r = p.podman(&["stop", "-t", "1", "pi"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        t.elapsed() >= Duration::from_secs(1),
+        "waited for the timeout"
+    );
+    let r = p.podman(&["inspect", "-f", "{{.State.ExitCode}}", "pi"]);
+    assert_eq!(r.stdout.trim(), "137", "killed by SIGKILL: {r:?}");
+    let r = p.podman(&["rm", "pi"]);
+    assert_eq!(r.code, 0, "{r:?}");
+
+    // podman info names the runtime (its path) and its version (`casulo --version`).
+    let r = p.podman(&[
+        "info",
+        "--format",
+        "{{.Host.OCIRuntime.Name}}|{{.Host.OCIRuntime.Version}}",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let (name, version) = r.stdout.trim().split_once('|').expect("name|version");
+    assert_eq!(name, casulo_bin().to_str().unwrap(), "{r:?}");
+    assert!(
+        version.starts_with(&format!("casulo {}", env!("CARGO_PKG_VERSION"))),
+        "{r:?}"
+    );
 
     let r = p.podman(&[
         "run",
