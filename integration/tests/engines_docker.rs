@@ -1,6 +1,7 @@
 //! dockerd driving Casulo (`--add-runtime casulo=…`, `docker run --runtime casulo`):
 //! docker's default seccomp profile, its config (sysctls, prestart hook), run --rm with
-//! output and exit code, exec, a missing binary (127). A private dockerd (own data
+//! output and exit code, exec, top, stats, update --memory, restart, stop, a missing
+//! binary (127). A private dockerd (own data
 //! root, exec root, socket, its own managed containerd, in a private mount namespace)
 //! is started for the test and stopped by pid.
 
@@ -159,6 +160,51 @@ fn dockerd_runs_casulo() {
     ]);
     assert_eq!(r.code, 6, "{r:?}");
     assert!(r.stdout.contains("/dev/pts/"), "{r:?}");
+    // docker top (the runtime's `ps --format json`, then ps on the host).
+    let r = docker.docker(&["top", "dk"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("sleep 1000"), "{r:?}");
+    // docker stats (the shim reads the container's cgroup).
+    let r = docker.docker(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.MemUsage}} {{.PIDs}}",
+        "dk",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let f: Vec<&str> = r.stdout.split_whitespace().collect();
+    assert_eq!(f.first(), Some(&"dk"), "{r:?}");
+    assert_eq!(f.last(), Some(&"1"), "one pid: {r:?}");
+    assert!(!r.stdout.contains("0B / 0B"), "memory stats: {r:?}");
+    // docker update --memory (the runtime's `update --resources -`), seen inside.
+    let r = docker.docker(&["update", "--memory", "64m", "--memory-swap", "-1", "dk"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let limit = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max";
+    let r = docker.docker(&["exec", "dk", "sh", "-c", limit]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout.trim(), "67108864", "new limit inside: {r:?}");
+    // docker restart: a new init, the updated limit kept.
+    let pid = |d: &Docker| d.docker(&["inspect", "-f", "{{.State.Pid}}", "dk"]).stdout;
+    let before = pid(&docker);
+    let r = docker.docker(&["restart", "-t", "1", "dk"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let after = pid(&docker);
+    assert_ne!(before, after, "a new init after restart");
+    assert_ne!(after.trim(), "0", "running after restart");
+    let r = docker.docker(&["exec", "dk", "sh", "-c", limit]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout.trim(), "67108864", "limit kept by restart: {r:?}");
+    // docker stop: sleep (pid 1) ignores TERM, SIGKILL after the timeout.
+    let r = docker.docker(&["stop", "-t", "1", "dk"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = docker.docker(&[
+        "inspect",
+        "-f",
+        "{{.State.Running}} {{.State.ExitCode}}",
+        "dk",
+    ]);
+    assert_eq!(r.stdout.trim(), "false 137", "{r:?}");
     let r = docker.docker(&["rm", "-f", "dk"]);
     assert_eq!(r.code, 0, "{r:?}");
 
