@@ -351,6 +351,7 @@ impl Runtime {
             out.extend(self.hook_state(&record, Status::Created, pid));
             Ok(out)
         };
+        crate::fault::fault_point("before-clone");
         let spawned = process::spawn(
             &plan,
             &ns,
@@ -375,6 +376,7 @@ impl Runtime {
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
             e
         };
+        crate::fault::fault_point("before-state");
         record.pid = pid;
         record.start_time = match state::proc_stat(pid) {
             Some((_, t)) => t,
@@ -534,7 +536,11 @@ impl Runtime {
             }
             Err(e) => return Err(e.into()),
         };
-        let _lock = self.store.lock(id)?;
+        let _lock = if force {
+            self.force_lock(&rec)?
+        } else {
+            self.store.lock(id)?
+        };
         let status = self.status(&rec);
         if !matches!(status, Status::Stopped | Status::Creating) {
             if !force {
@@ -567,6 +573,25 @@ impl Runtime {
             Err(e) => self.log.warn(&e.to_string()),
         }
         Ok(())
+    }
+
+    /// The lock for `delete --force`. A create killed after the clone leaves its lock held
+    /// by the init (a clone of the runtime) with pid 0 in the record: the cgroup is killed.
+    fn force_lock(&self, rec: &Record) -> Result<crate::store::Lock> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(l) = self.store.try_lock(&rec.id)? {
+                return Ok(l);
+            }
+            let cg = rec.cgroup_path.as_deref().map(cgroups::open);
+            if let (0, Some(Ok(cg))) = (rec.pid, cg) {
+                let _ = cg.kill_all(libc::SIGKILL);
+            }
+            if Instant::now() > deadline {
+                return Err(Error::State(format!("container {} is locked", rec.id)));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
 

@@ -27,6 +27,7 @@
 pub mod cgroups;
 pub mod config;
 pub mod container;
+pub mod fault;
 pub mod features;
 pub mod hooks;
 pub mod log;

@@ -100,8 +100,14 @@ impl V1 {
             created.extend(new.iter().cloned());
             if self.dirs.get("cpuset") == Some(&d) {
                 // A new cpuset cgroup starts with empty cpus/mems, and tasks
-                // cannot join it until both are set: inherit the parent's.
-                for n in &new {
+                // cannot join it until both are set: inherit the parent's. Every
+                // ancestor, not only the new ones: a concurrent create may have made
+                // the parent and not filled it yet.
+                let chain: Vec<&Path> = d
+                    .ancestors()
+                    .take_while(|a| a.parent().is_some_and(|p| p.join("cpuset.cpus").exists()))
+                    .collect();
+                for n in chain.into_iter().rev() {
                     inherit_cpuset(n)?;
                 }
             }
