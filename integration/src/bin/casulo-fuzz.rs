@@ -268,7 +268,12 @@ fn run_one(target: Target, data: &[u8], bundle: &Path) -> Result<String, String>
         return Err(format!("error names no field: {msg:?}"));
     }
     // Signature: the field without indices, and the first word of the reason.
-    let shape: String = field.chars().filter(|c| !c.is_ascii_digit()).collect();
+    // Mutated keys are arbitrary text: keep the shape small so the pool is not flooded.
+    let shape: String = field
+        .chars()
+        .filter(|c| c.is_ascii_alphabetic() || *c == '.')
+        .take(40)
+        .collect();
     let reason = rest[field.len()..].split_whitespace().nth(1).unwrap_or("");
     Ok(format!("{shape}|{reason}"))
 }
@@ -424,6 +429,16 @@ fn mutate(seed: &[u8], rng: &mut Rng, donors: &[Value]) -> Vec<u8> {
     }
 }
 
+/// The input for a report, cut to 2000 bytes.
+fn show(d: &[u8]) -> String {
+    let s = String::from_utf8_lossy(&d[..d.len().min(2000)]).into_owned();
+    if d.len() > 2000 {
+        format!("{s}… ({} bytes)", d.len())
+    } else {
+        s
+    }
+}
+
 fn fnv(d: &[u8]) -> u64 {
     d.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ *b as u64).wrapping_mul(0x100_0000_01b3)
@@ -521,7 +536,7 @@ fn main() {
                 if broken <= 5 {
                     eprintln!(
                         "casulo-fuzz: contract broken: {why}\n  input: {}",
-                        String::from_utf8_lossy(&input)
+                        show(&input)
                     );
                 }
             }
