@@ -58,7 +58,7 @@ pub fn parse(data: &[u8]) -> Result<Spec, ConfigError> {
     let spec = serde_path_to_error::deserialize(de).map_err(|e| {
         // Both may echo the input (keys, unknown variants): kept to one line.
         let field = match one_line(&e.path().to_string()) {
-            f if f.is_empty() => "\"\"".to_string(),
+            f if f.is_empty() || f.contains(": ") => format!("{f:?}"),
             f => f,
         };
         let msg = one_line(&e.inner().to_string());
@@ -311,6 +311,7 @@ mod tests {
             &br#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"net\nwork"}]}}"#[..],
             br#"{"li\nux":{"#,
             br#"{"":{"x"#,
+            br#"{": ociVersion":"x"#,
         ] {
             let e = parse(doc).unwrap_err().to_string();
             assert!(!e.contains('\n'), "{e:?}");
