@@ -56,8 +56,12 @@ pub fn load(bundle: &Path) -> Result<Spec, ConfigError> {
 pub fn parse(data: &[u8]) -> Result<Spec, ConfigError> {
     let de = &mut serde_json::Deserializer::from_slice(data);
     let spec = serde_path_to_error::deserialize(de).map_err(|e| {
-        let field = e.path().to_string();
-        let msg = e.inner().to_string();
+        // Both may echo the input (keys, unknown variants): kept to one line.
+        let field = match one_line(&e.path().to_string()) {
+            f if f.is_empty() || f.contains(": ") => format!("{f:?}"),
+            f => f,
+        };
+        let msg = one_line(&e.inner().to_string());
         ConfigError::Parse { field, msg }
     })?;
     if let Ok(doc) = serde_json::from_slice::<serde_json::Value>(data) {
@@ -279,6 +283,16 @@ fn validate_linux(spec: &Spec) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// `s` with control characters escaped (`\n` → `\\n`), so an error stays one line.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
+}
+
 /// An io::Error's text in lower case without the "(os error N)" suffix, as engines match it.
 pub fn lower(e: &std::io::Error) -> String {
     let s = e.to_string();
@@ -289,6 +303,21 @@ pub fn lower(e: &std::io::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parse_errors_echoing_the_input_stay_one_line() {
+        // Found by casulo-fuzz: a newline in a key or an unknown variant.
+        for doc in [
+            &br#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"net\nwork"}]}}"#[..],
+            br#"{"li\nux":{"#,
+            br#"{"":{"x"#,
+            br#"{": ociVersion":"x"#,
+        ] {
+            let e = parse(doc).unwrap_err().to_string();
+            assert!(!e.contains('\n'), "{e:?}");
+            assert!(!e.starts_with("config.json: : "), "{e:?}");
+        }
+    }
 
     #[test]
     fn parse_error_names_the_field() {

@@ -375,6 +375,7 @@ impl Runtime {
                 |e| process::ProcessError::Init(format!("linux.seccomp.listenerPath: {e}")),
             )
         };
+        crate::fault::fault_point("before-clone");
         let spawned = process::spawn(
             &plan,
             &ns,
@@ -400,6 +401,7 @@ impl Runtime {
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
             e
         };
+        crate::fault::fault_point("before-state");
         record.pid = pid;
         record.start_time = match state::proc_stat(pid) {
             Some((_, t)) => t,
@@ -559,7 +561,11 @@ impl Runtime {
             }
             Err(e) => return Err(e.into()),
         };
-        let _lock = self.store.lock(id)?;
+        let _lock = if force {
+            self.force_lock(&rec)?
+        } else {
+            self.store.lock(id)?
+        };
         let status = self.status(&rec);
         if !matches!(status, Status::Stopped | Status::Creating) {
             if !force {
@@ -592,6 +598,25 @@ impl Runtime {
             Err(e) => self.log.warn(&e.to_string()),
         }
         Ok(())
+    }
+
+    /// The lock for `delete --force`. A create killed after the clone leaves its lock held
+    /// by the init (a clone of the runtime) with pid 0 in the record: the cgroup is killed.
+    fn force_lock(&self, rec: &Record) -> Result<crate::store::Lock> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(l) = self.store.try_lock(&rec.id)? {
+                return Ok(l);
+            }
+            let cg = rec.cgroup_path.as_deref().map(cgroups::open);
+            if let (0, Some(Ok(cg))) = (rec.pid, cg) {
+                let _ = cg.kill_all(libc::SIGKILL);
+            }
+            if Instant::now() > deadline {
+                return Err(Error::State(format!("container {} is locked", rec.id)));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
 
@@ -645,52 +670,4 @@ pub fn load_config(bundle: &Path) -> Result<Spec> {
     let spec = config::load(bundle)?;
     config::validate(&spec, bundle)?;
     Ok(spec)
-}
-
-impl Runtime {
-    /// Host pids of every process of a running container.
-    pub fn pids(&self, id: &str) -> Result<Vec<i32>> {
-        let rec = self.store.load(id)?;
-        if self.status(&rec) == Status::Stopped {
-            return Err(Error::State("container not running".into()));
-        }
-        match &rec.cgroup_path {
-            Some(p) => Ok(cgroups::open(p)?.pids()?),
-            None => Ok(vec![rec.pid]),
-        }
-    }
-}
-
-impl Runtime {
-    /// Freezes every process of a running container (cgroup freezer).
-    pub fn pause(&self, id: &str) -> Result<()> {
-        self.freeze(id, true)
-    }
-
-    /// Thaws a paused container.
-    pub fn resume(&self, id: &str) -> Result<()> {
-        self.freeze(id, false)
-    }
-
-    fn freeze(&self, id: &str, freeze: bool) -> Result<()> {
-        let _lock = self.store.lock(id)?;
-        let rec = self.store.load(id)?;
-        let status = self.status(&rec);
-        let want = if freeze {
-            Status::Running
-        } else {
-            Status::Paused
-        };
-        if status != want {
-            let verb = if freeze { "pause" } else { "resume" };
-            return Err(Error::State(format!(
-                "cannot {verb} container {id}: it is {status}, not {want}"
-            )));
-        }
-        let path = rec
-            .cgroup_path
-            .as_deref()
-            .ok_or_else(|| Error::State(format!("container {id} has no cgroup")))?;
-        Ok(cgroups::open(path)?.freeze(freeze)?)
-    }
 }

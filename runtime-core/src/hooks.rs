@@ -330,6 +330,8 @@ fn output_tail(out: &OwnedFd) -> String {
 /// process group, default signals, no other fd; then exec.
 fn exec_child(h: &Prepared, input: &OwnedFd, output: &OwnedFd, cwd_root: bool) -> ! {
     let _ = setpgid(Pid::from_raw(0), Pid::from_raw(0));
+    // A hook does not outlive a runtime killed while waiting for it (faults.rs).
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
     let ok = dup2(input.as_raw_fd(), 0).is_ok()
         && dup2(output.as_raw_fd(), 1).is_ok()
         && dup2(output.as_raw_fd(), 2).is_ok();

@@ -27,10 +27,12 @@
 pub mod cgroups;
 pub mod config;
 pub mod container;
+pub mod fault;
 pub mod features;
 pub mod hooks;
 pub mod log;
 pub mod namespaces;
+pub mod pause;
 pub mod process;
 pub mod rootfs;
 pub mod security;

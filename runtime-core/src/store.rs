@@ -146,6 +146,18 @@ impl Store {
         Lock::take(&dir)
     }
 
+    /// Locks an existing container's directory if nobody holds it: `None` when busy.
+    pub fn try_lock(&self, id: &str) -> Result<Option<Lock>> {
+        validate_id(id)?;
+        let dir = self.dir(id);
+        let f = File::open(&dir).map_err(io(&dir))?;
+        match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => Ok(Some(Lock { _dir: l })),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, e)) => Err(io(&dir)(e.into())),
+        }
+    }
+
     /// Locks an existing container's directory.
     pub fn lock(&self, id: &str) -> Result<Lock> {
         validate_id(id)?;

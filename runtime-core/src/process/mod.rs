@@ -146,6 +146,7 @@ pub fn spawn(
             return Err(sys_err("pidfd_open")(e));
         }
     };
+    crate::fault::fault_point("after-clone");
     let finish = || -> Result<(), ProcessError> {
         if ns.clone_flags.contains(CloneFlags::CLONE_NEWUSER) {
             namespaces::write_id_maps(pid, plan.spec)?;
