@@ -2,8 +2,7 @@
 //! up (containers deleted with `--force`, the test cgroup parent removed) on drop.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
 
 use casulo_integration::bundle::remove_cgroup_parent;
 use casulo_integration::{casulo_bin, runtime, Bundle, Run};
@@ -76,33 +75,8 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// Waits until `f` holds (polling), for at most 10 s.
-pub fn eventually(mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    false
-}
-
-pub fn cgroup_exists(b: &Bundle) -> bool {
-    let p = b
-        .spec
-        .linux()
-        .as_ref()
-        .unwrap()
-        .cgroups_path()
-        .clone()
-        .unwrap();
-    let rel = p.strip_prefix("/").unwrap();
-    ["memory", "pids", "cpu", "unified"]
-        .iter()
-        .any(|h| Path::new("/sys/fs/cgroup").join(h).join(rel).exists())
-        || Path::new("/sys/fs/cgroup").join(rel).exists()
-}
+#[allow(unused_imports)]
+pub use casulo_integration::cli::{cgroup_exists, eventually};
 
 /// A fresh host directory for a test (removed by the caller's bundle drop when inside it).
 pub fn host_dir(b: &Bundle, name: &str) -> PathBuf {
