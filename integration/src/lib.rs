@@ -15,6 +15,7 @@
 //! (default runtime: `/usr/sbin/runc`).
 
 pub mod bundle;
+pub mod caps;
 pub mod cli;
 pub mod conformance;
 pub mod engines;

@@ -15,6 +15,8 @@
 //! * `CASULO_HOST_NS=pid=<ino>,net=<ino>,…`: the host's namespace inodes;
 //!   without it the namespace checks other than pid 1 are skipped.
 
+#[path = "../caps.rs"]
+mod caps;
 mod linux;
 mod mounts;
 mod process;
