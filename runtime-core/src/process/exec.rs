@@ -11,11 +11,10 @@
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use nix::sched::{setns, CloneFlags};
-use nix::sys::stat::SFlag;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{execve, Pid};
 use oci_spec::runtime::Process;
@@ -402,7 +401,7 @@ fn prepare(plan: &Plan<'_>) -> std::result::Result<CString, String> {
     }
     creds.apply_user().map_err(|e| e.to_string())?;
     crate::rootfs::enter_cwd(plan.root, plan.process.cwd()).map_err(|e| e.to_string())?;
-    let exe = find_executable(plan.argv, plan.envp)?;
+    let exe = super::init::find_executable(plan.argv, plan.envp)?;
     creds.apply_no_new_privs().map_err(|e| e.to_string())?;
     for fd in 3..3 + plan.preserve_fds {
         match sys::clear_cloexec(fd as i32) {
@@ -420,44 +419,4 @@ fn prepare(plan: &Plan<'_>) -> std::result::Result<CString, String> {
         }
     }
     Ok(exe)
-}
-
-/// `args[0]` as the container sees it: a path when it has a `/`, else searched in the
-/// process's PATH. The texts are the ones the docker CLI turns into 126/127.
-fn find_executable(argv: &[CString], envp: &[CString]) -> std::result::Result<CString, String> {
-    use std::os::unix::ffi::OsStrExt;
-    let arg0 = argv[0].to_string_lossy().into_owned();
-    let check = |p: &Path| -> std::result::Result<(), nix::errno::Errno> {
-        let st = nix::sys::stat::stat(p)?;
-        if SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT) != SFlag::S_IFREG {
-            return Err(nix::errno::Errno::EACCES);
-        }
-        nix::unistd::access(p, nix::unistd::AccessFlags::X_OK)
-    };
-    if arg0.contains('/') {
-        return match check(Path::new(&arg0)) {
-            Ok(()) => Ok(argv[0].clone()),
-            Err(e) => Err(format!(
-                "exec: {arg0:?}: stat {arg0}: {}",
-                e.desc().to_lowercase()
-            )),
-        };
-    }
-    let path = envp
-        .iter()
-        .find_map(|e| {
-            e.to_bytes()
-                .strip_prefix(b"PATH=")
-                .map(|p| String::from_utf8_lossy(p).into_owned())
-        })
-        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-    for dir in path.split(':').filter(|d| !d.is_empty()) {
-        let cand = Path::new(dir).join(&arg0);
-        if check(&cand).is_ok() {
-            return CString::new(cand.as_os_str().as_bytes()).map_err(|_| "exec: NUL".into());
-        }
-    }
-    Err(format!(
-        "exec: {arg0:?}: executable file not found in $PATH"
-    ))
 }

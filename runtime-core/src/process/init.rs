@@ -174,7 +174,7 @@ fn setup(
     creds.apply_user().map_err(|e| e.to_string())?;
     let process = plan.spec.process().as_ref().expect("creds imply a process");
     rootfs::enter_cwd(root.as_fd(), process.cwd()).map_err(|e| e.to_string())?;
-    let exe = find_executable(plan)?;
+    let exe = find_executable(plan.argv, plan.envp)?;
     creds.apply_no_new_privs().map_err(|e| e.to_string())?;
     // A notify listener must reach the runtime before it exits: with no_new_privs such
     // a filter is installed here instead of right before execve.
@@ -232,9 +232,9 @@ fn close_fds(preserve: u32) -> Result<(), String> {
 
 /// Resolves `process.args[0]` as the container sees it: a path when it holds a `/`,
 /// else a search of the process's PATH. Errors use the texts the docker CLI matches.
-fn find_executable(plan: &InitPlan<'_>) -> Result<CString, String> {
+pub(crate) fn find_executable(argv: &[CString], envp: &[CString]) -> Result<CString, String> {
     use std::os::unix::ffi::OsStrExt;
-    let arg0 = plan.argv[0].to_string_lossy().into_owned();
+    let arg0 = argv[0].to_string_lossy().into_owned();
     let check = |p: &Path| -> Result<(), Errno> {
         let st = nix::sys::stat::stat(p)?;
         if SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT) != SFlag::S_IFREG {
@@ -244,12 +244,11 @@ fn find_executable(plan: &InitPlan<'_>) -> Result<CString, String> {
     };
     if arg0.contains('/') {
         return match check(Path::new(&arg0)) {
-            Ok(()) => Ok(plan.argv[0].clone()),
+            Ok(()) => Ok(argv[0].clone()),
             Err(e) => Err(format!("exec: {arg0:?}: stat {arg0}: {}", errno_text(e))),
         };
     }
-    let path = plan
-        .envp
+    let path = envp
         .iter()
         .find_map(|e| {
             e.to_bytes()
