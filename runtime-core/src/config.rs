@@ -35,10 +35,12 @@ pub enum ConfigError {
     },
 }
 
+/// A validation error; config values echoed in it are kept on one line (a path or key
+/// with a newline must not split the error the engines read from the log).
 fn invalid(field: impl Into<String>, msg: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
-        field: field.into(),
-        msg: msg.into(),
+        field: one_line(&field.into()),
+        msg: one_line(&msg.into()),
     }
 }
 
@@ -347,6 +349,14 @@ mod tests {
         let err = validate(&spec, &dir).unwrap_err().to_string();
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(err.contains("mounts[0].destination"), "{err}");
+    }
+
+    #[test]
+    fn validation_errors_echoing_the_input_stay_one_line() {
+        let spec = parse(br#"{"ociVersion":"1.0.2","root":{"path":"/no\nsuch"}}"#).unwrap();
+        let err = validate(&spec, Path::new("/")).unwrap_err().to_string();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("root.path"), "{err}");
     }
 
     #[test]
