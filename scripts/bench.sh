@@ -6,5 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
-cargo build --release --quiet -p casulo -p casulo-integration --bin casulo --bin casulo-bench
-exec "$CARGO_TARGET_DIR/release/casulo-bench" --casulo "$CARGO_TARGET_DIR/release/casulo" "$@"
+# casulo as shipped: `cargo dist` (static-pie, .cargo/config.toml); the bench itself is a
+# plain release build.
+cargo dist --quiet
+cargo build --release --quiet -p casulo-integration --bin casulo-bench
+exec "$CARGO_TARGET_DIR/release/casulo-bench" \
+  --casulo "$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release/casulo" "$@"

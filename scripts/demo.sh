@@ -3,8 +3,8 @@
 # that prints what it sees. Needs root and busybox-static (apt-get install busybox-static).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p casulo
-bin=$PWD/target/release/casulo
+cargo dist -q   # the release binary as shipped (.cargo/config.toml)
+bin=${CARGO_TARGET_DIR:-$PWD/target}/x86_64-unknown-linux-gnu/release/casulo
 bundle=$(mktemp -d /tmp/casulo-demo.XXXXXX)
 trap 'rm -rf "$bundle"' EXIT
 mkdir -p "$bundle"/rootfs/{bin,proc,sys,dev,tmp,etc}

@@ -287,8 +287,8 @@ fn populate_rootfs(rootfs: &Path) {
 /// Path of the static `casulo-checker` binary, building it once per process.
 ///
 /// `CASULO_CHECKER=<path>` uses a prebuilt binary instead. Otherwise this runs
-/// `cargo build --release --target x86_64-unknown-linux-gnu --bin casulo-checker`
-/// with `RUSTFLAGS="-C target-feature=+crt-static"` in the target dir given by
+/// `cargo static-release --bin casulo-checker` (the alias in `.cargo/config.toml`:
+/// a static release build for x86_64-unknown-linux-gnu) in the target dir given by
 /// `CARGO_TARGET_DIR` (at run time, else at compile time) or the workspace's
 /// `target/`. Panics if the build fails.
 pub fn checker_path() -> PathBuf {
@@ -307,17 +307,19 @@ fn build_checker() -> PathBuf {
         .unwrap_or_else(|| manifest_dir.join("../target"));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
+        // The workspace's `static-release` alias (.cargo/config.toml): a static binary,
+        // built like `cargo dist` so the two share their dependencies' artifacts.
+        .current_dir(manifest_dir)
         .args([
-            "build",
-            "--release",
+            "static-release",
             "--quiet",
-            "--target",
-            "x86_64-unknown-linux-gnu",
+            "--bin",
+            "casulo-checker",
+            "--manifest-path",
         ])
-        .args(["--bin", "casulo-checker", "--manifest-path"])
         .arg(manifest_dir.join("Cargo.toml"))
         .env("CARGO_TARGET_DIR", &target_dir)
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_BUILD_RUSTFLAGS")
         .status()

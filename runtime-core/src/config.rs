@@ -333,6 +333,27 @@ mod tests {
     }
 
     #[test]
+    fn exec_cpu_affinity_syntax_is_checked() {
+        // oci-spec checks this field with a regular expression; the workspace builds it
+        // with regex-lite in place of regex (runtime-cli/regex-shim), so pin the answers.
+        let doc = |v: &str| {
+            format!(
+                r#"{{"ociVersion":"1.0.2","process":{{"cwd":"/","user":{{"uid":0,"gid":0}},"execCPUAffinity":{{"initial":"{v}"}}}}}}"#
+            )
+        };
+        for ok in ["0", "0-3", "0-3,7", "1,2,3", "10-11,4"] {
+            parse(doc(ok).as_bytes()).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in ["", "a", "0-", "-1", "0,", "0 - 3", "٣", "0-3,,4", "0\n"] {
+            let err = parse(doc(bad).as_bytes()).unwrap_err().to_string();
+            assert!(
+                err.contains("process.execCPUAffinity.initial"),
+                "{bad:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn malformed_json_is_refused() {
         let err = parse(b"{\"ociVersion\": ").unwrap_err().to_string();
         assert!(err.starts_with("config.json:"), "{err}");

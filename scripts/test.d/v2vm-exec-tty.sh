@@ -7,9 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
 target=$(realpath -m "${CARGO_TARGET_DIR:-$repo/target}")
-cargo build -q -p casulo
-RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$target" \
-  cargo build -q --release --target x86_64-unknown-linux-gnu --bin casulo-checker
+# the shipped static binary (`cargo dist`) and the checker, built the same way
+CARGO_TARGET_DIR="$target" cargo dist -q
+CARGO_TARGET_DIR="$target" cargo static-release -q --bin casulo-checker
 bins=$(cargo test -q --no-run --message-format=json -p casulo-integration \
          --test exec --test tty 2>/dev/null \
        | jq -r 'select(.reason == "compiler-artifact" and .executable != null
@@ -22,7 +22,7 @@ shares=(-s "$repo")
 case $target/ in "$repo"/*) ;; *) shares+=(-s "$target") ;; esac
 set +e
 bash scripts/v2vm/run-in-v2vm.sh "${shares[@]}" -w "$repo" -t "${V2VM_TIMEOUT:-600}" \
-  -e CASULO_BIN="$target/debug/casulo" \
+  -e CASULO_BIN="$target/x86_64-unknown-linux-gnu/release/casulo" \
   -e CASULO_CHECKER="$target/x86_64-unknown-linux-gnu/release/casulo-checker" \
   -- sh -c '
     rc=0

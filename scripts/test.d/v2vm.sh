@@ -12,9 +12,9 @@ target=$(realpath -m "${CARGO_TARGET_DIR:-$repo/target}")
 start=$(date +%s)
 
 # Host side: the runtime, the static checker the bundles copy in, and the test binaries.
-cargo build -q -p casulo
-RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$target" \
-  cargo build -q --release --target x86_64-unknown-linux-gnu --bin casulo-checker
+# the shipped static binary (`cargo dist`) and the checker, built the same way
+CARGO_TARGET_DIR="$target" cargo dist -q
+CARGO_TARGET_DIR="$target" cargo static-release -q --bin casulo-checker
 bins=$(cargo test -q --no-run --message-format=json -p casulo-core -p casulo-integration \
          --test cgroups_real --test cgroups_e2e 2>/dev/null \
        | jq -r 'select(.reason == "compiler-artifact" and .executable != null
@@ -30,7 +30,7 @@ case $target/ in "$repo"/*) ;; *) shares+=(-s "$target") ;; esac
 vm_start=$(date +%s)
 set +e
 bash scripts/v2vm/run-in-v2vm.sh "${shares[@]}" -w "$repo" -t "${V2VM_TIMEOUT:-600}" \
-  -e CASULO_BIN="$target/debug/casulo" \
+  -e CASULO_BIN="$target/x86_64-unknown-linux-gnu/release/casulo" \
   -e CASULO_CHECKER="$target/x86_64-unknown-linux-gnu/release/casulo-checker" \
   -e RUST_BACKTRACE=1 \
   -- sh -c '

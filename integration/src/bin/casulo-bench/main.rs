@@ -82,7 +82,7 @@ fn parse_opts() -> Opts {
         concurrent: 50,
         concurrent_rounds: 3,
         seccomp_iterations: 200,
-        casulo: PathBuf::from("target/release/casulo"),
+        casulo: PathBuf::from("target/x86_64-unknown-linux-gnu/release/casulo"),
         variants: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
