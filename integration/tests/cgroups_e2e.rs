@@ -342,6 +342,44 @@ fn cgroup_mount_without_cgroup_namespace_is_the_containers_own() {
     assert_eq!(r.stdout, format!("{limit}\n"));
 }
 
+/// The init makes its mounts while the runtime moves it into its cgroups, and waits for
+/// that only at the first `cgroup` mount (or before the device nodes). Whatever the
+/// mount order, and with or without a `cgroup` mount, the cgroup namespace must be
+/// rooted at the container's cgroup and a `cgroup` mount must show its limits.
+#[test]
+fn cgroup_namespace_and_mount_see_the_container_cgroup_in_any_mount_order() {
+    if !root() {
+        return;
+    }
+    let env = Env::new("cgorder");
+    let ns_root = "awk -F: '{print $3}' /proc/self/cgroup | sort -u";
+    // sysfs and the cgroup mount first, before every other mount.
+    let b = env.sh(&format!("cat {}; {ns_root}", inside(PIDS_MAX)), |v| {
+        v["linux"]["resources"]["pids"] = json!({"limit": 77});
+        let mounts = v["mounts"].as_array_mut().unwrap();
+        let mut first: Vec<Value> = Vec::new();
+        for typ in ["sysfs", "cgroup"] {
+            let i = mounts.iter().position(|m| m["type"] == typ).unwrap();
+            first.push(mounts.remove(i));
+        }
+        first.append(mounts);
+        *mounts = first;
+    });
+    let r = env.run(&["run", "--bundle", b.dir.to_str().unwrap(), &b.id()]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, "77\n/\n", "{r:?}");
+    // No cgroup mount at all: the namespace still starts at the container's cgroup.
+    let b = env.sh(ns_root, |v| {
+        v["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|m| m["type"] != "cgroup");
+    });
+    let r = env.run(&["run", "--bundle", b.dir.to_str().unwrap(), &b.id()]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, "/\n", "{r:?}");
+}
+
 #[test]
 fn device_rules_deny_and_allow() {
     if !root() {

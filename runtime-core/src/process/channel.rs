@@ -14,8 +14,12 @@ use nix::sys::socket::{
 pub enum Msg {
     /// Helper → runtime: the init's host pid.
     Pid(i32),
-    /// Runtime → init: id maps are written and the cgroup joined; go on.
+    /// Runtime → init: id maps are written; go on. (Runtime → exec'd process: the
+    /// cgroup is joined too.)
     Go,
+    /// Runtime → init: the init is in the container's cgroups (sent after `Go`, so that
+    /// the init sets up its mounts while the runtime waits on a v1 `cgroup.procs`).
+    InCgroup,
     /// Init → runtime: mounts are made, `pivot_root` is next: run the runtime-namespace
     /// hooks (prestart, createRuntime) now.
     Hooks,
@@ -128,6 +132,7 @@ fn encode(msg: &Msg) -> Result<Vec<u8>, Errno> {
             buf.extend_from_slice(&p.to_le_bytes());
         }
         Msg::Go => buf.push(b'G'),
+        Msg::InCgroup => buf.push(b'C'),
         Msg::Ready => buf.push(b'R'),
         Msg::Hooks => buf.push(b'H'),
         Msg::HooksDone(p) => {
@@ -158,6 +163,7 @@ fn decode(buf: &[u8]) -> Option<Msg> {
             Msg::Pid(i32::from_le_bytes([body[0], body[1], body[2], body[3]]))
         }
         b'G' => Msg::Go,
+        b'C' => Msg::InCgroup,
         b'R' => Msg::Ready,
         b'H' => Msg::Hooks,
         b'D' => Msg::HooksDone(body.to_vec()),
@@ -185,6 +191,7 @@ mod tests {
         for m in [
             Msg::Pid(4242),
             Msg::Go,
+            Msg::InCgroup,
             Msg::Ready,
             Msg::Hooks,
             Msg::HooksDone(b"{}\n{}".to_vec()),

@@ -107,12 +107,26 @@ fn setup(
         nix::unistd::setresuid(root.1, root.1, root.1)
             .map_err(|e| format!("linux.uidMappings: container uid 0: {}", errno_text(e)))?;
     }
-    if plan.cgroupns {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-            .map_err(|e| format!("linux.namespaces: cgroup: {}", errno_text(e)))?;
-    }
+    let joined = std::cell::Cell::new(false);
+    let in_cgroup = || -> Result<(), String> {
+        if joined.get() {
+            return Ok(());
+        }
+        match chan.recv() {
+            Ok(Some(Msg::InCgroup)) => {}
+            _ => return Err("runtime went away before the cgroup was joined".into()),
+        }
+        joined.set(true);
+        // A cgroup namespace's root is the cgroup of its creator: unshare only now.
+        if plan.cgroupns {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+                .map_err(|e| format!("linux.namespaces: cgroup: {}", errno_text(e)))?;
+        }
+        Ok(())
+    };
     setsid().map_err(|e| format!("setsid: {}", errno_text(e)))?;
     let before_pivot = || -> Result<(), String> {
+        in_cgroup()?;
         if !plan.hooks.needs_sync() {
             return Ok(());
         }
@@ -136,9 +150,11 @@ fn setup(
         no_pivot: plan.no_pivot,
         cgroups: plan.cgroups,
         cgroupns: plan.cgroupns,
+        in_cgroup: &in_cgroup,
         before_pivot: &before_pivot,
     };
     let root = rootfs::setup(&plan_fs).map_err(|e| e.to_string())?;
+    in_cgroup()?;
     if let Some(socket) = plan.console {
         crate::tty::setup(&crate::tty::Console {
             socket,

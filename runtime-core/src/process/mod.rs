@@ -151,12 +151,18 @@ pub fn spawn(
         if ns.clone_flags.contains(CloneFlags::CLONE_NEWUSER) {
             namespaces::write_id_maps(pid, plan.spec)?;
         }
+        // The init makes its mounts while the pid goes into the cgroups: on v1 the
+        // first `cgroup.procs` write waits for an RCU grace period (docs/performance.md).
+        // It waits for `InCgroup` before anything that needs the cgroup: the cgroup
+        // namespace, `cgroup` mounts, device nodes, hooks.
+        ours.send(&Msg::Go)
+            .map_err(sys_err("signalling the container init"))?;
         if let Some(cg) = cgroup {
             if into_cgroup.is_none() {
                 cg.add_process(pid)?;
             }
         }
-        ours.send(&Msg::Go)
+        ours.send(&Msg::InCgroup)
             .map_err(sys_err("signalling the container init"))?;
         let mut hooks_done = false;
         loop {

@@ -40,7 +40,7 @@ pub enum RootfsError {
     /// The rootfs tried something the runtime refuses.
     #[error("{0}")]
     Unsafe(String),
-    /// The step between the mounts and `pivot_root` (hooks) failed.
+    /// A step the init syncs with the runtime on (joining the cgroup, hooks) failed.
     #[error("{0}")]
     BeforePivot(String),
 }
@@ -84,6 +84,10 @@ pub struct RootfsPlan<'a> {
     pub cgroups: &'a [CgroupHierarchy],
     /// The container has a new cgroup namespace.
     pub cgroupns: bool,
+    /// Waits until the process is in the container's cgroups (and enters its cgroup
+    /// namespace); called before the first `cgroup` mount and before the device nodes.
+    /// Must be idempotent: it may be called twice.
+    pub in_cgroup: &'a dyn Fn() -> std::result::Result<(), String>,
     /// Runs after the mounts and devices, right before `pivot_root` (the hooks of
     /// runtime.md "Lifecycle" that must see the container before it is pivoted).
     pub before_pivot: &'a dyn Fn() -> std::result::Result<(), String>,
@@ -127,9 +131,13 @@ pub fn setup(plan: &RootfsPlan<'_>) -> Result<OwnedFd> {
     };
     let mut dev_is_bind = false;
     for (i, entry) in plan.spec.mounts().iter().flatten().enumerate() {
+        if matches!(entry.typ().as_deref(), Some("cgroup" | "cgroup2")) {
+            (plan.in_cgroup)().map_err(RootfsError::BeforePivot)?;
+        }
         let is_dev_bind = m.mount_entry(i, entry, plan.cgroups, plan.cgroupns)?;
         dev_is_bind |= is_dev_bind;
     }
+    (plan.in_cgroup)().map_err(RootfsError::BeforePivot)?;
     if !dev_is_bind {
         devices::create(
             &m,
