@@ -260,6 +260,57 @@ fn init_dying_during_create_leaves_nothing() {
     assert_clean(&env, &b, "init killed by a hook");
 }
 
+/// The init makes its mounts while the runtime joins it to its cgroups. If it fails
+/// there and exits first, the runtime's join or its `InCgroup` send fails (ESRCH,
+/// EPIPE): the error must still be the init's own, and nothing may be left.
+#[test]
+fn init_failing_before_the_cgroup_join_reports_its_own_error() {
+    if !root() {
+        return;
+    }
+    let env = Env::new("fault-prejoin");
+    let b = env.bundle(&["true"]);
+    std::fs::remove_dir(b.rootfs().join("proc")).unwrap();
+    std::os::unix::fs::symlink("/tmp", b.rootfs().join("proc")).unwrap();
+    let child = Command::new(casulo_bin())
+        .arg("--root")
+        .arg(&env.root)
+        .args(["create", "--bundle", b.dir.to_str().unwrap(), &b.id()])
+        .env("CASULO_FAULT_AT", "before-cgroup-join")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn casulo");
+    let pid = child.id();
+    assert!(
+        eventually(|| proc_state(pid) == Some('T')),
+        "the runtime never reached its fault point"
+    );
+    // The init is the runtime's child; let it fail and exit while the runtime is stopped.
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+    let init: u32 = children.trim().parse().expect("one child, the init");
+    assert!(
+        eventually(|| proc_state(init) == Some('Z')),
+        "the init did not fail on the /proc symlink: {:?}",
+        proc_state(init)
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGCONT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("/proc in the rootfs is a symlink"),
+        "the init's error, not the runtime's: {stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert_clean(&env, &b, "init failed before the cgroup join");
+}
+
 #[test]
 fn unwritable_root_gives_one_line_naming_it() {
     if !root() {

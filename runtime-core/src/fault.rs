@@ -5,6 +5,7 @@
 //!
 //! Stages: `before-clone` (state written with pid 0, cgroup made, no init yet),
 //! `after-clone` (the init exists, id maps and cgroup join not done),
+//! `before-cgroup-join` (`Go` sent: the init is making its mounts, not yet in its cgroup),
 //! `before-state` (the init is ready, its pid not yet in `state.json`).
 
 use std::ffi::OsString;

@@ -87,6 +87,24 @@ impl Channel {
         }
     }
 
+    /// The error the other side sent before it went away, if that is the next message
+    /// waiting; never blocks. For a failure that may have been caused by the init having
+    /// exited (EPIPE on a send, ESRCH joining a cgroup): its own message says why.
+    pub fn pending_error(&self) -> Option<String> {
+        let mut buf = vec![0u8; MAX];
+        let n = loop {
+            match nix::sys::socket::recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+                Err(Errno::EINTR) => continue,
+                Ok(n) => break n,
+                Err(_) => return None,
+            }
+        };
+        match decode(&buf[..n]) {
+            Some(Msg::Error(e)) => Some(e),
+            _ => None,
+        }
+    }
+
     /// Receives one message and the fd attached to it, if any.
     pub fn recv_fd(&self) -> Result<(Option<Msg>, Option<OwnedFd>), Errno> {
         let mut buf = vec![0u8; MAX];

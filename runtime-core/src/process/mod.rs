@@ -157,13 +157,20 @@ pub fn spawn(
         // namespace, `cgroup` mounts, device nodes, hooks.
         ours.send(&Msg::Go)
             .map_err(sys_err("signalling the container init"))?;
+        crate::fault::fault_point("before-cgroup-join");
+        // The init works concurrently from here on: if it failed (and exited) meanwhile,
+        // the join or the send fails for that reason, and its own message says why.
+        let init_error = |e: ProcessError| match ours.pending_error() {
+            Some(text) => ProcessError::Init(text),
+            None => e,
+        };
         if let Some(cg) = cgroup {
             if into_cgroup.is_none() {
-                cg.add_process(pid)?;
+                cg.add_process(pid).map_err(|e| init_error(e.into()))?;
             }
         }
         ours.send(&Msg::InCgroup)
-            .map_err(sys_err("signalling the container init"))?;
+            .map_err(|e| init_error(sys_err("signalling the container init")(e)))?;
         let mut hooks_done = false;
         loop {
             match ours.recv_fd() {
