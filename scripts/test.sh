@@ -4,6 +4,9 @@
 # Needs root. Usage: bash scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Test cgroups left behind are a failure: every suite removes what it made.
+leftover_cgroups() { ls -d /sys/fs/cgroup/casulo-* /sys/fs/cgroup/*/casulo-* 2>/dev/null | sort || true; }
+before=$(leftover_cgroups)
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
 cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/casulo-test.log
@@ -12,3 +15,7 @@ for t in scripts/test.d/*.sh; do
   echo "== $t"
   bash "$t"
 done
+left=$(comm -13 <(echo "$before") <(leftover_cgroups))
+if [ -n "$left" ]; then
+  echo "test.sh: the tests left cgroups behind:"; echo "$left"; exit 1
+fi

@@ -162,7 +162,12 @@ impl Drop for Bundle {
         // Tests never mount into the bundle on the host, so a plain recursive
         // removal is enough.
         let _ = fs::remove_dir_all(&self.dir);
-        LIVE.fetch_sub(1, Ordering::SeqCst);
+        // The last bundle of the process removes the shared cgroup parent (the runtime's
+        // delete leaves it, as runc does); suites that never called
+        // `remove_cgroup_parent` left one `/casulo-it-<pid>` per run on the host.
+        if LIVE.fetch_sub(1, Ordering::SeqCst) == 1 {
+            remove_cgroup_parent();
+        }
     }
 }
 
