@@ -91,22 +91,18 @@ impl Channel {
     /// waiting; never blocks. For a failure that may have been caused by the init having
     /// exited (EPIPE on a send, ESRCH joining a cgroup): its own message says why.
     pub fn pending_error(&self) -> Option<String> {
-        let mut buf = vec![0u8; MAX];
-        let n = loop {
-            match nix::sys::socket::recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
-                Err(Errno::EINTR) => continue,
-                Ok(n) => break n,
-                Err(_) => return None,
-            }
-        };
-        match decode(&buf[..n]) {
-            Some(Msg::Error(e)) => Some(e),
+        match self.recv_with(MsgFlags::MSG_DONTWAIT) {
+            Ok((Some(Msg::Error(e)), _)) => Some(e),
             _ => None,
         }
     }
 
     /// Receives one message and the fd attached to it, if any.
     pub fn recv_fd(&self) -> Result<(Option<Msg>, Option<OwnedFd>), Errno> {
+        self.recv_with(MsgFlags::empty())
+    }
+
+    fn recv_with(&self, flags: MsgFlags) -> Result<(Option<Msg>, Option<OwnedFd>), Errno> {
         let mut buf = vec![0u8; MAX];
         let mut space = nix::cmsg_space!([RawFd; 1]);
         let (n, fd) = loop {
@@ -115,7 +111,7 @@ impl Channel {
                 self.fd.as_raw_fd(),
                 &mut iov,
                 Some(&mut space),
-                MsgFlags::MSG_CMSG_CLOEXEC,
+                MsgFlags::MSG_CMSG_CLOEXEC | flags,
             ) {
                 Err(Errno::EINTR) => continue,
                 Err(e) => return Err(e),

@@ -126,7 +126,6 @@ fn setup(
     };
     setsid().map_err(|e| format!("setsid: {}", errno_text(e)))?;
     let before_pivot = || -> Result<(), String> {
-        in_cgroup()?;
         if !plan.hooks.needs_sync() {
             return Ok(());
         }
@@ -153,8 +152,9 @@ fn setup(
         in_cgroup: &in_cgroup,
         before_pivot: &before_pivot,
     };
+    // rootfs::setup calls `in_cgroup` before the first `cgroup` mount and, in any case,
+    // before the device nodes: the init is in its cgroup before the hooks and user code.
     let root = rootfs::setup(&plan_fs).map_err(|e| e.to_string())?;
-    in_cgroup()?;
     if let Some(socket) = plan.console {
         crate::tty::setup(&crate::tty::Console {
             socket,

@@ -85,8 +85,8 @@ pub struct RootfsPlan<'a> {
     /// The container has a new cgroup namespace.
     pub cgroupns: bool,
     /// Waits until the process is in the container's cgroups (and enters its cgroup
-    /// namespace); called before the first `cgroup` mount and before the device nodes.
-    /// Must be idempotent: it may be called twice.
+    /// namespace); always called, before the first `cgroup` mount and before the device
+    /// nodes (so before `before_pivot`). Must be idempotent: it may be called twice.
     pub in_cgroup: &'a dyn Fn() -> std::result::Result<(), String>,
     /// Runs after the mounts and devices, right before `pivot_root` (the hooks of
     /// runtime.md "Lifecycle" that must see the container before it is pivoted).
