@@ -7,6 +7,16 @@ cd "$(dirname "$0")/.."
 # Test cgroups left behind are a failure: every suite removes what it made.
 leftover_cgroups() { ls -d /sys/fs/cgroup/casulo-* /sys/fs/cgroup/*/casulo-* 2>/dev/null | sort || true; }
 before=$(leftover_cgroups)
+# Every skipped test appends "<test>: <reason>" here (integration/src/prereq.rs); the
+# count is printed at the end. Under CI=true a missing prerequisite fails instead.
+export CASULO_SKIP_LOG=/tmp/casulo-skips-$$.log
+: > "$CASULO_SKIP_LOG"
+report_skips() {
+  echo "skipped tests: $(wc -l < "$CASULO_SKIP_LOG")"
+  sed 's/^/  /' "$CASULO_SKIP_LOG"
+  rm -f "$CASULO_SKIP_LOG"
+}
+trap report_skips EXIT
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
 cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/casulo-test.log

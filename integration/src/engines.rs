@@ -23,18 +23,18 @@ pub fn which(bin: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The first missing program of `bins`, for a "skipped: …" line.
+/// The first missing prerequisite of an engine test (root, then each of `bins`),
+/// recorded as a skip through [`crate::prereq::skip`] (a failure under `CI=true`).
 pub fn missing(bins: &[&str]) -> Option<String> {
-    if !nix_is_root() {
+    if !crate::prereq::root() {
         return Some("needs root".into());
     }
-    bins.iter()
+    let why = bins
+        .iter()
         .find(|b| which(b).is_none())
-        .map(|b| format!("{b} is not installed (see .ci/packages.d/engines)"))
-}
-
-fn nix_is_root() -> bool {
-    nix::unistd::geteuid().is_root()
+        .map(|b| format!("{b} is not installed (see .ci/packages.d/engines)"))?;
+    crate::prereq::skip(&why);
+    Some(why)
 }
 
 /// A directory of its own under /tmp, removed when dropped.

@@ -21,6 +21,7 @@ pub mod conformance;
 pub mod engines;
 pub mod gen;
 pub mod known;
+pub mod prereq;
 pub mod tap;
 
 pub use bundle::{checker_path, default_spec, Bundle};

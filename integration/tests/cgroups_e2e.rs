@@ -133,7 +133,7 @@ fn rmdir_tree(dir: &Path) {
 }
 
 fn root() -> bool {
-    nix::unistd::geteuid().is_root()
+    casulo_integration::prereq::root()
 }
 
 fn v2() -> bool {

@@ -25,8 +25,7 @@ fn check(name: &str, report: &Report) {
 
 #[test]
 fn conformance() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root");
+    if !casulo_integration::prereq::root() {
         return;
     }
     let filter = std::env::var("CASULO_CONFORMANCE_FILTER").unwrap_or_default();

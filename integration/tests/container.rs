@@ -10,7 +10,7 @@ use casulo_integration::{Bundle, TestEnv as Env};
 use serde_json::{json, Value};
 
 fn root() -> bool {
-    nix::unistd::geteuid().is_root()
+    casulo_integration::prereq::root()
 }
 
 /// Edits the bundle's config as JSON and writes it back.

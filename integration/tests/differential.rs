@@ -50,8 +50,11 @@ fn merge(dst: &mut Value, src: &Value) {
 
 #[test]
 fn runc_and_casulo_agree() {
-    if !nix::unistd::geteuid().is_root() || !Path::new(RUNC).exists() {
-        eprintln!("skipped: needs root and {RUNC}");
+    if !casulo_integration::prereq::root() {
+        return;
+    }
+    if !Path::new(RUNC).exists() {
+        casulo_integration::prereq::skip(&format!("{RUNC} is not installed"));
         return;
     }
     let env = TestEnv::new("diff");

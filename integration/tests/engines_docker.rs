@@ -42,8 +42,7 @@ impl Drop for Docker {
 }
 
 fn start() -> Option<Docker> {
-    if let Some(why) = engines::missing(&["dockerd", "containerd", "unshare"]) {
-        println!("skipped: {why}");
+    if engines::missing(&["dockerd", "containerd", "unshare"]).is_some() {
         return None;
     }
     // Debian's CLI matches dockerd 20.10; a newer one needs DOCKER_API_VERSION (set).
@@ -52,7 +51,7 @@ fn start() -> Option<Docker> {
         .map(PathBuf::from)
         .find(|p| p.is_file());
     let Some(cli) = cli else {
-        println!("skipped: no docker CLI");
+        casulo_integration::prereq::skip("no docker CLI (see .ci/packages.d/engines)");
         return None;
     };
     let dir = TempDir::new("docker");

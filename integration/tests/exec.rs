@@ -55,7 +55,7 @@ impl Drop for Env {
 }
 
 fn root() -> bool {
-    nix::unistd::geteuid().is_root()
+    casulo_integration::prereq::root()
 }
 
 fn ns(pid: i32, name: &str) -> String {
@@ -68,7 +68,6 @@ fn ns(pid: i32, name: &str) -> String {
 #[test]
 fn exec_joins_the_container_and_passes_the_exit_code() {
     if !root() {
-        eprintln!("skipped: needs root");
         return;
     }
     let env = Env::new("basic");
@@ -104,7 +103,6 @@ fn exec_joins_the_container_and_passes_the_exit_code() {
 #[test]
 fn exec_flags() {
     if !root() {
-        eprintln!("skipped: needs root");
         return;
     }
     let env = Env::new("flags");
@@ -192,7 +190,6 @@ fn exec_flags() {
 #[test]
 fn detached_exec_writes_its_pid_and_joins_the_cgroup() {
     if !root() {
-        eprintln!("skipped: needs root");
         return;
     }
     let env = Env::new("detach");
@@ -234,7 +231,6 @@ fn detached_exec_writes_its_pid_and_joins_the_cgroup() {
 #[test]
 fn exec_errors_use_the_engines_texts() {
     if !root() {
-        eprintln!("skipped: needs root");
         return;
     }
     let env = Env::new("errors");
@@ -286,7 +282,6 @@ fn exec_errors_use_the_engines_texts() {
 #[test]
 fn exec_with_a_terminal() {
     if !root() {
-        eprintln!("skipped: needs root");
         return;
     }
     let env = Env::new("tty");
@@ -333,7 +328,6 @@ fn exec_with_a_terminal() {
 #[test]
 fn exec_into_a_user_namespace_and_preserve_fds() {
     if !root() {
-        eprintln!("skipped: needs root");
         return;
     }
     let env = Env::new("userns");

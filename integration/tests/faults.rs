@@ -15,7 +15,7 @@ use casulo_integration::{casulo_bin, Bundle, TestEnv as Env};
 use serde_json::json;
 
 fn root() -> bool {
-    nix::unistd::geteuid().is_root()
+    casulo_integration::prereq::root()
 }
 
 /// Pids of processes (not ours) with an argument that is the container's id, its

@@ -8,7 +8,7 @@ use casulo_integration::{casulo_bin, runtime, TestEnv as Env};
 use serde_json::Value;
 
 fn root() -> bool {
-    nix::unistd::geteuid().is_root()
+    casulo_integration::prereq::root()
 }
 
 #[test]

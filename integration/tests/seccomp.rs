@@ -40,7 +40,7 @@ fn errnos(out: &str) -> Vec<(String, i32)> {
 
 #[test]
 fn docker_default_profile_in_a_container() {
-    if !nix::unistd::geteuid().is_root() {
+    if !casulo_integration::prereq::root() {
         return;
     }
     let env = TestEnv::new("seccomp");
@@ -102,7 +102,7 @@ fn docker_default_profile_in_a_container() {
 
 #[test]
 fn a_bad_profile_is_refused_naming_the_field() {
-    if !nix::unistd::geteuid().is_root() {
+    if !casulo_integration::prereq::root() {
         return;
     }
     let env = TestEnv::new("seccomp-bad");
@@ -118,7 +118,7 @@ fn a_bad_profile_is_refused_naming_the_field() {
 #[test]
 fn notify_listener_goes_to_the_agent_which_answers() {
     use std::os::fd::AsFd;
-    if !nix::unistd::geteuid().is_root() {
+    if !casulo_integration::prereq::root() {
         return;
     }
     let env = TestEnv::new("seccomp-notify");

@@ -15,8 +15,11 @@ fn runtime() -> PathBuf {
 
 #[test]
 fn default_bundle_passes_checker() {
-    if !nix::unistd::geteuid().is_root() || !runtime().exists() {
-        eprintln!("skipped: needs root and {}", runtime().display());
+    if !casulo_integration::prereq::root() {
+        return;
+    }
+    if !runtime().exists() {
+        casulo_integration::prereq::skip(&format!("{} is not installed", runtime().display()));
         return;
     }
     let mut b = Bundle::new(&["/checker", "/config.json"]);

@@ -54,7 +54,7 @@ impl Drop for Env {
 }
 
 fn root() -> bool {
-    nix::unistd::geteuid().is_root()
+    casulo_integration::prereq::root()
 }
 
 /// Accepts one connection and receives the master fd (in a thread, so the runtime can
@@ -129,7 +129,6 @@ fn files(env: &Env, name: &str) -> (std::fs::File, std::fs::File) {
 #[test]
 fn interactive_shell_through_the_console_socket() {
     if !root() {
-        eprintln!("skipped: needs root");
         return;
     }
     let env = Env::new("interactive");
@@ -182,7 +181,6 @@ fn interactive_shell_through_the_console_socket() {
 #[test]
 fn create_start_state_with_a_terminal() {
     if !root() {
-        eprintln!("skipped: needs root");
         return;
     }
     let env = Env::new("create");
@@ -226,7 +224,6 @@ fn create_start_state_with_a_terminal() {
 #[test]
 fn terminal_and_socket_must_agree() {
     if !root() {
-        eprintln!("skipped: needs root");
         return;
     }
     let env = Env::new("agree");
@@ -262,7 +259,6 @@ fn terminal_and_socket_must_agree() {
 #[test]
 fn dev_console_symlink_is_refused() {
     if !root() {
-        eprintln!("skipped: needs root");
         return;
     }
     let env = Env::new("symlink");
@@ -314,7 +310,6 @@ fn dev_console_symlink_is_refused() {
 #[test]
 fn run_on_the_callers_terminal() {
     if !root() {
-        eprintln!("skipped: needs root");
         return;
     }
     let env = Env::new("own");
@@ -378,7 +373,6 @@ fn wait_output(buf: &std::sync::Mutex<String>, what: &str) {
 #[test]
 fn exec_on_the_callers_terminal() {
     if !root() {
-        eprintln!("skipped: needs root");
         return;
     }
     let env = Env::new("exec-own");

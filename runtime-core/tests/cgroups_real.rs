@@ -14,11 +14,13 @@
 //!            /work/target-cgroups/debug/deps/casulo_core-<hash>'
 //! ```
 
+mod support;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use support::{skip, usable};
 
 use casulo_core::cgroups::{self, Cgroup, Layout};
 use oci_spec::runtime::LinuxResources;
@@ -30,14 +32,6 @@ struct Fixture {
     parent: String,
     cg: Box<dyn Cgroup>,
     children: Vec<Child>,
-}
-
-fn usable() -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipping: cgroup tests need root");
-        return false;
-    }
-    cgroups::detect::layout().is_ok()
 }
 
 impl Fixture {
@@ -506,7 +500,10 @@ fn hugetlb_limit_where_available() {
         return;
     }
     let sizes = cgroups::stats::hugepage_sizes();
-    let Some(size) = sizes.first() else { return };
+    let Some(size) = sizes.first() else {
+        skip("no hugepage sizes on this kernel", false);
+        return;
+    };
     let f = Fixture::new();
     let (file, ok) = match f.cg.layout() {
         Layout::V2 => (format!("hugetlb.{size}.max"), true),
@@ -525,7 +522,7 @@ fn hugetlb_limit_where_available() {
         }
     };
     if !ok {
-        eprintln!("skipping hugetlb: not delegated on this host");
+        skip("hugetlb is not delegated on this host", false);
         return;
     }
     let json = format!(

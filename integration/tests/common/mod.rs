@@ -72,7 +72,7 @@ impl Drop for Env {
 }
 
 pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
+    casulo_integration::prereq::root()
 }
 
 #[allow(unused_imports)]
