@@ -461,7 +461,9 @@ fn init_is_reparented_to_the_callers_subreaper() {
     let pid_file = b.dir.join("pid");
     let bin = casulo_integration::casulo_bin();
     let (rd, wr) = nix::unistd::pipe().unwrap();
-    // SAFETY: test-only fork; the child only calls async-signal-safe functions and exec.
+    // SAFETY: test-only fork. The child is not limited to async-signal-safe calls (it
+    // builds a Command): it runs while the test binary may have other threads, which is
+    // acceptable only because a deadlock there fails this test by its timeout, not others.
     match unsafe { nix::unistd::fork() }.unwrap() {
         nix::unistd::ForkResult::Child => {
             nix::sys::prctl::set_child_subreaper(true).unwrap();

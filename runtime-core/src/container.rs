@@ -3,7 +3,7 @@
 
 use std::ffi::CString;
 use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -121,19 +121,9 @@ fn cstrings<'a>(items: impl Iterator<Item = &'a String>, field: &str) -> Result<
 
 /// The host's cgroup hierarchies, for `cgroup` mounts in the container.
 fn cgroup_hierarchies() -> Vec<CgroupHierarchy> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut out = Vec::new();
-    for line in info.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mut post = post.split_whitespace();
-        let (Some(fstype), Some(_src), Some(opts)) = (post.next(), post.next(), post.next()) else {
-            continue;
-        };
-        let Some(mnt) = pre.split_whitespace().nth(4) else {
-            continue;
-        };
+    for m in crate::mountinfo::read_self().unwrap_or_default() {
+        let (fstype, mnt) = (m.fstype.as_str(), m.mountpoint.as_str());
         if !mnt.starts_with("/sys/fs/cgroup") || (fstype != "cgroup" && fstype != "cgroup2") {
             continue;
         }
@@ -141,7 +131,8 @@ fn cgroup_hierarchies() -> Vec<CgroupHierarchy> {
             .trim_start_matches("/sys/fs/cgroup")
             .trim_start_matches('/')
             .to_string();
-        let mut data: Vec<&str> = opts
+        let mut data: Vec<&str> = m
+            .super_options
             .split(',')
             .filter(|o| !["rw", "ro", "relatime", "nosuid", "nodev", "noexec"].contains(o))
             .collect();
@@ -661,7 +652,6 @@ fn await_exec(f: &std::fs::File, pidfd: &OwnedFd) -> Result<()> {
                 };
             }
         }
-        let _ = f.as_raw_fd();
     }
 }
 

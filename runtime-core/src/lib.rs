@@ -2,8 +2,8 @@
 //!
 //! Modules follow the sections of the OCI runtime spec: [`config`] (config.md),
 //! [`namespaces`], [`rootfs`], [`security`] and [`cgroups`] (config-linux.md),
-//! [`state`], [`store`] and [`container`] (runtime.md). The only `unsafe` code is in
-//! `sys`, the raw syscall layer.
+//! [`state`], [`store`] and [`container`] (runtime.md). `unsafe` code is only in the
+//! raw syscall layers: `sys` and `cgroups::sys` (bpf, eventfd, inotify).
 //!
 //! ```no_run
 //! use casulo_core::{CreateOptions, Runtime};
@@ -31,6 +31,7 @@ pub mod fault;
 pub mod features;
 pub mod hooks;
 pub mod log;
+pub mod mountinfo;
 pub mod namespaces;
 pub mod pause;
 pub mod process;

@@ -54,8 +54,6 @@ pub struct Namespaces {
     pub clone_flags: CloneFlags,
     /// A new time namespace is wanted.
     pub new_time: bool,
-    /// A new cgroup namespace is wanted (unshared by the init after joining its cgroup).
-    pub new_cgroup: bool,
     /// Namespaces to join, with their fds, in order.
     pub join: Vec<(CloneFlags, OwnedFd)>,
 }
@@ -78,7 +76,6 @@ impl Namespaces {
         let mut out = Namespaces {
             clone_flags: CloneFlags::empty(),
             new_time: false,
-            new_cgroup: false,
             join: Vec::new(),
         };
         for typ in JOIN_ORDER {
@@ -87,9 +84,9 @@ impl Namespaces {
             };
             match ns.path() {
                 None if typ == LinuxNamespaceType::Time => out.new_time = true,
-                // Unshared by the init once it is in its cgroup, so the namespace's root
-                // is the container's cgroup.
-                None if typ == LinuxNamespaceType::Cgroup => out.new_cgroup = true,
+                // Unshared by the init once it is in its cgroup (InitPlan::cgroupns), so
+                // the namespace's root is the container's cgroup: no clone flag.
+                None if typ == LinuxNamespaceType::Cgroup => {}
                 None => out.clone_flags |= flag(typ),
                 Some(path) => {
                     let f = std::fs::File::open(path).map_err(|source| NamespaceError::Open {

@@ -94,20 +94,12 @@ fn read_v1_mounts() -> Result<BTreeMap<String, V1Mount>> {
 /// Parses mountinfo text (see proc(5)) for `cgroup` (v1) mounts.
 pub fn parse_v1_mounts(text: &str) -> BTreeMap<String, V1Mount> {
     let mut out = BTreeMap::new();
-    for line in text.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let pre: Vec<&str> = pre.split(' ').collect();
-        let post: Vec<&str> = post.split(' ').collect();
-        if pre.len() < 5 || post.len() < 3 || post[0] != "cgroup" {
+    for m in crate::mountinfo::parse(text) {
+        let mountpoint = PathBuf::from(&m.mountpoint);
+        if m.fstype != "cgroup" || !mountpoint.starts_with(CGROUP_ROOT) {
             continue;
         }
-        let mountpoint = PathBuf::from(unescape(pre[4]));
-        if !mountpoint.starts_with(CGROUP_ROOT) {
-            continue;
-        }
-        for opt in post[2].split(',') {
+        for opt in m.super_options.split(',') {
             let known = matches!(
                 opt,
                 "cpu"
@@ -128,32 +120,12 @@ pub fn parse_v1_mounts(text: &str) -> BTreeMap<String, V1Mount> {
             if known {
                 out.entry(opt.to_string()).or_insert_with(|| V1Mount {
                     mountpoint: mountpoint.clone(),
-                    root: pre[3].to_string(),
+                    root: m.root.clone(),
                 });
             }
         }
     }
     out
-}
-
-fn unescape(s: &str) -> String {
-    // mountinfo escapes space, tab, newline and backslash as \ooo.
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() {
-            let oct = std::str::from_utf8(&b[i + 1..i + 4]).ok();
-            if let Some(v) = oct.and_then(|o| u8::from_str_radix(o, 8).ok()) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The calling process's cgroups from `/proc/self/cgroup`: controller name

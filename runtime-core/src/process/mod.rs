@@ -256,10 +256,9 @@ fn helper(
             }
         }
     }
-    // A new cgroup namespace is made by the init itself once it is in its cgroup
-    // (after `Go`), so the namespace's root is the container's cgroup on every layout.
-    let clone_flags = ns.clone_flags & !CloneFlags::CLONE_NEWCGROUP;
-    let mut flags = clone_flags.bits() as u64 | libc::CLONE_PARENT as u64;
+    // A new cgroup namespace is not among the flags: the init unshares it once it is in
+    // its cgroup (after `InCgroup`), so the namespace's root is the container's cgroup.
+    let mut flags = ns.clone_flags.bits() as u64 | libc::CLONE_PARENT as u64;
     if cgroup_fd.is_some() {
         flags |= sys::CLONE_INTO_CGROUP;
     }
