@@ -8,7 +8,8 @@ trap 'rm -f "$out"' EXIT
 bash scripts/bench.sh --quick | tee "$out"
 for row in '`run` /bin/true, minimal bundle' '`run` /bin/true, Docker-like bundle' \
   'peak RSS of `run`' '`create`' '`start`' '`delete`' 'sequential' 'concurrent' \
-  'seccomp compile' 'binary size'; do
+  'seccomp compile' 'binary size' 'round 1' 'both cores busy' '`exec` /bin/true' \
+  'scale: `create` with' 'scale: `list`' 'created, not started' '- floor:'; do
   grep -qF "$row" "$out" || { echo "bench-smoke: row missing: $row"; exit 1; }
 done
 # casulo's column must hold a number on every row

@@ -21,6 +21,8 @@ pub enum Kind {
     Minimal,
     /// Docker's defaults.
     Docker,
+    /// The minimal bundle running `sleep 100000` (exec and scale phases).
+    Sleep,
 }
 
 impl Kind {
@@ -29,6 +31,7 @@ impl Kind {
         match self {
             Kind::Minimal => "min",
             Kind::Docker => "docker",
+            Kind::Sleep => "sleep",
         }
     }
 }
@@ -42,7 +45,7 @@ pub fn make_rootfs(rootfs: &Path) -> std::io::Result<()> {
     }
     fs::set_permissions(rootfs, fs::Permissions::from_mode(0o755))?;
     fs::copy(HOST_BUSYBOX, rootfs.join("bin/busybox"))?;
-    for applet in ["true", "sh"] {
+    for applet in ["true", "sh", "sleep"] {
         symlink("busybox", rootfs.join("bin").join(applet))?;
     }
     fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
@@ -95,6 +98,9 @@ pub fn spec(kind: Kind, rootfs: &Path, cgroup: &str) -> Spec {
     v["process"]["args"] = serde_json::json!(["/bin/true"]);
     v["root"]["path"] = serde_json::json!(rootfs);
     v["linux"]["cgroupsPath"] = serde_json::json!(cgroup);
+    if kind == Kind::Sleep {
+        v["process"]["args"] = serde_json::json!(["/bin/sleep", "100000"]);
+    }
     if kind == Kind::Docker {
         let caps = serde_json::json!(DOCKER_CAPS);
         v["process"]["capabilities"] =

@@ -8,6 +8,7 @@
 //! container's cgroup goes under `/casulo-bench-<pid>`, removed at the end.
 
 mod bundles;
+mod extra;
 mod phases;
 mod sys;
 
@@ -31,7 +32,7 @@ struct Runtime {
 
 /// One runtime command: wall time and the peak RSS of the runtime process.
 #[derive(Clone, Copy)]
-struct Sample {
+pub(crate) struct Sample {
     ms: f64,
     rss_kib: i64,
     ok: bool,
@@ -43,6 +44,10 @@ struct Opts {
     sequential: usize,
     concurrent: usize,
     concurrent_rounds: usize,
+    /// Rounds of the `run` and `create` phases.
+    rounds: usize,
+    /// Containers of the scale phase.
+    scale: usize,
     seccomp_iterations: usize,
     casulo: PathBuf,
     /// Extra casulo builds to compare (before/after figures): `--variant name=path`.
@@ -50,7 +55,7 @@ struct Opts {
 }
 
 /// A result row: one value per runtime (same order as `Bench::rts`).
-struct Row {
+pub(crate) struct Row {
     label: String,
     unit: &'static str,
     values: Vec<Option<f64>>,
@@ -64,11 +69,15 @@ struct Bench {
     rts: Vec<Runtime>,
     rows: Vec<Row>,
     counter: usize,
+    /// Median of the namespaces-only floor (`phase_floor`), ms.
+    floor: Option<f64>,
+    /// Median of the round medians of `run` minimal, per runtime (ms).
+    minimal_run: Vec<Option<f64>>,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: casulo-bench [--quick] [--iterations N] [--casulo PATH] [--variant NAME=PATH]…\n\
+        "usage: casulo-bench [--quick] [--iterations N] [--scale N] [--casulo PATH] [--variant NAME=PATH]…\n\
          (root; normally run as `bash scripts/bench.sh [--quick]`)"
     );
     std::process::exit(2)
@@ -81,6 +90,8 @@ fn parse_opts() -> Opts {
         sequential: 100,
         concurrent: 50,
         concurrent_rounds: 3,
+        rounds: 3,
+        scale: 500,
         seccomp_iterations: 200,
         casulo: PathBuf::from("target/x86_64-unknown-linux-gnu/release/casulo"),
         variants: Vec::new(),
@@ -97,6 +108,12 @@ fn parse_opts() -> Opts {
                         .unwrap_or_else(|| usage()),
                 )
             }
+            "--scale" => {
+                o.scale = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| usage())
+            }
             "--casulo" => o.casulo = PathBuf::from(args.next().unwrap_or_else(|| usage())),
             "--variant" => {
                 let v = args.next().unwrap_or_else(|| usage());
@@ -111,6 +128,8 @@ fn parse_opts() -> Opts {
         o.sequential = 5;
         o.concurrent = 4;
         o.concurrent_rounds = 1;
+        o.rounds = 1;
+        o.scale = 3;
         o.seccomp_iterations = 5;
     }
     if let Some(n) = iterations {
@@ -119,7 +138,7 @@ fn parse_opts() -> Opts {
     o
 }
 
-fn median(v: &mut [f64]) -> Option<f64> {
+pub(crate) fn median(v: &mut [f64]) -> Option<f64> {
     if v.is_empty() {
         return None;
     }
@@ -239,8 +258,19 @@ impl Bench {
         s
     }
 
-    fn push(&mut self, label: String, unit: &'static str, mut values: Vec<Vec<f64>>) {
-        let values = values.iter_mut().map(|v| median(v)).collect();
+    fn push(&mut self, label: String, unit: &'static str, values: Vec<Vec<f64>>) {
+        self.push_stat(label, unit, values, median);
+    }
+
+    /// A row of `stat` (median, p95) of each runtime's samples.
+    fn push_stat(
+        &mut self,
+        label: String,
+        unit: &'static str,
+        mut values: Vec<Vec<f64>>,
+        stat: fn(&mut [f64]) -> Option<f64>,
+    ) {
+        let values = values.iter_mut().map(|v| stat(v)).collect();
         self.rows.push(Row {
             label,
             unit,
@@ -282,6 +312,21 @@ impl Bench {
                 }
             }
             println!("{line}");
+        }
+        if let Some(floor) = self.floor {
+            let dist: Vec<String> = self
+                .rts
+                .iter()
+                .zip(&self.minimal_run)
+                .filter_map(|(r, m)| m.map(|m| format!("{} +{:.1} ms", r.name, m - floor)))
+                .collect();
+            println!(
+                "\n- floor: `unshare -fpmuin --mount-proc chroot ROOTFS /bin/true` (namespaces \
+                 only, no mounts, no cgroups): {floor:.1} ms (median of {}); distance of \
+                 `run` minimal (median of the rounds) to it: {}",
+                self.opts.iterations,
+                dist.join(", ")
+            );
         }
     }
 
@@ -494,6 +539,8 @@ fn main() {
         rts,
         rows: Vec::new(),
         counter: 0,
+        floor: None,
+        minimal_run: Vec::new(),
     };
     // Warm-up: page cache, first cgroup creation.
     for _ in 0..2 {
@@ -509,8 +556,12 @@ fn main() {
     b.phase_run(Kind::Minimal, "minimal bundle");
     b.phase_run(Kind::Docker, "Docker-like bundle");
     b.phase_split();
+    b.phase_floor();
+    b.phase_loaded();
+    b.phase_exec();
     b.phase_sequential();
     b.phase_concurrent();
+    b.phase_scale();
     b.phase_seccomp();
     b.phase_sizes();
     b.print();

@@ -6,14 +6,14 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use crate::bundles::{self, Kind};
-use crate::{sys, wait_exit, Bench};
+use crate::{median, sys, wait_exit, Bench};
 
 /// Pause before a timed `run` or `create`, so every runtime finds the cgroup v1 attach
 /// lock in the same (cold) state: the first `cgroup.procs` write after a quiet spell waits
 /// for an RCU grace period, and a runtime that writes within one after another runtime's
 /// write does not, so back to back the order of the runtimes would bias the figures.
 /// Not used by the sequential and concurrent phases, which measure back-to-back work.
-fn settle() {
+pub(crate) fn settle() {
     std::thread::sleep(std::time::Duration::from_millis(40));
 }
 
@@ -22,76 +22,104 @@ impl Bench {
     /// iteration so each goes first equally often. Order matters on cgroup v1: the
     /// first write to `cgroup.procs` after a quiet spell waits for an RCU grace period
     /// (the attach lock), and whoever writes next within it does not.
-    fn order(&self, i: usize) -> Vec<usize> {
+    pub(crate) fn order(&self, i: usize) -> Vec<usize> {
         let k = self.rts.len();
         (0..k).map(|j| (i + j) % k).collect()
     }
 
+    /// `run` of `kind` in `rounds` rounds of `iterations` each: a row per round and the
+    /// median of the round medians (a lead must hold in every round, not on average).
     pub(crate) fn phase_run(&mut self, kind: Kind, title: &str) {
-        let n = self.opts.iterations;
-        let mut ms = vec![Vec::new(); self.rts.len()];
-        let mut rss = vec![Vec::new(); self.rts.len()];
-        for i in 0..n {
-            for rt in self.order(i) {
-                settle();
-                let s = self.run_once(rt, kind);
-                if s.ok {
-                    ms[rt].push(s.ms);
-                    rss[rt].push(s.rss_kib as f64 / 1024.0);
+        let (n, rounds, k) = (self.opts.iterations, self.opts.rounds, self.rts.len());
+        let mut round_medians = vec![Vec::new(); k];
+        let mut rss = vec![Vec::new(); k];
+        for round in 0..rounds {
+            let mut ms = vec![Vec::new(); k];
+            for i in 0..n {
+                for rt in self.order(i + round) {
+                    settle();
+                    let s = self.run_once(rt, kind);
+                    if s.ok {
+                        ms[rt].push(s.ms);
+                        rss[rt].push(s.rss_kib as f64 / 1024.0);
+                    }
                 }
             }
+            for (rt, v) in ms.iter().enumerate() {
+                round_medians[rt].extend(median(&mut v.clone()));
+            }
+            let label = format!(
+                "`run` /bin/true, {title}, round {} (median of {n})",
+                round + 1
+            );
+            self.push(label, "ms", ms);
         }
-        self.push(
-            format!("`run` /bin/true, {title} (median of {n})"),
-            "ms",
-            ms,
-        );
+        if kind == Kind::Minimal {
+            self.minimal_run = round_medians
+                .iter()
+                .map(|v| median(&mut v.clone()))
+                .collect();
+        }
+        let label = format!("`run` /bin/true, {title} (median of the {rounds} rounds)");
+        self.push(label, "ms", round_medians);
         self.push(format!("peak RSS of `run`, {title}"), "MiB", rss);
     }
 
-    /// `create`, `start` and `delete` of the minimal bundle, timed separately.
+    /// `create`, `start` and `delete` of the minimal bundle, timed separately; `create`
+    /// per round and as the median of the round medians.
     pub(crate) fn phase_split(&mut self) {
-        let n = self.opts.iterations;
-        let k = self.rts.len();
-        let (mut c, mut s, mut d) = (
-            vec![Vec::new(); k],
-            vec![Vec::new(); k],
-            vec![Vec::new(); k],
-        );
-        for i in 0..n {
-            for rt in self.order(i) {
-                let bundle = self.bundle(rt, Kind::Minimal, "");
-                let id = self.next_id(rt, "split");
-                let pid_file = self.work.join(format!("{id}.pid"));
-                let mut args = Self::run_args(&bundle, &id);
-                args[0] = "create".into();
-                args.insert(1, "--pid-file".into());
-                args.insert(2, pid_file.clone().into());
-                settle();
-                let cs = self.exec(rt, &args);
-                let pid: Option<i32> = fs::read_to_string(&pid_file)
-                    .ok()
-                    .and_then(|p| p.trim().parse().ok());
-                let ss = self.exec(rt, &["start".into(), id.clone().into()]);
-                if let Some(pid) = pid.filter(|_| cs.ok && ss.ok) {
-                    wait_exit(pid);
-                }
-                let ds = self.exec(rt, &["delete".into(), id.clone().into()]);
-                if !ds.ok {
-                    self.exec(rt, &["delete".into(), "--force".into(), id.into()]);
-                }
-                sys::reap_zombies();
-                let _ = fs::remove_file(&pid_file);
-                if cs.ok && ss.ok && ds.ok {
-                    c[rt].push(cs.ms);
-                    s[rt].push(ss.ms);
-                    d[rt].push(ds.ms);
+        let (n, rounds, k) = (self.opts.iterations, self.opts.rounds, self.rts.len());
+        let (mut s, mut d) = (vec![Vec::new(); k], vec![Vec::new(); k]);
+        let mut round_medians = vec![Vec::new(); k];
+        for round in 0..rounds {
+            let mut c = vec![Vec::new(); k];
+            for i in 0..n {
+                for rt in self.order(i + round) {
+                    if let Some((cs, ss, ds)) = self.split_once(rt) {
+                        c[rt].push(cs);
+                        s[rt].push(ss);
+                        d[rt].push(ds);
+                    }
                 }
             }
+            for (rt, v) in c.iter().enumerate() {
+                round_medians[rt].extend(median(&mut v.clone()));
+            }
+            let label = format!("`create`, minimal, round {} (median of {n})", round + 1);
+            self.push(label, "ms", c);
         }
-        self.push(format!("`create`, minimal (median of {n})"), "ms", c);
+        let label = format!("`create`, minimal (median of the {rounds} rounds)");
+        self.push(label, "ms", round_medians);
         self.push("`start`, minimal".into(), "ms", s);
         self.push("`delete` (stopped), minimal".into(), "ms", d);
+    }
+
+    /// One create / start / delete of the minimal bundle: the three times when all
+    /// succeeded.
+    fn split_once(&mut self, rt: usize) -> Option<(f64, f64, f64)> {
+        let bundle = self.bundle(rt, Kind::Minimal, "");
+        let id = self.next_id(rt, "split");
+        let pid_file = self.work.join(format!("{id}.pid"));
+        let mut args = Self::run_args(&bundle, &id);
+        args[0] = "create".into();
+        args.insert(1, "--pid-file".into());
+        args.insert(2, pid_file.clone().into());
+        settle();
+        let cs = self.exec(rt, &args);
+        let pid: Option<i32> = fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse().ok());
+        let ss = self.exec(rt, &["start".into(), id.clone().into()]);
+        if let Some(pid) = pid.filter(|_| cs.ok && ss.ok) {
+            wait_exit(pid);
+        }
+        let ds = self.exec(rt, &["delete".into(), id.clone().into()]);
+        if !ds.ok {
+            self.exec(rt, &["delete".into(), "--force".into(), id.into()]);
+        }
+        sys::reap_zombies();
+        let _ = fs::remove_file(&pid_file);
+        (cs.ok && ss.ok && ds.ok).then_some((cs.ms, ss.ms, ds.ms))
     }
 
     /// N containers one after the other (interleaved per container), total time.
