@@ -99,7 +99,8 @@ fn hooks_run_in_order_in_their_namespaces_with_the_state() {
     let status: Vec<&str> = lines.iter().map(|l| l[1]).collect();
     assert_eq!(
         status,
-        ["creating", "creating", "creating", "created", "running", "stopped"],
+        // The create-time hooks see `created`, as crun and runtime-tools' hooks_stdin.
+        ["created", "created", "created", "created", "running", "stopped"],
         "{text}"
     );
     for l in &lines[..5] {
@@ -124,11 +125,99 @@ fn hooks_run_in_order_in_their_namespaces_with_the_state() {
     let st: Value =
         serde_json::from_str(std::fs::read_to_string(&state_file).unwrap().trim()).unwrap();
     assert_eq!(st["id"], b.id().as_str());
-    assert_eq!(st["status"], "creating");
+    assert_eq!(st["status"], "created");
     assert_eq!(st["pid"], pid);
     assert_eq!(st["bundle"], b.dir.to_str().unwrap());
     assert_eq!(st["ociVersion"], "1.0.2-dev");
     assert_eq!(st["annotations"]["org.casulo.test"], "hooks");
+}
+
+/// A hook copying its own environment (`/proc/self/environ`, no shell in between) to
+/// `out`; `busybox` is the host's for the runtime phases and createContainer (before
+/// pivot_root), the container's for startContainer.
+fn environ_hook(out: &str, env: Option<&[&str]>) -> Value {
+    let mut h =
+        json!({"path": "/bin/busybox", "args": ["busybox", "cp", "/proc/self/environ", out]});
+    if let Some(e) = env {
+        h["env"] = json!(e);
+    }
+    h
+}
+
+fn environ_of(path: &Path) -> Vec<String> {
+    let raw = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    raw.split(|b| *b == 0)
+        .filter(|v| !v.is_empty())
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+#[test]
+fn hooks_without_env_get_their_runners_environment() {
+    if !is_root() {
+        return;
+    }
+    let env = Env::new("hooks-env");
+    let mut b = Bundle::new(&["true"]);
+    let dir = host_dir(&b, "hooklog");
+    let host = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    let mark = "CASULO_PROCESS_MARK=container-env";
+    let mut hooks = json!({});
+    for phase in [
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "poststart",
+        "poststop",
+    ] {
+        hooks[phase] = json!([
+            environ_hook(&host(phase), None),
+            environ_hook(&host(&format!("{phase}-own")), Some(&["ONLY=1"])),
+        ]);
+    }
+    hooks["startContainer"] = json!([
+        environ_hook("/hooklog/startContainer", None),
+        environ_hook("/hooklog/startContainer-own", Some(&["ONLY=1"])),
+    ]);
+    with_log_mount(&mut b, &dir, hooks);
+    edit(&mut b, |v| {
+        v["process"]["env"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!(mark));
+    });
+    env.ok(&["create", "--bundle", b.dir.to_str().unwrap(), &b.id()]);
+    env.ok(&["start", &b.id()]);
+    let id = b.id();
+    assert!(eventually(|| env.state(&id)["status"] == "stopped"));
+    env.ok(&["delete", &b.id()]);
+
+    // The runtime's environment is this test's (inherited by the casulo command).
+    let path = format!("PATH={}", std::env::var("PATH").unwrap());
+    for phase in ["prestart", "createRuntime", "poststart", "poststop"] {
+        let e = environ_of(&dir.join(phase));
+        assert!(
+            e.contains(&path),
+            "{phase} without env gets the runtime's: {e:?}"
+        );
+        assert!(!e.iter().any(|v| v == mark), "{phase}: {e:?}");
+    }
+    for phase in ["createContainer", "startContainer"] {
+        let e = environ_of(&dir.join(phase));
+        let want: Vec<String> = b.spec.process().as_ref().unwrap().env().clone().unwrap();
+        assert_eq!(e, want, "{phase} without env gets the container process's");
+    }
+    for phase in [
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "startContainer",
+        "poststart",
+        "poststop",
+    ] {
+        let e = environ_of(&dir.join(format!("{phase}-own")));
+        assert_eq!(e, ["ONLY=1"], "{phase} with env gets exactly it");
+    }
 }
 
 fn assert_init_gone(pid_marker: &str) {

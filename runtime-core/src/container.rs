@@ -334,12 +334,15 @@ impl Runtime {
         let hooks_ran = std::cell::Cell::new(false);
         let pre_pivot = |pid: i32| -> std::result::Result<Vec<u8>, crate::hooks::HookError> {
             hooks_ran.set(true);
-            let creating = self.hook_state(&record, Status::Creating, pid);
-            crate::hooks::run_all(&hooks.prestart, &creating, false)?;
-            crate::hooks::run_all(&hooks.create_runtime, &creating, false)?;
-            let mut out = creating;
+            // The create-time hooks see `created`, as crun reports and runtime-tools'
+            // hooks_stdin expects of prestart (module doc of `hooks`).
+            let created = self.hook_state(&record, Status::Created, pid);
+            let runtime = crate::hooks::Runner::Runtime;
+            crate::hooks::run_all(&hooks.prestart, &created, runtime)?;
+            crate::hooks::run_all(&hooks.create_runtime, &created, runtime)?;
+            let mut out = created.clone();
             out.push(b'\n');
-            out.extend(self.hook_state(&record, Status::Created, pid));
+            out.extend(created);
             Ok(out)
         };
         // config-linux.md "Seccomp": the listener goes to the agent at listenerPath with

@@ -9,8 +9,13 @@
 //! | `poststop` | `delete` | runtime | after the container is deleted |
 //!
 //! Every hook gets the state JSON on stdin (a sealed-in memfd, so a hook that does not
-//! read cannot block the runtime), its own `env` only, and is killed with its whole
-//! process group when its `timeout` passes. A failing hook before the user's process
+//! read cannot block the runtime) and is killed with its whole process group when its
+//! `timeout` passes. A hook with `env` gets exactly that environment; one without gets
+//! the environment of whoever runs it, as with runc: the runtime's own for the runtime
+//! phases, the container process's for `createContainer` and `startContainer`. The
+//! create-time hooks (`prestart`, `createRuntime`, `createContainer`) see the status
+//! `created`, as crun reports and runtime-tools' `hooks_stdin` expects (runc says
+//! `creating`); `startContainer` sees `created`, `poststart` `running`. A failing hook before the user's process
 //! aborts the operation; `poststart` and `poststop` failures are only warnings.
 //! A hook path such as docker's `/proc/<pid>/exe` is resolved in the namespace that
 //! runs it: on the host for the runtime-namespace phases.
@@ -78,8 +83,24 @@ pub struct Prepared {
     name: String,
     path: CString,
     argv: Vec<CString>,
-    envp: Vec<CString>,
+    /// `None`: the hook has no `env` and inherits its runner's environment.
+    envp: Option<Vec<CString>>,
     timeout: Option<i64>,
+}
+
+/// Who runs a hook: decides its working directory and the environment of a hook
+/// without `env`.
+#[derive(Debug, Clone, Copy)]
+pub enum Runner<'a> {
+    /// The runtime, in its own namespaces: the runtime's working directory and
+    /// environment.
+    Runtime,
+    /// The container's init (createContainer, startContainer): working directory `/`
+    /// (the init's own is a procfs handle) and the container process's environment.
+    Init {
+        /// `process.env` of the container, as prepared for its execve.
+        envp: &'a [CString],
+    },
 }
 
 /// The hooks of a config, by phase.
@@ -133,13 +154,15 @@ fn prepare(phase: &str, hooks: &Option<Vec<Hook>>) -> Result<Vec<Prepared>, Hook
                 .collect::<Result<_, _>>()?,
             _ => vec![cstring(&path, &format!("{name}.path"))?],
         };
-        let envp = h
-            .env()
-            .iter()
-            .flatten()
-            .enumerate()
-            .map(|(j, s)| cstring(s, &format!("{name}.env[{j}]")))
-            .collect::<Result<_, _>>()?;
+        let envp = match h.env() {
+            None => None,
+            Some(env) => Some(
+                env.iter()
+                    .enumerate()
+                    .map(|(j, s)| cstring(s, &format!("{name}.env[{j}]")))
+                    .collect::<Result<_, _>>()?,
+            ),
+        };
         out.push(Prepared {
             path: cstring(&path, &format!("{name}.path"))?,
             name,
@@ -207,9 +230,9 @@ pub fn check_fields(doc: &serde_json::Value) -> Result<(), HookError> {
 }
 
 /// Runs `hooks` in order, stopping at the first failure.
-pub fn run_all(hooks: &[Prepared], state: &[u8], cwd_root: bool) -> Result<(), HookError> {
+pub fn run_all(hooks: &[Prepared], state: &[u8], runner: Runner<'_>) -> Result<(), HookError> {
     for h in hooks {
-        run(h, state, cwd_root)?;
+        run(h, state, runner)?;
     }
     Ok(())
 }
@@ -217,15 +240,27 @@ pub fn run_all(hooks: &[Prepared], state: &[u8], cwd_root: bool) -> Result<(), H
 /// Runs every hook of `hooks`, reporting each failure to `warn` and going on.
 pub fn run_all_warn(hooks: &[Prepared], state: &[u8], warn: &dyn Fn(&str)) {
     for h in hooks {
-        if let Err(e) = run(h, state, false) {
+        if let Err(e) = run(h, state, Runner::Runtime) {
             warn(&e.to_string());
         }
     }
 }
 
-/// Runs one hook; `cwd_root` makes its working directory `/` (for hooks run by the
-/// init, whose own working directory is a procfs handle).
-pub fn run(h: &Prepared, state: &[u8], cwd_root: bool) -> Result<(), HookError> {
+/// The runtime's own environment as `KEY=value` strings (for a hook without `env`).
+fn runtime_env() -> Vec<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            CString::new(kv).ok()
+        })
+        .collect()
+}
+
+/// Runs one hook the way `runner` runs it.
+pub fn run(h: &Prepared, state: &[u8], runner: Runner<'_>) -> Result<(), HookError> {
     let failed = |detail: String| HookError::Failed {
         hook: h.name.clone(),
         path: h.path.to_string_lossy().into_owned(),
@@ -236,8 +271,19 @@ pub fn run(h: &Prepared, state: &[u8], cwd_root: bool) -> Result<(), HookError> 
     sys::write_all(input.as_fd(), state).map_err(|e| errno("state", e))?;
     lseek(input.as_raw_fd(), 0, Whence::SeekSet).map_err(|e| errno("state", e))?;
     let output = sys::memfd(c"casulo-hook-output").map_err(|e| errno("memfd", e))?;
+    // Made before the fork: the child only dups, resets and execs.
+    let inherited;
+    let (envp, cwd_root) = match (&h.envp, runner) {
+        (Some(own), Runner::Runtime) => (own.as_slice(), false),
+        (Some(own), Runner::Init { .. }) => (own.as_slice(), true),
+        (None, Runner::Runtime) => {
+            inherited = runtime_env();
+            (inherited.as_slice(), false)
+        }
+        (None, Runner::Init { envp }) => (envp, true),
+    };
     let child = match sys::fork().map_err(|e| errno("fork", e))? {
-        Fork::Child => exec_child(h, &input, &output, cwd_root),
+        Fork::Child => exec_child(h, envp, &input, &output, cwd_root),
         Fork::Parent(pid) => Pid::from_raw(pid),
     };
     // The child makes itself a group leader; doing it here too closes the race with
@@ -328,7 +374,13 @@ fn output_tail(out: &OwnedFd) -> String {
 
 /// In the forked child: stdin is the state, stdout and stderr the output memfd, its own
 /// process group, default signals, no other fd; then exec.
-fn exec_child(h: &Prepared, input: &OwnedFd, output: &OwnedFd, cwd_root: bool) -> ! {
+fn exec_child(
+    h: &Prepared,
+    envp: &[CString],
+    input: &OwnedFd,
+    output: &OwnedFd,
+    cwd_root: bool,
+) -> ! {
     let _ = setpgid(Pid::from_raw(0), Pid::from_raw(0));
     // A hook does not outlive a runtime killed while waiting for it (faults.rs).
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
@@ -343,7 +395,7 @@ fn exec_child(h: &Prepared, input: &OwnedFd, output: &OwnedFd, cwd_root: bool) -
     if cwd_root {
         let _ = nix::unistd::chdir("/");
     }
-    let e = execve(&h.path, &h.argv, &h.envp).unwrap_err();
+    let e = execve(&h.path, &h.argv, envp).unwrap_err();
     // fd 2 is the output memfd: the error text ends up in the runtime's message.
     let msg = format!("exec: {}", e.desc().to_lowercase());
     let _ = sys::write_all(std::io::stderr().as_fd(), msg.as_bytes());
@@ -394,14 +446,14 @@ mod tests {
         }))
         .unwrap();
         let set = HookSet::from_spec(&spec).unwrap();
-        run_all(&set.poststart, b"{\"a\":1}\n", false).unwrap();
+        run_all(&set.poststart, b"{\"a\":1}\n", Runner::Runtime).unwrap();
         let t = Instant::now();
-        let e = run_all(&set.poststop, b"{}", false)
+        let e = run_all(&set.poststop, b"{}", Runner::Runtime)
             .unwrap_err()
             .to_string();
         assert!(e.contains("timed out"), "{e}");
         assert!(t.elapsed() < Duration::from_secs(10));
-        let e = run_all(&set.prestart, b"{}", false)
+        let e = run_all(&set.prestart, b"{}", Runner::Runtime)
             .unwrap_err()
             .to_string();
         assert!(e.contains("exit status 3") && e.contains("boom"), "{e}");

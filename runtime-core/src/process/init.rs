@@ -138,7 +138,8 @@ fn setup(
         let mut docs = payload.splitn(2, |b| *b == b'\n');
         let creating = docs.next().unwrap_or_default();
         *start_state.borrow_mut() = docs.next().unwrap_or_default().to_vec();
-        crate::hooks::run_all(&plan.hooks.create_container, creating, true)
+        let runner = crate::hooks::Runner::Init { envp: plan.envp };
+        crate::hooks::run_all(&plan.hooks.create_container, creating, runner)
             .map_err(|e| e.to_string())
     };
     let plan_fs = RootfsPlan {
@@ -299,7 +300,8 @@ fn wait_and_exec(plan: &InitPlan<'_>, exe: &Option<CString>, start_state: &[u8])
         let _ = sys::write_all(w.as_fd(), b"container has no process to start");
         return false;
     };
-    if let Err(e) = crate::hooks::run_all(&plan.hooks.start_container, start_state, true) {
+    let runner = crate::hooks::Runner::Init { envp: plan.envp };
+    if let Err(e) = crate::hooks::run_all(&plan.hooks.start_container, start_state, runner) {
         let _ = sys::write_all(w.as_fd(), e.to_string().as_bytes());
         return false;
     }
