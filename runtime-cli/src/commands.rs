@@ -22,6 +22,10 @@ pub fn run(cli: &Cli, log: &Logger) -> Result<i32> {
     if cli.rootless.as_deref() == Some("true") {
         return Err("--rootless: rootless containers are not supported yet".into());
     }
+    if matches!(cli.command, Command::Exec(_)) {
+        // The exec child enters the container's pid namespace as a copy of this binary.
+        casulo_core::exe::ensure_protected().map_err(err)?;
+    }
     let sink = log.clone();
     let rt =
         Runtime::new(&cli.root).with_logger(casulo_core::log::Logger::new(move |level, msg| {
@@ -32,7 +36,7 @@ pub fn run(cli: &Cli, log: &Logger) -> Result<i32> {
         }));
     match &cli.command {
         Command::Create(a) => {
-            rt.create(&a.id, &create_options(a)).map_err(err)?;
+            create(&rt, &a.id, &create_options(a))?;
             log.debug(&format!("created {}", a.id));
             Ok(0)
         }
@@ -84,6 +88,20 @@ fn create_options(a: &CreateArgs) -> CreateOptions {
         no_pivot: a.no_pivot,
         no_new_keyring: a.no_new_keyring,
         console: None,
+        refuse_unprotected_exe: true,
+    }
+}
+
+/// `Runtime::create`; a config whose init container processes can see while it is a copy
+/// of this binary (CVE-2019-5736) re-executes the command from a protected copy first.
+fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<casulo_core::Container> {
+    match rt.create(id, opts) {
+        Err(casulo_core::Error::UnprotectedExe) => {
+            // Does not return unless the binary already is protected.
+            casulo_core::exe::ensure_protected().map_err(err)?;
+            rt.create(id, opts).map_err(err)
+        }
+        r => r.map_err(err),
     }
 }
 
@@ -144,7 +162,7 @@ fn run_container(rt: &Runtime, a: &CreateArgs, detach: bool, keep: bool) -> Resu
     if !detach {
         set.thread_block().map_err(err)?;
     }
-    let container = rt.create(&a.id, &opts).map_err(err)?;
+    let container = create(rt, &a.id, &opts)?;
     drop(opts);
     let master = match &own_tty {
         Some(sock) => match casulo_core::tty::recv_master(sock.as_fd()) {

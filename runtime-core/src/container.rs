@@ -39,6 +39,11 @@ pub struct CreateOptions {
     pub no_pivot: bool,
     /// Do not create a new session keyring (accepted; Casulo never creates one).
     pub no_new_keyring: bool,
+    /// Refuse with [`Error::UnprotectedExe`] (before anything is created) a config for
+    /// which [`crate::exe::spec_needs_protection`] holds while this process runs from a
+    /// writable binary; the caller then calls [`crate::exe::ensure_protected`] and
+    /// retries. Without it such a create only warns.
+    pub refuse_unprotected_exe: bool,
 }
 
 /// A container created by this process: holds a pidfd of its init.
@@ -214,6 +219,9 @@ impl Runtime {
         let bundle = std::fs::canonicalize(&opts.bundle).map_err(|e| Error::io(&opts.bundle, e))?;
         let spec = config::load(&bundle)?;
         config::validate(&spec, &bundle)?;
+        if crate::exe::spec_needs_protection(&spec) {
+            crate::exe::check(&self.log, opts.refuse_unprotected_exe)?;
+        }
         if !config::new_namespace(&spec, LinuxNamespaceType::Mount)
             && config::namespace(&spec, LinuxNamespaceType::Mount).is_none()
         {

@@ -27,6 +27,7 @@
 pub mod cgroups;
 pub mod config;
 pub mod container;
+pub mod exe;
 pub mod fault;
 pub mod features;
 pub mod hooks;
@@ -91,6 +92,13 @@ pub enum Error {
     /// Something unsafe was refused.
     #[error("{0}")]
     Unsafe(String),
+    /// The runtime binary is a writable host file while the operation would put a copy
+    /// of it where container processes can see it (CVE-2019-5736).
+    #[error("the runtime binary is not protected against overwrites from a container: call casulo_core::exe::ensure_protected() first (CVE-2019-5736)")]
+    UnprotectedExe,
+    /// Protecting the runtime binary failed.
+    #[error(transparent)]
+    Exe(#[from] exe::ExeError),
     /// A file operation failed.
     #[error("{path}: {msg}")]
     Io {

@@ -11,12 +11,15 @@
 //! `/checker --syscalls` instead prints `<name> <errno>` for unshare, mount, keyctl,
 //! clone3 and getpid (0 = allowed), for seccomp tests.
 //!
+//! `/checker --grab-exe <dir>` is the CVE-2019-5736 attacker of cve_exe.rs (grab.rs).
+//!
 //! Optional env (set by the test in `process.env`):
 //! * `CASULO_HOST_NS=pid=<ino>,net=<ino>,…`: the host's namespace inodes;
 //!   without it the namespace checks other than pid 1 are skipped.
 
 #[path = "../caps.rs"]
 mod caps;
+mod grab;
 mod linux;
 mod mounts;
 mod process;
@@ -27,6 +30,10 @@ use serde_json::Value;
 use tap::Tap;
 
 fn main() {
+    // `/checker --grab-exe <dir>`: the CVE-2019-5736 attacker loop (grab.rs).
+    if std::env::args().nth(1).as_deref() == Some("--grab-exe") {
+        grab::run(&std::env::args().nth(2).unwrap_or_else(|| "/out".into()));
+    }
     // `/checker --syscalls`: print `name errno` for a few syscalls (seccomp tests).
     if std::env::args().nth(1).as_deref() == Some("--syscalls") {
         for (name, errno) in sys::syscall_probe() {

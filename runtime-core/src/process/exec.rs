@@ -144,6 +144,7 @@ impl Runtime {
     /// (missing executable…) is returned with docker's texts.
     pub fn exec(&self, id: &str, opts: &ExecOptions) -> Result<ExecProcess> {
         let rec = self.store().load(id)?;
+        crate::exe::check(self.logger(), false)?;
         match self.state(id)?.status {
             Status::Stopped | Status::Creating => {
                 return Err(Error::State(format!(

@@ -11,7 +11,9 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 
+mod exe;
 mod security;
+pub use exe::*;
 pub use security::*;
 
 /// Result of the syscall layer: the raw errno.

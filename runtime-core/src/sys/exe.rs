@@ -1,0 +1,95 @@
+//! The syscalls behind [`crate::exe`]: a detached read-only bind mount of a file
+//! (`open_tree` + `mount_setattr`) and `execveat` of an fd.
+
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+
+use super::{check, SysResult};
+
+/// open_tree(2): make a detached copy of the mount (a bind mount of what `path` names).
+const OPEN_TREE_CLONE: u32 = 1;
+/// mount_setattr(2): make the mount read-only.
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// A detached bind mount of the file `path` names (magic links followed, so
+/// `/proc/self/exe` gives the running binary), made read-only, as a close-on-exec fd.
+/// Needs CAP_SYS_ADMIN over the caller's mount namespace. The mount is attached
+/// nowhere: nobody can remount it writable, and it goes away with its last user.
+pub fn readonly_bind_of(path: &CStr) -> SysResult<OwnedFd> {
+    // SAFETY: `path` is a valid C string for the duration of the call; the kernel
+    // returns a new fd that we own.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as u32,
+        )
+    };
+    // SAFETY: the kernel just returned this fd to us; nobody else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(check(ret)? as RawFd) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: the empty path is a valid C string, `attr` is a properly sized
+    // mount_attr (version 0) that outlives the call, `fd` is open.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    check(ret)?;
+    Ok(fd)
+}
+
+/// memfd_create(2) with `MFD_CLOEXEC | MFD_ALLOW_SEALING`.
+pub fn sealable_memfd(name: &CStr) -> SysResult<OwnedFd> {
+    // SAFETY: `name` is a valid C string for the duration of the call.
+    let ret =
+        unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    if ret < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: the kernel just returned this fd to us; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret) })
+}
+
+/// execveat(2) of the file `fd` refers to (`AT_EMPTY_PATH`). Returns only on error.
+pub fn execveat_fd(fd: BorrowedFd<'_>, argv: &[CString], envp: &[CString]) -> Errno {
+    let mut av: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    av.push(std::ptr::null());
+    let mut ev: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
+    ev.push(std::ptr::null());
+    // SAFETY: `av` and `ev` are null-terminated arrays of pointers into C strings that
+    // `argv`/`envp` keep alive for the call; the empty path is a valid C string. On
+    // success the call does not return.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            av.as_ptr(),
+            ev.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        );
+    }
+    Errno::last()
+}
