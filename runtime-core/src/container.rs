@@ -223,13 +223,6 @@ impl Runtime {
         let bundle = std::fs::canonicalize(&opts.bundle).map_err(|e| Error::io(&opts.bundle, e))?;
         let spec = config::load(&bundle)?;
         config::validate(&spec, &bundle)?;
-        if !config::new_namespace(&spec, LinuxNamespaceType::Mount)
-            && config::namespace(&spec, LinuxNamespaceType::Mount).is_none()
-        {
-            return Err(Error::Invalid(
-                "config.json: linux.namespaces: a mount namespace is required".into(),
-            ));
-        }
         let console = crate::tty::console_for(
             &spec,
             opts.console_socket.as_deref(),
@@ -329,7 +322,8 @@ impl Runtime {
             console: console.as_ref().map(|c| c.as_fd()),
             userns: config::new_namespace(&spec, LinuxNamespaceType::User),
             cgroupns: config::new_namespace(&spec, LinuxNamespaceType::Cgroup),
-            utsns: config::new_namespace(&spec, LinuxNamespaceType::Uts),
+            // New, or joined by path (validated as not the runtime's own).
+            utsns: crate::host_guard::own_namespace(&spec, LinuxNamespaceType::Uts)?,
             no_pivot: opts.no_pivot,
             cgroups: &hierarchies,
             preserve_fds: opts.preserve_fds,

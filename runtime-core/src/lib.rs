@@ -30,6 +30,7 @@ pub mod container;
 pub mod fault;
 pub mod features;
 pub mod hooks;
+pub mod host_guard;
 pub mod log;
 pub mod namespaces;
 pub mod pause;
