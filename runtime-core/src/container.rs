@@ -190,7 +190,7 @@ impl Runtime {
     }
 
     /// The runtime's logger.
-    pub(crate) fn logger(&self) -> &crate::log::Logger {
+    pub fn logger(&self) -> &crate::log::Logger {
         &self.log
     }
 
@@ -221,7 +221,8 @@ impl Runtime {
             }
         }
         let bundle = std::fs::canonicalize(&opts.bundle).map_err(|e| Error::io(&opts.bundle, e))?;
-        let spec = config::load(&bundle)?;
+        // Unknown capability names are a warning, not an error (config.md).
+        let spec = crate::security::unknown_caps::load_config(&bundle, &self.log)?;
         config::validate(&spec, &bundle)?;
         let console = crate::tty::console_for(
             &spec,
@@ -659,9 +660,11 @@ fn await_exec(f: &std::fs::File, pidfd: &OwnedFd) -> Result<()> {
     }
 }
 
-/// Reads and validates a bundle's config without creating anything.
+/// Reads and validates a bundle's config without creating anything (unknown capability
+/// names are left out silently: `create` warns about them).
 pub fn load_config(bundle: &Path) -> Result<Spec> {
-    let spec = config::load(bundle)?;
+    let quiet = crate::log::Logger::new(|_, _| {});
+    let spec = crate::security::unknown_caps::load_config(bundle, &quiet)?;
     config::validate(&spec, bundle)?;
     Ok(spec)
 }
