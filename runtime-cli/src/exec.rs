@@ -92,6 +92,7 @@ fn load_process(rt: &Runtime, path: &Path) -> Result<Process> {
         let removed = casulo_core::security::unknown_caps::strip(c);
         casulo_core::security::unknown_caps::warn(rt.logger(), "capabilities", &removed);
     }
+    casulo_core::security::process::spec_sched_flag_names(&mut doc);
     serde_json::from_value(doc).map_err(|e| format!("{}: {e}", path.display()))
 }
 

@@ -68,7 +68,7 @@ pub fn warn(log: &Logger, field: &str, removed: &[String]) {
 }
 
 /// [`crate::config::load`], with unknown capability names of `process.capabilities`
-/// logged and left out.
+/// logged and left out, and the spec's scheduler flag names read.
 pub fn load_config(bundle: &Path, log: &Logger) -> Result<Spec, ConfigError> {
     let path = bundle.join("config.json");
     let data = std::fs::read(&path).map_err(|source| ConfigError::Read {
@@ -82,10 +82,13 @@ pub fn load_config(bundle: &Path, log: &Logger) -> Result<Spec, ConfigError> {
         Some(c) if c.is_object() => strip(c),
         _ => Vec::new(),
     };
-    if removed.is_empty() {
+    warn(log, "process.capabilities", &removed);
+    let renamed = doc
+        .get_mut("process")
+        .is_some_and(crate::security::process::spec_sched_flag_names);
+    if removed.is_empty() && !renamed {
         return crate::config::parse(&data);
     }
-    warn(log, "process.capabilities", &removed);
     let data = serde_json::to_vec(&doc).unwrap_or(data);
     crate::config::parse(&data)
 }
