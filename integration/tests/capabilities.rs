@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use casulo_integration::Bundle;
 use common::{is_root, Env};
@@ -15,7 +15,7 @@ const CAP_KILL: u64 = 1 << 5;
 const CAP_SYS_TIME: u64 = 1 << 25;
 
 /// The json log's warning lines.
-fn warnings(log: &PathBuf) -> Vec<String> {
+fn warnings(log: &Path) -> Vec<String> {
     std::fs::read_to_string(log)
         .unwrap_or_default()
         .lines()
@@ -25,7 +25,7 @@ fn warnings(log: &PathBuf) -> Vec<String> {
         .collect()
 }
 
-fn assert_one_warning_each(log: &PathBuf, names: &[&str]) {
+fn assert_one_warning_each(log: &Path, names: &[&str]) {
     let w = warnings(log);
     for n in names {
         let hits = w.iter().filter(|m| m.contains(&format!("\"{n}\""))).count();
@@ -42,7 +42,7 @@ fn mask(status: &str, key: &str) -> u64 {
     u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
 }
 
-fn logged(env: &Env, log: &PathBuf, args: &[&str]) -> casulo_integration::Run {
+fn logged(env: &Env, log: &Path, args: &[&str]) -> casulo_integration::Run {
     let mut all = vec!["--log", log.to_str().unwrap(), "--log-format", "json"];
     all.extend_from_slice(args);
     env.run(&all)

@@ -101,6 +101,9 @@ fn empty_namespace_list_runs_in_the_runtimes_namespaces_without_mounting() {
     assert_eq!(read("mi.after"), read("mi.before"), "nothing mounted");
 }
 
+/// Makes a config need a mount namespace.
+type Breaker = fn(&mut serde_json::Value);
+
 #[test]
 fn without_a_mount_namespace_fields_that_need_one_are_refused_by_name() {
     if !is_root() {
@@ -109,7 +112,7 @@ fn without_a_mount_namespace_fields_that_need_one_are_refused_by_name() {
     }
     let env = Env::new("ns-inherit-refuse");
     let host_before = host_mountinfo();
-    let cases: [(&str, fn(&mut serde_json::Value)); 5] = [
+    let cases: [(&str, Breaker); 5] = [
         (
             "mounts",
             |v| v["mounts"] = json!([{"destination": "/proc", "type": "proc", "source": "proc"}]),
