@@ -68,29 +68,35 @@ pub fn warn(log: &Logger, field: &str, removed: &[String]) {
 }
 
 /// [`crate::config::load`], with unknown capability names of `process.capabilities`
-/// logged and left out, and the spec's scheduler flag names read.
+/// logged and left out, and the spec's scheduler flag names read. A config oci-spec
+/// parses as it is costs nothing more; only one it refuses is rewritten and parsed again.
 pub fn load_config(bundle: &Path, log: &Logger) -> Result<Spec, ConfigError> {
     let path = bundle.join("config.json");
     let data = std::fs::read(&path).map_err(|source| ConfigError::Read {
         path: path.clone(),
         source,
     })?;
+    let first = crate::config::parse(&data);
+    if first.is_ok() {
+        return first;
+    }
     let Ok(mut doc) = serde_json::from_slice::<Value>(&data) else {
-        return crate::config::parse(&data);
+        return first;
     };
     let removed = match doc.pointer_mut("/process/capabilities") {
         Some(c) if c.is_object() => strip(c),
         _ => Vec::new(),
     };
-    warn(log, "process.capabilities", &removed);
     let renamed = doc
         .get_mut("process")
         .is_some_and(crate::security::process::spec_sched_flag_names);
     if removed.is_empty() && !renamed {
-        return crate::config::parse(&data);
+        return first;
     }
     let data = serde_json::to_vec(&doc).unwrap_or(data);
-    crate::config::parse(&data)
+    let spec = crate::config::parse(&data)?;
+    warn(log, "process.capabilities", &removed);
+    Ok(spec)
 }
 
 #[cfg(test)]
