@@ -566,15 +566,6 @@ fn bad_input_is_refused_with_one_line_naming_the_field_and_leaves_nothing() {
             "mounts[0].destination",
         ),
         (
-            "capability",
-            Box::new(move |b: &Bundle| {
-                write_json(b, &|v| {
-                    v["process"]["capabilities"]["bounding"][0] = json!("CAP_BOGUS")
-                })
-            }),
-            "process.capabilities.bounding",
-        ),
-        (
             "cgroup value",
             Box::new(move |b: &Bundle| {
                 write_json(b, &|v| {

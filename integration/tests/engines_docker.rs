@@ -74,6 +74,8 @@ fn start() -> Option<Docker> {
         format!("unix://{}", sock.display()),
         "--iptables=false".into(),
         "--ip-masq=false".into(),
+        // Otherwise dockerd sets the host's net.ipv4.ip_forward to 1 when it starts.
+        "--ip-forward=false".into(),
         "--bridge=none".into(),
         "--storage-driver".into(),
         "vfs".into(),
@@ -238,4 +240,42 @@ fn dockerd_runs_casulo() {
         "no-such-binary",
     ]);
     assert_eq!(r.code, 127, "missing binary in run is 127: {r:?}");
+
+    host_namespace_sysctls_are_refused(&docker);
+}
+
+/// Issue 12.3: `--network host` / `--ipc host` with a sysctl of that namespace fail (as
+/// with runc) and never write the host's value (restored, and the test failed, if so).
+fn host_namespace_sysctls_are_refused(docker: &Docker) {
+    for (flag, key) in [
+        ("--network", "net.ipv4.ip_forward"),
+        ("--ipc", "kernel.shm_rmid_forced"),
+    ] {
+        let file = format!("/proc/sys/{}", key.replace('.', "/"));
+        let before = std::fs::read_to_string(&file).unwrap();
+        let other = if before.trim() == "0" { "1" } else { "0" };
+        let sysctl = format!("{key}={other}");
+        let r = docker.docker(&[
+            "run",
+            "--runtime",
+            "casulo",
+            flag,
+            "host",
+            "--sysctl",
+            &sysctl,
+            "--rm",
+            IMAGE,
+            "true",
+        ]);
+        let after = std::fs::read_to_string(&file).unwrap();
+        if after != before {
+            let _ = std::fs::write(&file, before.trim());
+            panic!("{flag} host --sysctl {sysctl} wrote the host's {key} (restored)");
+        }
+        assert_ne!(r.code, 0, "{flag} host --sysctl {sysctl}: {r:?}");
+        assert!(
+            (r.stdout + &r.stderr).contains(&format!("linux.sysctl.{key}")),
+            "the error names the sysctl"
+        );
+    }
 }

@@ -66,26 +66,40 @@ pub struct ExecArgs {
     command: Vec<String>,
 }
 
-fn parse_cap(c: &str) -> Result<Capability> {
+/// A `--cap` value; None (after one warning) for a name that cannot be granted.
+fn parse_cap(rt: &Runtime, c: &str) -> Option<Capability> {
     let up = c.to_ascii_uppercase();
     let name = if up.starts_with("CAP_") {
         up
     } else {
         format!("CAP_{up}")
     };
-    serde_json::from_value::<Capability>(serde_json::Value::String(name))
-        .map_err(|_| format!("--cap {c:?}: unknown capability"))
+    let cap = casulo_core::security::unknown_caps::known(&name)
+        .then(|| serde_json::from_value::<Capability>(serde_json::Value::String(name)).ok())
+        .flatten();
+    if cap.is_none() {
+        casulo_core::security::unknown_caps::warn(rt.logger(), "--cap", &[c.to_string()]);
+    }
+    cap
 }
 
-fn load_process(path: &Path) -> Result<Process> {
+/// `--process`: unknown capability names are logged and left out (config.md).
+fn load_process(rt: &Runtime, path: &Path) -> Result<Process> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Some(c) = doc.get_mut("capabilities").filter(|c| c.is_object()) {
+        let removed = casulo_core::security::unknown_caps::strip(c);
+        casulo_core::security::unknown_caps::warn(rt.logger(), "capabilities", &removed);
+    }
+    casulo_core::security::process::spec_sched_flag_names(&mut doc);
+    serde_json::from_value(doc).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The process runc would run for these flags.
 fn build_process(rt: &Runtime, a: &ExecArgs) -> Result<Process> {
     if let Some(p) = &a.process {
-        return load_process(p);
+        return load_process(rt, p);
     }
     if a.command.is_empty() {
         return Err("exec: no command given (arguments or --process)".into());
@@ -147,7 +161,9 @@ fn build_process(rt: &Runtime, a: &ExecArgs) -> Result<Process> {
     // root's: nothing to add.
     if let (false, Some(mut caps)) = (a.cap.is_empty(), p.capabilities().clone()) {
         for c in &a.cap {
-            let cap = parse_cap(c)?;
+            let Some(cap) = parse_cap(rt, c) else {
+                continue;
+            };
             let add = |s: &Option<std::collections::HashSet<Capability>>| {
                 let mut s = s.clone().unwrap_or_default();
                 s.insert(cap);

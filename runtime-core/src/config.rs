@@ -37,7 +37,7 @@ pub enum ConfigError {
 
 /// A validation error; config values echoed in it are kept on one line (a path or key
 /// with a newline must not split the error the engines read from the log).
-fn invalid(field: impl Into<String>, msg: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(field: impl Into<String>, msg: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         field: one_line(&field.into()),
         msg: one_line(&msg.into()),
@@ -156,7 +156,9 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<(), ConfigError> {
             ));
         }
     }
-    validate_linux(spec)
+    validate_linux(spec)?;
+    // sysctls, hostname, and a container without a mount namespace of its own.
+    crate::host_guard::validate(spec)
 }
 
 fn validate_linux(spec: &Spec) -> Result<(), ConfigError> {
@@ -221,24 +223,6 @@ fn validate_linux(spec: &Spec) -> Result<(), ConfigError> {
                     "only monotonic and boottime have offsets",
                 ));
             }
-        }
-    }
-    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
-        && !new_namespace(spec, LinuxNamespaceType::Uts)
-    {
-        return Err(invalid("hostname", "setting it needs a new uts namespace"));
-    }
-    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty())
-        && !new_namespace(spec, LinuxNamespaceType::Uts)
-    {
-        return Err(invalid(
-            "domainname",
-            "setting it needs a new uts namespace",
-        ));
-    }
-    for key in linux.sysctl().iter().flat_map(|m| m.keys()) {
-        if key.split(['.', '/']).any(|c| c.is_empty()) {
-            return Err(invalid(format!("linux.sysctl.{key}"), "not a sysctl name"));
         }
     }
     for (i, d) in linux.devices().iter().flatten().enumerate() {

@@ -186,7 +186,7 @@ impl Runtime {
     }
 
     /// The runtime's logger.
-    pub(crate) fn logger(&self) -> &crate::log::Logger {
+    pub fn logger(&self) -> &crate::log::Logger {
         &self.log
     }
 
@@ -217,17 +217,11 @@ impl Runtime {
             }
         }
         let bundle = std::fs::canonicalize(&opts.bundle).map_err(|e| Error::io(&opts.bundle, e))?;
-        let spec = config::load(&bundle)?;
+        // Unknown capability names are a warning, not an error (config.md).
+        let spec = crate::security::unknown_caps::load_config(&bundle, &self.log)?;
         config::validate(&spec, &bundle)?;
         if crate::exe::spec_needs_protection(&spec) {
             crate::exe::check(&self.log, opts.refuse_unprotected_exe)?;
-        }
-        if !config::new_namespace(&spec, LinuxNamespaceType::Mount)
-            && config::namespace(&spec, LinuxNamespaceType::Mount).is_none()
-        {
-            return Err(Error::Invalid(
-                "config.json: linux.namespaces: a mount namespace is required".into(),
-            ));
         }
         let console = crate::tty::console_for(
             &spec,
@@ -328,7 +322,8 @@ impl Runtime {
             console: console.as_ref().map(|c| c.as_fd()),
             userns: config::new_namespace(&spec, LinuxNamespaceType::User),
             cgroupns: config::new_namespace(&spec, LinuxNamespaceType::Cgroup),
-            utsns: config::new_namespace(&spec, LinuxNamespaceType::Uts),
+            // New, or joined by path (validated as not the runtime's own).
+            utsns: crate::host_guard::own_namespace(&spec, LinuxNamespaceType::Uts)?,
             no_pivot: opts.no_pivot,
             cgroups: &hierarchies,
             preserve_fds: opts.preserve_fds,
@@ -666,9 +661,11 @@ fn await_exec(f: &std::fs::File, pidfd: &OwnedFd) -> Result<()> {
     }
 }
 
-/// Reads and validates a bundle's config without creating anything.
+/// Reads and validates a bundle's config without creating anything (unknown capability
+/// names are left out silently: `create` warns about them).
 pub fn load_config(bundle: &Path) -> Result<Spec> {
-    let spec = config::load(bundle)?;
+    let quiet = crate::log::Logger::new(|_, _| {});
+    let spec = crate::security::unknown_caps::load_config(bundle, &quiet)?;
     config::validate(&spec, bundle)?;
     Ok(spec)
 }

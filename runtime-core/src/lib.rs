@@ -31,6 +31,7 @@ pub mod exe;
 pub mod fault;
 pub mod features;
 pub mod hooks;
+pub mod host_guard;
 pub mod log;
 pub mod mountinfo;
 pub mod namespaces;

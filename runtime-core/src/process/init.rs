@@ -35,7 +35,7 @@ pub struct InitPlan<'a> {
     pub userns: bool,
     /// New cgroup namespace.
     pub cgroupns: bool,
-    /// New uts namespace.
+    /// A uts namespace of the container's own (new, or joined by path).
     pub utsns: bool,
     /// `--no-pivot`.
     pub no_pivot: bool,
@@ -221,11 +221,10 @@ fn write_sysctls(plan: &InitPlan<'_>) -> Result<(), String> {
         return Ok(());
     };
     for (k, v) in map {
-        let rel = if k.contains('/') {
-            k.clone()
-        } else {
-            k.replace('.', "/")
-        };
+        // Validated by host_guard: a path without `..`, isolated by the container's own
+        // namespace.
+        let rel = crate::host_guard::sysctl_path(k)
+            .ok_or_else(|| format!("linux.sysctl.{k}: not a sysctl name"))?;
         let path = PathBuf::from("sys").join(rel);
         let fd = rootfs::open_proc(plan.proc_fd, &path, libc::O_WRONLY | libc::O_TRUNC)
             .map_err(|e| format!("linux.sysctl.{k}: {}", errno_text(e)))?;

@@ -96,6 +96,9 @@ pub struct RootfsPlan<'a> {
 /// Builds the root filesystem and makes it the process's root. Returns an fd of the
 /// new root (for later in-root lookups such as the cwd check).
 pub fn setup(plan: &RootfsPlan<'_>) -> Result<OwnedFd> {
+    if crate::config::namespace(plan.spec, oci_spec::runtime::LinuxNamespaceType::Mount).is_none() {
+        return chroot_only(plan);
+    }
     let linux = plan.spec.linux().as_ref();
     let prop = linux
         .and_then(|l| l.rootfs_propagation().as_deref())
@@ -178,6 +181,22 @@ pub fn setup(plan: &RootfsPlan<'_>) -> Result<OwnedFd> {
     {
         m.remount_readonly(root.as_fd(), "root.readonly")?;
     }
+    chdir("/").map_err(sys_err("chdir /"))?;
+    Ok(root)
+}
+
+/// A container in the runtime's mount namespace (none listed): nothing is mounted and no
+/// propagation is changed (the mount table is the host's); the init only chroots into the
+/// rootfs, as runc does then. The config's mounts, devices, masked and readonly paths
+/// were refused by `host_guard`.
+fn chroot_only(plan: &RootfsPlan<'_>) -> Result<OwnedFd> {
+    let root = crate::sys::open(&cpath(plan.rootfs), libc::O_PATH | libc::O_DIRECTORY, 0).map_err(
+        sys_err(format!("opening the rootfs {}", plan.rootfs.display())),
+    )?;
+    (plan.in_cgroup)().map_err(RootfsError::BeforePivot)?;
+    (plan.before_pivot)().map_err(RootfsError::BeforePivot)?;
+    fchdir(root.as_raw_fd()).map_err(sys_err("entering the rootfs"))?;
+    chroot(".").map_err(sys_err("chroot"))?;
     chdir("/").map_err(sys_err("chdir /"))?;
     Ok(root)
 }

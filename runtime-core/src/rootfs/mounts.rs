@@ -267,10 +267,12 @@ impl Mounter<'_> {
             NONE,
         )
         .map_err(sys_err(&what))?;
-        if flags.contains(MsFlags::MS_RDONLY) {
-            let t = self.open(dest, &what)?;
-            self.remount_readonly(t.as_fd(), &what)?;
-        }
+        // A bind keeps the source's flags: nosuid, nodev, noexec (and ro when asked)
+        // are set on the container's mount itself, as runc's are.
+        let t = self.open(dest, &what)?;
+        let ro = flags & MsFlags::MS_RDONLY;
+        let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | base | ro | kept_flags(t.as_fd());
+        mount(NONE, &proc_fd_path(t.as_fd())[..], NONE, remount, NONE).map_err(sys_err(&what))?;
         Ok(())
     }
 

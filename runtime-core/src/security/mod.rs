@@ -3,6 +3,7 @@
 //! ([`Credentials::from_spec`]); [`Credentials::apply`] runs in the init.
 
 pub mod process;
+pub mod unknown_caps;
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;

@@ -94,6 +94,29 @@ pub fn set_cpu_affinity(field: &str, cpus: &str) -> Result<(), SecurityError> {
     })
 }
 
+/// config.md names two scheduler flags differently from oci-spec's serde names
+/// (`SCHED_FLAG_RESET_ON_FORK`, `SCHED_FLAG_DL_OVERRUN`): rewrites them in a `process`
+/// document before it is parsed. True when something was rewritten.
+pub fn spec_sched_flag_names(process: &mut serde_json::Value) -> bool {
+    let Some(flags) = process
+        .pointer_mut("/scheduler/flags")
+        .and_then(serde_json::Value::as_array_mut)
+    else {
+        return false;
+    };
+    let mut changed = false;
+    for f in flags {
+        let to = match f.as_str() {
+            Some("SCHED_FLAG_RESET_ON_FORK") => "SCHED_RESET_ON_FORK",
+            Some("SCHED_FLAG_DL_OVERRUN") => "SCHED_FLAG_D_L_OVERRUN",
+            _ => continue,
+        };
+        *f = serde_json::Value::String(to.into());
+        changed = true;
+    }
+    changed
+}
+
 fn sched_attr(s: &oci_spec::runtime::Scheduler) -> Result<SchedAttr, SecurityError> {
     use LinuxSchedulerPolicy as P;
     let policy = match s.policy() {
@@ -327,5 +350,30 @@ mod tests {
         assert_eq!(parse_cpu_list("1").unwrap(), vec![1]);
         assert!(parse_cpu_list("3-1").is_err());
         assert!(parse_cpu_list("x").is_err());
+    }
+}
+
+#[cfg(test)]
+mod sched_flag_tests {
+    #[test]
+    fn the_specs_scheduler_flag_names_parse() {
+        let names = [
+            "SCHED_FLAG_RESET_ON_FORK",
+            "SCHED_FLAG_RECLAIM",
+            "SCHED_FLAG_DL_OVERRUN",
+            "SCHED_FLAG_KEEP_POLICY",
+            "SCHED_FLAG_KEEP_PARAMS",
+            "SCHED_FLAG_UTIL_CLAMP_MIN",
+            "SCHED_FLAG_UTIL_CLAMP_MAX",
+        ];
+        let mut p = serde_json::json!({
+            "cwd": "/", "user": {"uid": 0, "gid": 0},
+            "scheduler": {"policy": "SCHED_OTHER", "flags": names},
+        });
+        assert!(super::spec_sched_flag_names(&mut p));
+        let p: oci_spec::runtime::Process = serde_json::from_value(p).expect("parses");
+        let s = p.scheduler().as_ref().unwrap();
+        let attr = super::sched_attr(s).unwrap();
+        assert_eq!(attr.flags, 0x7f);
     }
 }
