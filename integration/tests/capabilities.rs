@@ -51,7 +51,6 @@ fn logged(env: &Env, log: &Path, args: &[&str]) -> casulo_integration::Run {
 #[test]
 fn unknown_capabilities_in_the_config_are_warnings() {
     if !is_root() {
-        println!("skipped: needs root");
         return;
     }
     let env = Env::new("caps-unknown-cfg");
@@ -96,7 +95,6 @@ fn unknown_capabilities_in_the_config_are_warnings() {
 #[test]
 fn unknown_exec_caps_are_warnings() {
     if !is_root() {
-        println!("skipped: needs root");
         return;
     }
     let env = Env::new("caps-unknown-exec");

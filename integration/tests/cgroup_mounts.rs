@@ -73,7 +73,6 @@ fn check(env: &Env, cgroupns: bool, ro: bool) {
 #[test]
 fn cgroup_mounts_are_nosuid_nodev_noexec() {
     if !is_root() {
-        println!("skipped: needs root");
         return;
     }
     let env = Env::new("cgroup-mount-flags");

@@ -54,7 +54,6 @@ fn host_mountinfo() -> String {
 #[test]
 fn empty_namespace_list_runs_in_the_runtimes_namespaces_without_mounting() {
     if !is_root() {
-        println!("skipped: needs root");
         return;
     }
     let env = Env::new("ns-inherit");
@@ -107,7 +106,6 @@ type Breaker = fn(&mut serde_json::Value);
 #[test]
 fn without_a_mount_namespace_fields_that_need_one_are_refused_by_name() {
     if !is_root() {
-        println!("skipped: needs root");
         return;
     }
     let env = Env::new("ns-inherit-refuse");
@@ -233,7 +231,6 @@ fn join_uts(b: &mut Bundle, path: &str, hostname: &str) {
 #[test]
 fn hostname_is_set_in_a_uts_namespace_joined_by_path() {
     if !is_root() {
-        println!("skipped: needs root");
         return;
     }
     let env = Env::new("ns-uts-join");

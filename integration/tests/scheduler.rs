@@ -20,7 +20,6 @@ fn nice_policy(stat: &str) -> (i64, u32) {
 #[test]
 fn scheduler_flags_with_the_specs_names_are_applied() {
     if !is_root() {
-        println!("skipped: needs root");
         return;
     }
     let env = Env::new("sched-flags");

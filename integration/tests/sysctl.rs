@@ -102,7 +102,6 @@ fn assert_refused(env: &Env, b: &Bundle, field: &str) -> String {
 #[test]
 fn sysctls_of_the_hosts_namespaces_are_refused_and_never_written() {
     if !is_root() {
-        println!("skipped: needs root");
         return;
     }
     let env = Env::new("sysctl-host");
@@ -142,7 +141,6 @@ fn sysctls_of_the_hosts_namespaces_are_refused_and_never_written() {
 #[test]
 fn sysctl_keys_cannot_climb_out_of_their_namespaced_tree() {
     if !is_root() {
-        println!("skipped: needs root");
         return;
     }
     let env = Env::new("sysctl-climb");
@@ -199,7 +197,6 @@ impl Drop for NetnsHolder {
 #[test]
 fn net_sysctls_go_to_a_joined_netns_unless_it_is_the_runtimes() {
     if !is_root() {
-        println!("skipped: needs root");
         return;
     }
     let env = Env::new("sysctl-join");
@@ -242,7 +239,6 @@ fn net_sysctls_go_to_a_joined_netns_unless_it_is_the_runtimes() {
 #[test]
 fn namespaced_sysctls_are_set_in_the_containers_own_namespaces() {
     if !is_root() {
-        println!("skipped: needs root");
         return;
     }
     let env = Env::new("sysctl-own");
@@ -280,7 +276,6 @@ fn namespaced_sysctls_are_set_in_the_containers_own_namespaces() {
 #[test]
 fn kernel_hostname_sysctl_may_not_contradict_hostname() {
     if !is_root() {
-        println!("skipped: needs root");
         return;
     }
     let env = Env::new("sysctl-hostname");
@@ -315,7 +310,6 @@ fn docker_namespaces_without(drop: &str) -> Value {
 #[test]
 fn docker_host_network_or_ipc_with_their_sysctls_is_refused() {
     if !is_root() {
-        println!("skipped: needs root");
         return;
     }
     let env = Env::new("sysctl-docker");
