@@ -11,6 +11,9 @@
 //! `/checker --syscalls` instead prints `<name> <errno>` for unshare, mount, keyctl,
 //! clone3 and getpid (0 = allowed), for seccomp tests.
 //!
+//! `/checker --ids` prints the `Uid:` and `Gid:` lines of /proc/self/status (real,
+//! effective, saved, fs), for setuid tests.
+//!
 //! Optional env (set by the test in `process.env`):
 //! * `CASULO_HOST_NS=pid=<ino>,net=<ino>,…`: the host's namespace inodes;
 //!   without it the namespace checks other than pid 1 are skipped.
@@ -31,6 +34,15 @@ fn main() {
     if std::env::args().nth(1).as_deref() == Some("--syscalls") {
         for (name, errno) in sys::syscall_probe() {
             println!("{name} {errno}");
+        }
+        return;
+    }
+    if std::env::args().nth(1).as_deref() == Some("--ids") {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        for l in status.lines() {
+            if l.starts_with("Uid:") || l.starts_with("Gid:") {
+                println!("{l}");
+            }
         }
         return;
     }
