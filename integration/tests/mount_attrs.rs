@@ -489,18 +489,22 @@ fn dangling_symlink_destinations_are_made_inside_the_rootfs() {
     let mut b = Bundle::new(&[
         "sh",
         "-c",
-        "cat /etc/dangling; grep -c ' /made/' /proc/self/mountinfo",
+        "cat /etc/dangling /rel/r; grep -c ' /made/' /proc/self/mountinfo",
     ]);
     symlink("/made/file", b.rootfs().join("etc/dangling")).unwrap();
+    std::fs::create_dir(b.dir.join("relsrc")).unwrap();
+    std::fs::write(b.dir.join("relsrc/r"), "relative\n").unwrap();
     symlink("../made/dir", b.rootfs().join("dangdir")).unwrap();
     edit(&mut b, |v| {
         let m = v["mounts"].as_array_mut().unwrap();
         m.push(json!({"destination": "/etc/dangling", "type": "bind", "source": hostfile, "options": ["bind"]}));
         m.push(json!({"destination": "/dangdir", "type": "tmpfs", "source": "tmpfs"}));
+        // A relative bind source is relative to the bundle (config.md).
+        m.push(json!({"destination": "/rel", "type": "bind", "source": "relsrc", "options": ["rbind"]}));
     });
     let r = env.run_bundle(&b);
     assert_eq!(r.code, 0, "{r:?}");
-    assert!(r.stdout.contains("from-host\n2"), "{r:?}");
+    assert!(r.stdout.contains("from-host\nrelative\n2"), "{r:?}");
     assert!(b.rootfs().join("made/file").is_file());
     assert!(b.rootfs().join("made/dir").is_dir());
     assert!(!Path::new("/made").exists(), "nothing made on the host");

@@ -141,7 +141,12 @@ fn copy_entry(
             fchmod(to.as_raw_fd(), mode_of(&st))?;
         }
         SFlag::S_IFREG => {
-            let from = open_entry(src, name, libc::O_RDONLY)?;
+            // O_NONBLOCK and the type check: a name swapped for a fifo or a device since
+            // the fstatat is neither waited on nor read.
+            let from = open_entry(src, name, libc::O_RDONLY | libc::O_NONBLOCK)?;
+            if kind_of(&nix::sys::stat::fstat(from.as_raw_fd())?) != SFlag::S_IFREG {
+                return Err(Errno::ESTALE);
+            }
             let to = sys::openat(
                 dst,
                 name,
