@@ -72,7 +72,10 @@ fn wanted(m: &Mount, userns: bool) -> Option<bool> {
     if idmapped(m, &opts) {
         return Some(true);
     }
-    userns.then_some(false)
+    // A runtime without root cannot join the init's mount namespace (setns needs
+    // CAP_SYS_ADMIN and CAP_SYS_CHROOT in its own user namespace), and reaches nothing
+    // the container's root could not: the init opens its sources itself then (as runc).
+    (userns && nix::unistd::geteuid().is_root()).then_some(false)
 }
 
 /// True when the entry asks for an idmapped mount (the option, or mappings alone, which
