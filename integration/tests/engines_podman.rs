@@ -1,6 +1,7 @@
 //! podman + conmon driving Casulo (`--runtime`): `run --rm` with output and exit code,
 //! detached + exec, pause/unpause, update --memory, kill + wait, create/init/start,
-//! stop (clean, and SIGKILL after the timeout), podman info, a missing binary (127). podman gets private root/runroot/tmpdir and
+//! stop (clean, and SIGKILL after the timeout), podman info, a missing binary (127), tmpfs
+//! mounts with podman's tmpcopyup (`--read-only`, `--tmpfs`, `--mount type=tmpfs`). podman gets private root/runroot/tmpdir and
 //! containers.conf, and every podman command runs in one private mount namespace (held
 //! by a sleeping process), so nothing it mounts reaches the host.
 
@@ -284,4 +285,57 @@ fn podman_runs_casulo() {
         r.stderr.contains("executable file not found"),
         "error text: {r:?}"
     );
+}
+
+/// podman puts `tmpcopyup` on every tmpfs (`--read-only`'s /run, /tmp, /var/tmp,
+/// `--tmpfs`, `--mount type=tmpfs`): the tmpfs starts with what the image had there.
+#[test]
+fn podman_tmpfs_mounts_copy_up() {
+    let Some(p) = start() else {
+        return;
+    };
+    let cg = engines::cgroup_parent();
+    let run = |extra: &[&str], script: &str| {
+        let mut args = vec![
+            "run",
+            "--pull=never",
+            "--rm",
+            "--network",
+            "none",
+            "--cgroup-parent",
+            &cg,
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[IMAGE, "sh", "-c", script]);
+        p.podman(&args)
+    };
+    let r = run(
+        &["--read-only"],
+        "touch /tmp/x && echo tmp-writable; touch /bin/x 2>&1; grep -c ' /run .* - tmpfs ' /proc/self/mountinfo",
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("tmp-writable"), "{r:?}");
+    assert!(r.stdout.contains("Read-only file system"), "{r:?}");
+    let r = run(
+        &["--tmpfs", "/etc"],
+        "grep -c root /etc/passwd; grep ' /etc ' /proc/self/mountinfo; touch /etc/new && echo etc-writable",
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.starts_with("1\n") && r.stdout.contains(" - tmpfs "),
+        "/etc is a tmpfs with the image's passwd copied in: {r:?}"
+    );
+    assert!(r.stdout.contains("etc-writable"), "{r:?}");
+    let r = run(
+        &["--mount", "type=tmpfs,dst=/etc"],
+        "grep -c root /etc/passwd; grep ' /etc ' /proc/self/mountinfo",
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.starts_with("1\n") && r.stdout.contains(" - tmpfs "),
+        "{r:?}"
+    );
+    let r = run(&["--tmpfs", "/t"], "test -d /t && echo t-made");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("t-made"), "{r:?}");
 }

@@ -148,12 +148,16 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<(), ConfigError> {
             }
         }
     }
+    let userns = namespace(spec, LinuxNamespaceType::User).is_some();
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         if !m.destination().is_absolute() {
             return Err(invalid(
                 format!("mounts[{i}].destination"),
                 format!("{:?} is not an absolute path", m.destination()),
             ));
+        }
+        if let Some((field, msg)) = crate::rootfs::options::check(i, m, userns) {
+            return Err(invalid(field, msg));
         }
     }
     validate_linux(spec)?;
@@ -226,10 +230,11 @@ fn validate_linux(spec: &Spec) -> Result<(), ConfigError> {
         }
     }
     for (i, d) in linux.devices().iter().flatten().enumerate() {
-        if !d.path().starts_with("/dev/") {
+        // Any absolute path in the container (config-linux.md "Devices"), not only /dev.
+        if !d.path().is_absolute() || d.path().file_name().is_none() {
             return Err(invalid(
                 format!("linux.devices[{i}].path"),
-                format!("{:?} is not under /dev", d.path()),
+                format!("{:?} is not an absolute file path", d.path()),
             ));
         }
     }

@@ -317,6 +317,7 @@ impl Runtime {
         let plan = InitPlan {
             spec: &spec,
             rootfs: &rootfs,
+            bundle: &bundle,
             proc_fd: proc_fd.as_fd(),
             fifo: fifo_fd.as_fd(),
             console: console.as_ref().map(|c| c.as_fd()),

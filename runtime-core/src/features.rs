@@ -34,7 +34,8 @@ pub fn capabilities() -> Vec<String> {
     all.iter().map(|c| c.to_string()).collect()
 }
 
-/// Mount options the mount code understands (flags and propagation).
+/// Mount options the mount code understands (flags, propagation, the recursive
+/// mount_setattr attributes, idmap/ridmap, tmpcopyup).
 pub fn mount_options() -> Vec<String> {
     let mut v: Vec<String> = options::NAMES.iter().map(|s| s.to_string()).collect();
     v.sort();
@@ -81,7 +82,9 @@ pub fn features() -> Value {
             "apparmor": { "enabled": true },
             "selinux": { "enabled": false },
             "intelRdt": { "enabled": false },
-            "mountExtensions": { "idmap": { "enabled": false } },
+            // Idmapped bind mounts (uidMappings/gidMappings, idmap, ridmap); other
+            // mount types with an idmap are refused by name.
+            "mountExtensions": { "idmap": { "enabled": true } },
         },
         "annotations": {
             "dev.casulo.version": env!("CARGO_PKG_VERSION"),
@@ -109,9 +112,43 @@ mod tests {
                 "{o}"
             );
         }
-        for o in ["mode=755", "size=1k", "rro", "tmpcopyup"] {
+        for o in ["mode=755", "size=1k", "Z"] {
             assert!(!mount_options().contains(&o.to_string()), "{o}");
         }
+        // config.md's whole table of options.
+        for o in [
+            "rro",
+            "rrw",
+            "rnosuid",
+            "rsuid",
+            "rnodev",
+            "rdev",
+            "rnoexec",
+            "rexec",
+            "rnodiratime",
+            "rdiratime",
+            "rrelatime",
+            "rnorelatime",
+            "rnoatime",
+            "ratime",
+            "rstrictatime",
+            "rnostrictatime",
+            "rnosymfollow",
+            "rsymfollow",
+            "nosymfollow",
+            "symfollow",
+            "iversion",
+            "noiversion",
+            "tmpcopyup",
+            "idmap",
+            "ridmap",
+        ] {
+            assert!(mount_options().contains(&o.to_string()), "{o}");
+        }
+        assert_eq!(
+            features()["linux"]["mountExtensions"]["idmap"]["enabled"],
+            json!(true)
+        );
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //! clone3 and getpid (0 = allowed), for seccomp tests.
 //!
 //! `/checker --grab-exe <dir>` is the CVE-2019-5736 attacker of cve_exe.rs (grab.rs).
+//! `/checker --ids` prints the `Uid:` and `Gid:` lines of /proc/self/status (real,
+//! effective, saved, fs), for setuid tests.
 //!
 //! Optional env (set by the test in `process.env`):
 //! * `CASULO_HOST_NS=pid=<ino>,net=<ino>,…`: the host's namespace inodes;
@@ -38,6 +40,15 @@ fn main() {
     if std::env::args().nth(1).as_deref() == Some("--syscalls") {
         for (name, errno) in sys::syscall_probe() {
             println!("{name} {errno}");
+        }
+        return;
+    }
+    if std::env::args().nth(1).as_deref() == Some("--ids") {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        for l in status.lines() {
+            if l.starts_with("Uid:") || l.starts_with("Gid:") {
+                println!("{l}");
+            }
         }
         return;
     }

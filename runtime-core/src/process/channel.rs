@@ -31,6 +31,14 @@ pub enum Msg {
     /// Init → runtime: the seccomp notify listener, attached as SCM_RIGHTS (see
     /// [`Channel::send_fd`]); the runtime hands it to the agent at `listenerPath`.
     Listener,
+    /// Runtime → init, before `Go`: the source of mount entry `index`, attached as
+    /// SCM_RIGHTS (`tree`: a detached idmapped mount to attach; see `rootfs::sources`).
+    MountSource {
+        /// Index in `mounts`.
+        index: u32,
+        /// The fd is an `open_tree` clone, not an `O_PATH` fd.
+        tree: bool,
+    },
     /// Init or helper → runtime: setup failed, with the error text.
     Error(String),
 }
@@ -162,6 +170,11 @@ fn encode(msg: &Msg) -> Result<Vec<u8>, Errno> {
             buf.extend_from_slice(&b[..b.len().min(MAX - 1)]);
         }
         Msg::Listener => buf.push(b'L'),
+        Msg::MountSource { index, tree } => {
+            buf.push(b'M');
+            buf.extend_from_slice(&index.to_le_bytes());
+            buf.push(u8::from(*tree));
+        }
     }
     Ok(buf)
 }
@@ -183,6 +196,10 @@ fn decode(buf: &[u8]) -> Option<Msg> {
         b'D' => Msg::HooksDone(body.to_vec()),
         b'E' => Msg::Error(String::from_utf8_lossy(body).into_owned()),
         b'L' => Msg::Listener,
+        b'M' if body.len() == 5 => Msg::MountSource {
+            index: u32::from_le_bytes([body[0], body[1], body[2], body[3]]),
+            tree: body[4] != 0,
+        },
         _ => Msg::Error(format!(
             "unexpected message from container init ({n} bytes)"
         )),
@@ -210,6 +227,10 @@ mod tests {
             Msg::Hooks,
             Msg::HooksDone(b"{}\n{}".to_vec()),
             Msg::Error("exec: no such file or directory".into()),
+            Msg::MountSource {
+                index: 7,
+                tree: true,
+            },
         ] {
             a.send(&m).unwrap();
             assert_eq!(b.recv().unwrap(), Some(m));

@@ -25,6 +25,8 @@ pub struct InitPlan<'a> {
     pub spec: &'a Spec,
     /// Absolute host path of the rootfs.
     pub rootfs: &'a Path,
+    /// The bundle directory.
+    pub bundle: &'a Path,
     /// Verified host procfs root.
     pub proc_fd: BorrowedFd<'a>,
     /// `O_PATH` fd of the exec fifo in the state directory.
@@ -94,9 +96,22 @@ fn setup(
     chan: &Channel,
     start_state: &std::cell::RefCell<Vec<u8>>,
 ) -> Result<Option<CString>, String> {
-    match chan.recv() {
-        Ok(Some(Msg::Go)) => {}
-        Ok(_) | Err(_) => return Err("runtime went away before the container was set up".into()),
+    // Before `Go`, the runtime may send bind sources it opened (rootfs::sources).
+    let sources = rootfs::MountSources::default();
+    loop {
+        match chan.recv_fd() {
+            Ok((Some(Msg::Go), _)) => break,
+            Ok((Some(Msg::MountSource { index, tree }), Some(fd))) => {
+                sources.insert(rootfs::Source {
+                    index: index as usize,
+                    fd,
+                    tree,
+                })
+            }
+            Ok(_) | Err(_) => {
+                return Err("runtime went away before the container was set up".into())
+            }
+        }
     }
     if plan.userns {
         // Become root of the new user namespace (its maps are written now), so mounts
@@ -145,6 +160,8 @@ fn setup(
     let plan_fs = RootfsPlan {
         spec: plan.spec,
         rootfs: plan.rootfs,
+        bundle: plan.bundle,
+        sources: &sources,
         proc_fd: plan.proc_fd,
         userns: plan.userns,
         no_pivot: plan.no_pivot,

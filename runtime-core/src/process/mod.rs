@@ -151,6 +151,7 @@ pub fn spawn(
         if ns.clone_flags.contains(CloneFlags::CLONE_NEWUSER) {
             namespaces::write_id_maps(pid, plan.spec)?;
         }
+        send_mount_sources(plan, pid, &pidfd, &ours)?;
         // The init makes its mounts while the pid goes into the cgroups: on v1 the
         // first `cgroup.procs` write waits for an RCU grace period (docs/performance.md).
         // It waits for `InCgroup` before anything that needs the cgroup: the cgroup
@@ -205,6 +206,37 @@ pub fn spawn(
         return Err(e);
     }
     Ok(Spawned { pid, pidfd })
+}
+
+/// Opens the bind sources the init cannot open itself (user namespace, idmaps) and
+/// sends them before `Go` (rootfs::sources); nothing when the config has none.
+fn send_mount_sources(
+    plan: &InitPlan<'_>,
+    pid: i32,
+    pidfd: &OwnedFd,
+    chan: &Channel,
+) -> Result<(), ProcessError> {
+    if !crate::rootfs::sources::needed(plan.spec, plan.userns) {
+        return Ok(());
+    }
+    let list = crate::rootfs::sources::open(
+        plan.spec,
+        plan.bundle,
+        plan.userns,
+        pid,
+        pidfd.as_fd(),
+        plan.proc_fd,
+    )
+    .map_err(|e| ProcessError::Init(e.to_string()))?;
+    for s in list {
+        let msg = Msg::MountSource {
+            index: s.index as u32,
+            tree: s.tree,
+        };
+        chan.send_fd(&msg, s.fd.as_fd())
+            .map_err(sys_err("sending a mount source to the container init"))?;
+    }
+    Ok(())
 }
 
 /// True when the calling process has a single thread (field 20 of /proc/self/stat), so

@@ -7,10 +7,12 @@
 //! working directory while mounting), so a symlink swapped in by the image cannot
 //! send a mount outside the rootfs.
 
+mod copyup;
 mod devices;
 mod mounts;
 pub mod options;
 pub(crate) mod paths;
+pub mod sources;
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -24,6 +26,7 @@ use oci_spec::runtime::Spec;
 
 pub use mounts::CgroupHierarchy;
 pub use paths::{open_in_root, open_no_symlinks, open_proc};
+pub use sources::{MountSources, Source};
 
 /// Errors of root filesystem setup; each names the object it was working on.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +77,11 @@ pub struct RootfsPlan<'a> {
     pub spec: &'a Spec,
     /// Absolute host path of the rootfs.
     pub rootfs: &'a Path,
+    /// The bundle directory (relative bind sources are relative to it).
+    pub bundle: &'a Path,
+    /// Bind sources the runtime opened (taken by their entries, the rest closed after
+    /// the mounts).
+    pub sources: &'a MountSources,
     /// A verified procfs root of the runtime's pid namespace.
     pub proc_fd: BorrowedFd<'a>,
     /// The container has a new user namespace (devices are bind-mounted, not made).
@@ -131,6 +139,9 @@ pub fn setup(plan: &RootfsPlan<'_>) -> Result<OwnedFd> {
     let m = mounts::Mounter {
         root: root.as_fd(),
         userns: plan.userns,
+        bundle: plan.bundle,
+        sources: plan.sources,
+        base_propagation: pre,
     };
     let mut dev_is_bind = false;
     for (i, entry) in plan.spec.mounts().iter().flatten().enumerate() {
@@ -140,6 +151,7 @@ pub fn setup(plan: &RootfsPlan<'_>) -> Result<OwnedFd> {
         let is_dev_bind = m.mount_entry(i, entry, plan.cgroups, plan.cgroupns)?;
         dev_is_bind |= is_dev_bind;
     }
+    plan.sources.clear();
     (plan.in_cgroup)().map_err(RootfsError::BeforePivot)?;
     if !dev_is_bind {
         devices::create(

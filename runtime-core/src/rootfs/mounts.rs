@@ -11,7 +11,9 @@ use oci_spec::runtime::Mount;
 
 use super::options::{self, MountOptions};
 use super::paths::{self, proc_fd_path};
-use super::{sys_err, Result, RootfsError};
+use super::sources::{self, MountSources};
+use super::{copyup, sys_err, Result, RootfsError};
+use crate::sys::mount_api::{self, MountAttr};
 
 /// One host cgroup hierarchy, as a `cgroup` mount entry reproduces it in the container.
 #[derive(Debug, Clone)]
@@ -53,6 +55,13 @@ pub struct Mounter<'a> {
     pub root: BorrowedFd<'a>,
     /// The container has a new user namespace.
     pub userns: bool,
+    /// The bundle directory (relative bind sources are relative to it).
+    pub bundle: &'a Path,
+    /// Sources the runtime opened for the init (see `rootfs::sources`).
+    pub sources: &'a MountSources,
+    /// What the whole tree was made before the mounts (`MS_SLAVE` or `MS_PRIVATE`, with
+    /// `MS_REC`): an idmapped tree cloned from the host's mounts is made the same.
+    pub base_propagation: MsFlags,
 }
 
 /// The flags of the mount `fd` is on that a bind remount must keep (the kernel refuses
@@ -70,6 +79,11 @@ fn kept_flags(fd: BorrowedFd<'_>) -> MsFlags {
         (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
         (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
         (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        (
+            // ST_NOSYMFOLLOW (glibc's statvfs.h; not in libc 0.2).
+            FsFlags::from_bits_retain(0x2000),
+            MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW),
+        ),
     ] {
         if f.contains(ff) {
             out |= mf;
@@ -104,6 +118,10 @@ impl Mounter<'_> {
         let opts = options::parse(typ, m.options().as_deref().unwrap_or(&[]));
         if typ == Some("cgroup") || typ == Some("cgroup2") {
             self.mount_cgroup(dest, &opts, cgroups, cgroupns, &what)?;
+            if !opts.recursive.is_empty() {
+                let t = self.open(dest, &what)?;
+                self.set_recursive(&t, &opts, &what)?;
+            }
             return Ok(false);
         }
         if matches!(typ, Some("proc") | Some("sysfs")) {
@@ -111,15 +129,35 @@ impl Mounter<'_> {
             self.refuse_symlink(dest, &what)?;
         }
         let target = if opts.is_bind() {
-            let src = m
-                .source()
-                .as_deref()
-                .ok_or_else(|| RootfsError::Unsafe(format!("{what}: bind mount without source")))?;
-            let src_fd = crate::sys::open(&super::cpath(src), libc::O_PATH, 0)
-                .map_err(sys_err(format!("{what}: source {}", src.display())))?;
-            let (k, _) = paths::file_type(src_fd.as_fd()).map_err(sys_err(&what))?;
-            let target =
-                paths::ensure(self.root, dest, k == SFlag::S_IFDIR).map_err(sys_err(&what))?;
+            self.bind(i, m, &opts, &what)?
+        } else {
+            self.mount_fs(m, &opts, &what)?
+        };
+        self.set_recursive(&target, &opts, &what)?;
+        self.propagate(&target, &opts, &what)?;
+        Ok(opts.is_bind() && dest == Path::new("/dev"))
+    }
+
+    /// A bind mount: of the source the runtime opened (an `O_PATH` fd, or an idmapped
+    /// detached tree attached with `move_mount`), else of the source opened here.
+    fn bind(&self, i: usize, m: &Mount, opts: &MountOptions, what: &str) -> Result<OwnedFd> {
+        let dest = m.destination();
+        let (src_fd, tree) = match self.sources.take(i) {
+            Some(s) => (s.fd, s.tree),
+            None => {
+                let src = sources::source_path(m, self.bundle).ok_or_else(|| {
+                    RootfsError::Unsafe(format!("{what}: bind mount without source"))
+                })?;
+                let fd = crate::sys::open(&super::cpath(&src), libc::O_PATH, 0)
+                    .map_err(sys_err(format!("{what}: source {}", src.display())))?;
+                (fd, false)
+            }
+        };
+        let (k, _) = paths::file_type(src_fd.as_fd()).map_err(sys_err(what))?;
+        let target = paths::ensure(self.root, dest, k == SFlag::S_IFDIR).map_err(sys_err(what))?;
+        if tree {
+            mount_api::move_mount(src_fd.as_fd(), target.as_fd()).map_err(sys_err(what))?;
+        } else {
             let flags = opts.flags & (MsFlags::MS_BIND | MsFlags::MS_REC);
             mount(
                 Some(&proc_fd_path(src_fd.as_fd())[..]),
@@ -128,36 +166,79 @@ impl Mounter<'_> {
                 flags,
                 NONE,
             )
-            .map_err(sys_err(&what))?;
-            let rest = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
-            let target = self.open(dest, &what)?;
-            if !rest.is_empty() {
-                let flags =
-                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | rest | kept_flags(target.as_fd());
-                mount(NONE, &proc_fd_path(target.as_fd())[..], NONE, flags, NONE)
-                    .map_err(sys_err(&what))?;
-            }
-            target
-        } else {
-            let target = paths::ensure(self.root, dest, true).map_err(sys_err(&what))?;
-            let source = m
-                .source()
-                .as_ref()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| typ.unwrap_or("none").to_string());
-            let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
-            mount(
-                Some(source.as_str()),
-                &proc_fd_path(target.as_fd())[..],
-                typ,
-                opts.flags,
-                data,
+            .map_err(sys_err(what))?;
+        }
+        let target = self.open(dest, what)?;
+        if tree {
+            // A clone of the host's mounts shares their peer group: never propagate back.
+            let p = self.base_propagation;
+            mount(NONE, &proc_fd_path(target.as_fd())[..], NONE, p, NONE).map_err(sys_err(what))?;
+        }
+        // `-`, not `& !`: nix's complement would drop MS_NOSYMFOLLOW, which it does not know.
+        let rest = opts.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+        if !rest.is_empty() {
+            let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | rest | kept_flags(target.as_fd());
+            mount(NONE, &proc_fd_path(target.as_fd())[..], NONE, flags, NONE)
+                .map_err(sys_err(what))?;
+        }
+        Ok(target)
+    }
+
+    /// A filesystem mount (tmpfs, proc, …); with `tmpcopyup` the new tmpfs gets a copy
+    /// of the directory it covers (made writable for the copy, read-only after if asked).
+    fn mount_fs(&self, m: &Mount, opts: &MountOptions, what: &str) -> Result<OwnedFd> {
+        let typ = m.typ().as_deref();
+        let dest = m.destination();
+        let target = paths::ensure(self.root, dest, true).map_err(sys_err(what))?;
+        let below = if opts.copyup {
+            Some(
+                copyup::open_below(target.as_fd())
+                    .map_err(sys_err(format!("{what}: tmpcopyup")))?,
             )
-            .map_err(sys_err(&what))?;
-            self.open(dest, &what)?
+        } else {
+            None
         };
-        self.propagate(&target, &opts, &what)?;
-        Ok(opts.is_bind() && dest == Path::new("/dev"))
+        let source = m
+            .source()
+            .as_ref()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| typ.unwrap_or("none").to_string());
+        let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
+        let mut flags = opts.flags;
+        if below.is_some() {
+            flags.remove(MsFlags::MS_RDONLY);
+        }
+        mount(
+            Some(source.as_str()),
+            &proc_fd_path(target.as_fd())[..],
+            typ,
+            flags,
+            data,
+        )
+        .map_err(sys_err(what))?;
+        let target = self.open(dest, what)?;
+        if let Some(below) = below {
+            copyup::copy(&below, target.as_fd(), &opts.data)
+                .map_err(|(e, p)| sys_err(format!("{what}: tmpcopyup {}", p.display()))(e))?;
+            if opts.flags.contains(MsFlags::MS_RDONLY) {
+                self.remount_readonly(target.as_fd(), what)?;
+            }
+        }
+        Ok(target)
+    }
+
+    /// The `r*` options: mount_setattr(AT_RECURSIVE) on the mount and every mount below.
+    fn set_recursive(&self, target: &OwnedFd, opts: &MountOptions, what: &str) -> Result<()> {
+        if opts.recursive.is_empty() {
+            return Ok(());
+        }
+        let a = MountAttr {
+            attr_set: opts.recursive.set,
+            attr_clr: opts.recursive.clr,
+            ..Default::default()
+        };
+        mount_api::mount_setattr(target.as_fd(), true, &a)
+            .map_err(sys_err(format!("{what}: recursive mount attributes")))
     }
 
     fn refuse_symlink(&self, dest: &Path, what: &str) -> Result<()> {

@@ -107,8 +107,21 @@ fn mkdir_all_depth(
 }
 
 /// Makes sure `path` exists inside `root` as a directory (`dir`) or a regular file,
-/// creating its parents, and returns an `O_PATH` fd of it.
+/// creating its parents, and returns an `O_PATH` fd of it. A dangling symlink is
+/// followed inside the root: what it points to is created (as runc does).
 pub fn ensure(root: BorrowedFd<'_>, path: &Path, dir: bool) -> Result<OwnedFd, Errno> {
+    ensure_depth(root, path, dir, 0)
+}
+
+fn ensure_depth(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    dir: bool,
+    depth: u32,
+) -> Result<OwnedFd, Errno> {
+    if depth > 40 {
+        return Err(Errno::ELOOP);
+    }
     match open_in_root(root, path, 0) {
         Ok(fd) => return Ok(fd),
         Err(Errno::ENOENT) => {}
@@ -117,7 +130,8 @@ pub fn ensure(root: BorrowedFd<'_>, path: &Path, dir: bool) -> Result<OwnedFd, E
     if dir {
         return mkdir_all(root, path, 0o755);
     }
-    let parent = mkdir_all(root, path.parent().unwrap_or(Path::new("/")), 0o755)?;
+    let parent_path = path.parent().unwrap_or(Path::new("/"));
+    let parent = mkdir_all(root, parent_path, 0o755)?;
     let name = path.file_name().ok_or(Errno::EINVAL)?;
     match sys::openat(
         parent.as_fd(),
@@ -126,6 +140,16 @@ pub fn ensure(root: BorrowedFd<'_>, path: &Path, dir: bool) -> Result<OwnedFd, E
         0o644,
     ) {
         Ok(_) | Err(Errno::EEXIST) => {}
+        Err(Errno::ELOOP) => {
+            // A dangling symlink: create its target, resolved in the root.
+            let target = readlinkat(Some(parent.as_raw_fd()), name)?;
+            let next = if Path::new(&target).is_absolute() {
+                std::path::PathBuf::from(&target)
+            } else {
+                parent_path.join(&target)
+            };
+            return ensure_depth(root, &next, dir, depth + 1);
+        }
         Err(e) => return Err(e),
     }
     open_in_root(root, path, 0)

@@ -12,6 +12,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use nix::errno::Errno;
 
 mod exe;
+pub mod mount_api;
 mod security;
 pub use exe::*;
 pub use security::*;
