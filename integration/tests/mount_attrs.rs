@@ -102,7 +102,6 @@ fn attrs_bundle(env: &Env, options: &[&str]) -> Bundle {
 #[test]
 fn recursive_attributes_reach_every_submount() {
     if !is_root() {
-        println!("skipped: needs root");
         return;
     }
     let env = Env::new("rattrs");
@@ -176,7 +175,6 @@ fn recursive_attributes_reach_every_submount() {
 #[test]
 fn recursive_clearing_attributes_and_plain_nosymfollow() {
     if !is_root() {
-        println!("skipped: needs root");
         return;
     }
     let env = Env::new("rclear");
@@ -321,7 +319,6 @@ fn idmap_case(env: &Env, options: &[&str], mappings: bool) -> (Run, std::path::P
 #[test]
 fn idmapped_bind_mounts() {
     if !is_root() {
-        println!("skipped: needs root");
         return;
     }
     let env = Env::new("idmap");
@@ -413,7 +410,6 @@ fn idmapped_bind_mounts() {
 #[test]
 fn tmpcopyup_copies_what_the_tmpfs_covers() {
     if !is_root() {
-        println!("skipped: needs root");
         return;
     }
     let env = Env::new("copyup");
@@ -479,7 +475,6 @@ fn tmpcopyup_copies_what_the_tmpfs_covers() {
 #[test]
 fn dangling_symlink_destinations_are_made_inside_the_rootfs() {
     if !is_root() {
-        println!("skipped: needs root");
         return;
     }
     let env = Env::new("dangling");
@@ -513,7 +508,6 @@ fn dangling_symlink_destinations_are_made_inside_the_rootfs() {
 #[test]
 fn bind_source_only_the_runtime_can_reach() {
     if !is_root() {
-        println!("skipped: needs root");
         return;
     }
     let env = Env::new("lockedsrc");
@@ -539,7 +533,6 @@ fn bind_source_only_the_runtime_can_reach() {
 #[test]
 fn devices_outside_dev() {
     if !is_root() {
-        println!("skipped: needs root");
         return;
     }
     let env = Env::new("foodev");
