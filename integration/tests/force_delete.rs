@@ -306,25 +306,32 @@ fn kill_9_of_a_frozen_container_kills_it() {
     let r = run_timeout(&env, &["delete", &b.id()], T);
     assert_deleted(&env, &b, &r, &procs, "after kill KILL");
 
-    // Frozen from outside: `kill --all KILL`, and a signal other than KILL keeps a
-    // paused container paused.
+    // Frozen from outside: a signal other than KILL keeps it frozen, `kill --all KILL`
+    // kills every process.
     let (b, pids) = running(&env, "sleep 1000 & wait", 2);
     let _thaw2 = Thaw(&b);
     let procs = start_times(&pids);
-    assert_eq!(run_timeout(&env, &["pause", &b.id()], T).code, 0);
+    let (name, dir, file, frozen, _) = freezers(&b).swap_remove(0);
+    std::fs::write(dir.join(file), frozen).unwrap();
+    assert!(eventually(|| is_frozen(&dir, file)), "{name}: frozen");
     let r = run_timeout(&env, &["kill", "--all", &b.id(), "WINCH"], T);
-    assert_eq!(r.code, 0, "kill --all WINCH of a paused container: {r:?}");
     assert_eq!(
-        status(&env, &b.id()),
-        "paused",
-        "a signal other than KILL leaves a paused container paused"
+        r.code, 0,
+        "{name}: kill --all WINCH of a frozen container: {r:?}"
+    );
+    assert!(
+        is_frozen(&dir, file),
+        "{name}: a signal other than KILL leaves a frozen container frozen"
     );
     let r = run_timeout(&env, &["kill", "--all", &b.id(), "9"], T);
-    assert_eq!(r.code, 0, "kill --all 9 of a paused container: {r:?}");
+    assert_eq!(
+        r.code, 0,
+        "{name}: kill --all 9 of a frozen container: {r:?}"
+    );
     for &(p, t) in &procs {
         assert!(
             eventually(|| dead(p, t)),
-            "process {p} of the paused container really dies"
+            "{name}: process {p} of the frozen container really dies"
         );
     }
     assert!(eventually(|| status(&env, &b.id()) == "stopped"));

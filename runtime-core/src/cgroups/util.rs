@@ -272,7 +272,7 @@ pub(crate) fn wait_pids_exit(
                 .collect();
             match poll(&mut pfds, t) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(CgroupError::Invalid(format!("waiting on pidfds: {e}"))),
+                Err(e) => return Err(io_err(Path::new("pidfd"), e.into())),
             }
             let exited: Vec<bool> = pfds
                 .iter()
