@@ -12,15 +12,7 @@ use casulo_integration::{casulo_bin, Bundle};
 use common::Env;
 
 fn root() -> bool {
-    if common::is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "cli_output needs root (CI=true)"
-    );
-    eprintln!("skipped: cli_output needs root");
-    false
+    common::root_or_skip("cli_output")
 }
 
 /// Runs casulo with stdout a pipe whose read end is already closed: (status, stderr).

@@ -18,17 +18,8 @@ use casulo_integration::{casulo_bin, Bundle, Run};
 use common::{eventually, Env};
 use serde_json::Value;
 
-/// Runs as root or says why not (and fails under `CI=true`, where root is a given).
 fn root() -> bool {
-    if common::is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "force_delete needs root (CI=true)"
-    );
-    eprintln!("skipped: force_delete needs root");
-    false
+    common::root_or_skip("force_delete")
 }
 
 /// Every hierarchy under /sys/fs/cgroup (the v2 root itself included).

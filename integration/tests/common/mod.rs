@@ -75,6 +75,20 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// True as root; otherwise prints why `suite` is skipped, and fails under `CI=true`
+/// (where root is a given).
+pub fn root_or_skip(suite: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{suite} needs root (CI=true)"
+    );
+    eprintln!("skipped: {suite} needs root");
+    false
+}
+
 #[allow(unused_imports)]
 pub use casulo_integration::cli::{cgroup_exists, eventually};
 
