@@ -43,7 +43,7 @@ pub fn run(cli: &Cli, log: &Logger) -> Result<i32> {
         Command::Start { id } => rt.start(id).map(|_| 0).map_err(err),
         Command::State { id } => {
             let st = rt.state(id).map_err(err)?;
-            println!("{}", serde_json::to_string_pretty(&st).map_err(err)?);
+            crate::out::line(serde_json::to_string_pretty(&st).map_err(err)?)?;
             Ok(0)
         }
         Command::Kill { all, id, signal } => {
@@ -73,7 +73,7 @@ pub fn run(cli: &Cli, log: &Logger) -> Result<i32> {
         Command::Events(a) => crate::events::run(&rt, a),
         Command::Exec(a) => crate::exec::exec(&rt, a),
         Command::Features => {
-            println!("{}", casulo_core::features::json());
+            crate::out::line(casulo_core::features::json())?;
             Ok(0)
         }
     }
@@ -237,12 +237,12 @@ fn list(rt: &Runtime, format: &str, quiet: bool) -> Result<i32> {
     let states = rt.list().map_err(err)?;
     if quiet {
         for s in &states {
-            println!("{}", s.id);
+            crate::out::line(&s.id)?;
         }
         return Ok(0);
     }
     match format {
-        "json" => println!("{}", serde_json::to_string(&states).map_err(err)?),
+        "json" => crate::out::line(serde_json::to_string(&states).map_err(err)?)?,
         "table" => {
             let rows: Vec<[String; 6]> = std::iter::once(
                 ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from),
@@ -270,7 +270,7 @@ fn list(rt: &Runtime, format: &str, quiet: bool) -> Result<i32> {
                     .zip(width)
                     .map(|(c, w)| format!("{c:<w$}"))
                     .collect();
-                println!("{}", line.trim_end());
+                crate::out::line(line.trim_end())?;
             }
         }
         f => return Err(format!("invalid format {f:?}: table or json")),
@@ -281,7 +281,7 @@ fn list(rt: &Runtime, format: &str, quiet: bool) -> Result<i32> {
 fn ps(rt: &Runtime, id: &str, format: &str) -> Result<i32> {
     let pids = rt.pids(id).map_err(err)?;
     match format {
-        "json" => println!("{}", serde_json::to_string(&pids).map_err(err)?),
+        "json" => crate::out::line(serde_json::to_string(&pids).map_err(err)?)?,
         "table" => {
             let out = std::process::Command::new("ps")
                 .arg("-ef")
@@ -290,7 +290,7 @@ fn ps(rt: &Runtime, id: &str, format: &str) -> Result<i32> {
             let text = String::from_utf8_lossy(&out.stdout);
             let mut lines = text.lines();
             if let Some(h) = lines.next() {
-                println!("{h}");
+                crate::out::line(h)?;
             }
             for l in lines {
                 if l.split_whitespace()
@@ -298,7 +298,7 @@ fn ps(rt: &Runtime, id: &str, format: &str) -> Result<i32> {
                     .and_then(|p| p.parse::<i32>().ok())
                     .is_some_and(|p| pids.contains(&p))
                 {
-                    println!("{l}");
+                    crate::out::line(l)?;
                 }
             }
         }

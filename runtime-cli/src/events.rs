@@ -5,7 +5,6 @@
 //!   `{"type":"oom","id":…}` event for each OOM kill in the container's cgroup,
 //!   until the container stops.
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use casulo_core::cgroups::Stats;
@@ -79,10 +78,7 @@ struct Event<'a> {
 
 fn emit(ev: &Event<'_>) -> Result<()> {
     let line = serde_json::to_string(ev).map_err(|e| e.to_string())?;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}")
-        .and_then(|_| out.flush())
-        .map_err(|e| format!("writing events: {e}"))
+    crate::out::line(line)
 }
 
 fn stats_event<'a>(rt: &Runtime, id: &'a str) -> Result<Event<'a>> {

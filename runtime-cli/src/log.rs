@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::path::Path;
 use std::sync::Arc;
 
 /// The log sink chosen by the global flags.
@@ -14,17 +15,20 @@ pub struct Logger {
 }
 
 impl Logger {
-    /// Opens (appends to) the log file, if any.
-    pub fn new(path: Option<&std::path::Path>, json: bool, debug: bool) -> Logger {
-        let file = path.and_then(|p| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .ok()
-                .map(Arc::new)
-        });
-        Logger { file, json, debug }
+    /// Opens (appends to) the log file, if any. A file that cannot be opened is an
+    /// error (engines read the error text from it), as with runc.
+    pub fn new(path: Option<&Path>, json: bool, debug: bool) -> Result<Logger, String> {
+        let file = match path {
+            Some(p) => Some(Arc::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|e| format!("--log {}: {}", p.display(), lower(&e)))?,
+            )),
+            None => None,
+        };
+        Ok(Logger { file, json, debug })
     }
 
     fn write(&self, level: &str, msg: &str) {
@@ -43,13 +47,13 @@ impl Logger {
     /// Logs an error to the log file and to stderr.
     pub fn error(&self, msg: &str) {
         self.write("error", msg);
-        eprintln!("casulo: {msg}");
+        stderr(format_args!("casulo: {msg}"));
     }
 
     /// Logs a warning to the log file and to stderr (a failed poststart/poststop hook).
     pub fn warn(&self, msg: &str) {
         self.write("warning", msg);
-        eprintln!("casulo: warning: {msg}");
+        stderr(format_args!("casulo: warning: {msg}"));
     }
 
     /// Logs a debug line (only with `--debug`).
@@ -57,8 +61,34 @@ impl Logger {
         if self.debug {
             self.write("debug", msg);
             if self.file.is_none() {
-                eprintln!("casulo: debug: {msg}");
+                stderr(format_args!("casulo: debug: {msg}"));
             }
         }
+    }
+}
+
+/// One line on stderr; a closed stderr is ignored (where `eprintln` would panic).
+fn stderr(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// Prints `msg` as the command's one error line and exits with status 1 (for errors
+/// before a logger exists).
+pub fn fatal(msg: &str) -> ! {
+    stderr(format_args!("casulo: {msg}"));
+    std::process::exit(1)
+}
+
+/// An I/O error's text without Rust's " (os error N)" suffix, lower-case first letter.
+pub fn lower(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    let s = match s.find(" (os error") {
+        Some(i) => &s[..i],
+        None => &s,
+    };
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
     }
 }

@@ -4,6 +4,7 @@ mod commands;
 mod events;
 mod exec;
 mod log;
+mod out;
 mod tty;
 mod update;
 
@@ -160,12 +161,13 @@ enum Command {
 fn main() {
     // One command lives milliseconds: read the host's cgroup mounts once.
     casulo_core::cgroups::detect::cache_mounts_for_process();
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| out::clap_exit(e));
     let logger = log::Logger::new(
         cli.log.as_deref(),
         cli.log_format == LogFormat::Json,
         cli.debug,
-    );
+    )
+    .unwrap_or_else(|msg| log::fatal(&msg));
     let code = match commands::run(&cli, &logger) {
         Ok(code) => code,
         Err(msg) => {

@@ -18,7 +18,7 @@ use crate::process::{self, Spawned};
 use crate::rootfs::CgroupHierarchy;
 use crate::security::Credentials;
 use crate::state::{self, State, Status};
-use crate::store::{Record, Store};
+use crate::store::{Record, Store, StoreError};
 use crate::{config, sys, Error, Result};
 
 /// Options of `create` (runc's flags).
@@ -486,7 +486,7 @@ impl Runtime {
 
     /// A pidfd of the container's init, checked against its start time so a reused pid
     /// is never signalled.
-    fn init_pidfd(&self, rec: &Record) -> Option<OwnedFd> {
+    pub(crate) fn init_pidfd(&self, rec: &Record) -> Option<OwnedFd> {
         let fd = sys::pidfd_open(rec.pid).ok()?;
         state::alive(rec.pid, rec.start_time).then_some(fd)
     }
@@ -544,50 +544,54 @@ impl Runtime {
         sys::pidfd_send_signal(fd.as_fd(), signal).map_err(|e| match e {
             nix::errno::Errno::ESRCH => Error::State("no such process".into()),
             e => Error::sys("kill", e),
-        })
+        })?;
+        // A SIGKILLed task in a frozen cgroup dies only once thawed (as runc does).
+        if signal == libc::SIGKILL {
+            if let Some(p) = &rec.cgroup_path {
+                cgroups::open(p)?.thaw_all()?;
+            }
+        }
+        Ok(())
     }
 
-    /// Deletes a stopped container; with `force`, kills it first. Deleting a missing
-    /// container with `force` succeeds (engines call it after cleanup).
+    /// Deletes a stopped container; with `force`, kills it first (thawing it if paused
+    /// or frozen from outside). Deleting a missing container with `force` succeeds
+    /// (engines call it after cleanup), also when a concurrent delete removes it first.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
         crate::store::validate_id(id)?;
+        let gone = |e: &Error| force && matches!(e, Error::Store(StoreError::Missing(_)));
         let rec = match self.store.load(id) {
             Ok(r) => r,
-            Err(crate::store::StoreError::Missing(_)) if force => {
+            Err(StoreError::Missing(_)) if force => {
                 // A create that died before writing its state leaves a bare directory.
                 return Ok(self.store.remove(id)?);
             }
             Err(e) => return Err(e.into()),
         };
-        let _lock = if force {
-            self.force_lock(&rec)?
+        let lock = if force {
+            self.force_lock(&rec)
         } else {
-            self.store.lock(id)?
+            self.store.lock(id).map_err(Error::from)
+        };
+        let _lock = match lock {
+            Ok(l) => l,
+            Err(e) if gone(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        // Read again under the lock: a create may have finished meanwhile, or a racing
+        // delete removed the container.
+        let rec = match self.store.load(id).map_err(Error::from) {
+            Ok(r) => r,
+            Err(e) if gone(&e) => return Ok(()),
+            Err(e) => return Err(e),
         };
         let status = self.status(&rec);
-        if !matches!(status, Status::Stopped | Status::Creating) {
-            if !force {
-                return Err(Error::State(format!(
-                    "cannot delete container {id} that is not stopped: {status}"
-                )));
-            }
-            if let Some(fd) = self.init_pidfd(&rec) {
-                let _ = sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
-                let mut pfd = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-                let _ = poll(&mut pfd, PollTimeout::from(10_000u16));
-            }
+        if !force && !matches!(status, Status::Stopped | Status::Creating) {
+            return Err(Error::State(format!(
+                "cannot delete container {id} that is not stopped: {status}"
+            )));
         }
-        if let Some(p) = &rec.cgroup_path {
-            let cg = cgroups::open(p)?;
-            let deadline = Instant::now() + Duration::from_secs(10);
-            // Processes left in the cgroup (exec'd ones, or all of a paused container)
-            // are killed; kill_all thaws a frozen cgroup so they can die.
-            while !cg.pids().unwrap_or_default().is_empty() && Instant::now() < deadline {
-                let _ = cg.kill_all(libc::SIGKILL);
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            cg.destroy()?;
-        }
+        self.kill_and_remove_cgroup(&rec)?;
         let hooks = crate::hooks::HookSet::from_spec(&rec.config);
         let st = self.hook_state(&rec, Status::Stopped, 0);
         self.store.remove(id)?;

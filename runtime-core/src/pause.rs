@@ -1,9 +1,18 @@
 //! Operations through the container's cgroup (runc's `ps`, `pause`, `resume`).
 
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
 use crate::cgroups;
 use crate::container::Runtime;
 use crate::state::Status;
-use crate::{Error, Result};
+use crate::store::Record;
+use crate::{sys, Error, Result};
+
+/// How long `delete` waits for a killed container's processes to exit.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Runtime {
     /// Host pids of every process of a running container.
@@ -50,5 +59,37 @@ impl Runtime {
             .as_deref()
             .ok_or_else(|| Error::State(format!("container {id} has no cgroup")))?;
         Ok(cgroups::open(path)?.freeze(freeze)?)
+    }
+}
+
+impl Runtime {
+    /// For `delete`: SIGKILLs the init (through its pidfd) and every process left in the
+    /// container's cgroup, thaws the cgroup whoever froze it (a killed task in a frozen
+    /// cgroup never dies), waits on the kernel's events until all have exited, and
+    /// removes the cgroup. Nothing is written when the cgroup is already empty.
+    pub(crate) fn kill_and_remove_cgroup(&self, rec: &Record) -> Result<()> {
+        let init = self.init_pidfd(rec);
+        if let Some(fd) = &init {
+            let _ = sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
+        }
+        let Some(path) = &rec.cgroup_path else {
+            if let Some(fd) = &init {
+                let mut pfd = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+                let _ = poll(
+                    &mut pfd,
+                    PollTimeout::try_from(EXIT_TIMEOUT).unwrap_or(PollTimeout::MAX),
+                );
+            }
+            return Ok(());
+        };
+        let cg = cgroups::open(path)?;
+        if !cg.pids()?.is_empty() && !cg.kill_and_wait(EXIT_TIMEOUT)? {
+            return Err(Error::State(format!(
+                "container {}: processes of cgroup {path} did not exit within {} s of SIGKILL",
+                rec.id,
+                EXIT_TIMEOUT.as_secs()
+            )));
+        }
+        Ok(cg.destroy()?)
     }
 }

@@ -81,6 +81,34 @@ pub fn alive(pid: i32, start_time: u64) -> bool {
     pid > 0 && matches!(proc_stat(pid), Some((st, t)) if st != 'Z' && st != 'X' && t == start_time)
 }
 
+/// True when the process `pid` started at `start_time` is gone or going: exited, a
+/// zombie, exiting (`PF_EXITING` in the flags of /proc/<pid>/stat) or with a SIGKILL
+/// pending (`SigPnd`/`ShdPnd` of /proc/<pid>/status). An operation that fails while
+/// its container's init is in this state failed because the container went away.
+pub fn going(pid: i32, start_time: u64) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    const SIGKILL_BIT: u64 = 1 << (libc::SIGKILL - 1);
+    if !alive(pid, start_time) {
+        return true;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let flags = stat
+        .rfind(')')
+        .and_then(|i| stat.get(i + 2..))
+        .and_then(|rest| rest.split_whitespace().nth(6))
+        .and_then(|f| f.parse::<u64>().ok())
+        .unwrap_or(0);
+    if flags & PF_EXITING != 0 {
+        return true;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().any(|l| {
+        let (key, val) = l.split_once(':').unwrap_or_default();
+        matches!(key, "SigPnd" | "ShdPnd")
+            && u64::from_str_radix(val.trim(), 16).is_ok_and(|m| m & SIGKILL_BIT != 0)
+    }) || !alive(pid, start_time)
+}
+
 /// Now, in RFC 3339 with nanoseconds (as Go prints time.Time).
 pub fn now_rfc3339() -> String {
     let d = std::time::SystemTime::now()
@@ -118,6 +146,16 @@ mod tests {
         assert!(start > 0);
         assert!(alive(std::process::id() as i32, start));
         assert!(!alive(std::process::id() as i32, start + 1));
+    }
+
+    #[test]
+    fn a_live_process_is_not_going_and_a_reaped_one_is() {
+        let (_, start) = proc_stat(std::process::id() as i32).unwrap();
+        assert!(!going(std::process::id() as i32, start));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        child.wait().unwrap();
+        assert!(going(pid, start));
     }
 
     #[test]

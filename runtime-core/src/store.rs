@@ -146,11 +146,18 @@ impl Store {
         Lock::take(&dir)
     }
 
-    /// Locks an existing container's directory if nobody holds it: `None` when busy.
+    /// Locks an existing container's directory if nobody holds it: `None` when busy,
+    /// [`StoreError::Missing`] when there is no such container (any more).
     pub fn try_lock(&self, id: &str) -> Result<Option<Lock>> {
         validate_id(id)?;
         let dir = self.dir(id);
-        let f = File::open(&dir).map_err(io(&dir))?;
+        let f = match File::open(&dir) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::Missing(id.into()))
+            }
+            Err(e) => return Err(io(&dir)(e)),
+        };
         match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
             Ok(l) => Ok(Some(Lock { _dir: l })),
             Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),

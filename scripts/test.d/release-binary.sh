@@ -22,5 +22,6 @@ echo "release-binary: $bin: static-pie, $size bytes ($(awk "BEGIN{printf \"%.2f\
 
 CASULO_BIN=$bin CARGO_TARGET_DIR="$target" cargo test -q -p casulo-integration \
   --test lifecycle --test container --test cve --test cve_exe --test exec --test seccomp \
+  --test cli_output --test force_delete \
   --test engines_containerd --test engines_podman --test engines_docker
 echo "release-binary: ok"

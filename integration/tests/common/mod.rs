@@ -75,6 +75,12 @@ pub fn is_root() -> bool {
     casulo_integration::prereq::root()
 }
 
+/// True as root; otherwise prints why `suite` is skipped, and fails under `CI=true`
+/// (where root is a given).
+pub fn root_or_skip(_suite: &str) -> bool {
+    is_root()
+}
+
 #[allow(unused_imports)]
 pub use casulo_integration::cli::{cgroup_exists, eventually};
 

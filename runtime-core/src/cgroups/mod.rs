@@ -30,6 +30,7 @@
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use oci_spec::runtime::LinuxResources;
 
@@ -156,8 +157,38 @@ pub trait Cgroup: Send + Sync {
     }
     /// Sends `signal` to every process in the cgroup and its descendants
     /// (`cgroup.kill` for SIGKILL where present; otherwise freeze, signal each
-    /// pid, thaw).
+    /// pid, thaw). A cgroup that was frozen stays frozen, except after SIGKILL: a
+    /// killed task in a frozen cgroup dies only once thawed, so then every freezer
+    /// is thawed ([`Cgroup::thaw_all`]).
     fn kill_all(&self, signal: i32) -> Result<()>;
+    /// Thaws every freezer of the cgroup without waiting: v1 `freezer.state` and the
+    /// cgroup2 `cgroup.freeze` (v2, and the unified directory of hybrid), whoever froze
+    /// it. A missing cgroup is not an error.
+    fn thaw_all(&self) -> Result<()>;
+    /// Waits until no process is left in the cgroup or below: true when empty, false
+    /// once `timeout` passes. Woken by the kernel's events (`cgroup.events`
+    /// `populated 0` where a cgroup2 directory exists, else the processes' pidfds),
+    /// never by polling the files.
+    fn wait_empty(&self, timeout: Duration) -> Result<bool>;
+    /// SIGKILLs every process of the cgroup, thaws it and waits until it is empty
+    /// (true) or `timeout` passes (false), killing again meanwhile for processes that
+    /// were still being forked.
+    fn kill_and_wait(&self, timeout: Duration) -> Result<bool> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let killed = self.kill_all(libc::SIGKILL);
+            let thawed = self.thaw_all();
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if self.wait_empty(left.min(Duration::from_secs(2)))? {
+                return Ok(true);
+            }
+            if std::time::Instant::now() >= deadline {
+                killed?;
+                thawed?;
+                return Ok(false);
+            }
+        }
+    }
     /// Resource usage statistics.
     fn stats(&self) -> Result<Stats>;
     /// Number of OOM kills in the cgroup so far (v1 `memory.oom_control`,

@@ -1,6 +1,7 @@
 //! Small file helpers shared by the backends: every failure names the file.
 
 use std::io::ErrorKind;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -195,5 +196,94 @@ pub(crate) fn wait_until(
         }
         std::thread::sleep(delay);
         delay = (delay * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Time left until `deadline` as a poll timeout, `None` once it has passed.
+fn left(deadline: Instant) -> Option<nix::poll::PollTimeout> {
+    let now = Instant::now();
+    (now < deadline).then(|| {
+        nix::poll::PollTimeout::try_from(deadline - now).unwrap_or(nix::poll::PollTimeout::MAX)
+    })
+}
+
+/// Waits until the cgroup2 directory `dir` has no process left in it or below
+/// (`populated 0` in `cgroup.events`, woken by inotify: the kernel modifies the file
+/// when the value changes). True when empty, false on timeout; a removed cgroup is empty.
+pub(crate) fn wait_unpopulated(dir: &Path, timeout: Duration) -> Result<bool> {
+    use nix::poll::{poll, PollFd, PollFlags};
+    use std::os::fd::AsFd;
+    let events = dir.join("cgroup.events");
+    // The watch first, then the read: a change in between still wakes the poll.
+    let watch = match super::sys::inotify_modify(&events) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(io_err(&events, e)),
+    };
+    let deadline = Instant::now() + timeout;
+    loop {
+        if keyed_value(dir, "cgroup.events", "populated").unwrap_or(0) == 0 {
+            return Ok(true);
+        }
+        let Some(t) = left(deadline) else {
+            return Ok(false);
+        };
+        let mut fds = [PollFd::new(watch.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, t) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(io_err(&events, e.into())),
+        }
+        let mut buf = [0u8; 1024];
+        while nix::unistd::read(watch.as_fd().as_raw_fd(), &mut buf).is_ok_and(|n| n > 0) {}
+    }
+}
+
+/// Waits until `list` (the pids of a cgroup) is empty, on the pidfds of the processes
+/// it names (for cgroup v1, which has no `cgroup.events`). True when empty, false on
+/// timeout.
+pub(crate) fn wait_pids_exit(
+    timeout: Duration,
+    list: impl Fn() -> Result<Vec<i32>>,
+) -> Result<bool> {
+    use nix::poll::{poll, PollFd, PollFlags};
+    use std::os::fd::AsFd;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let pids = list()?;
+        if pids.is_empty() {
+            return Ok(true);
+        }
+        // A pid that exited between the read and the open has no pidfd: the list is
+        // read again at once.
+        let mut fds: Vec<_> = pids
+            .iter()
+            .filter_map(|&p| crate::sys::pidfd_open(p).ok())
+            .collect();
+        if fds.is_empty() {
+            std::thread::yield_now();
+        }
+        while !fds.is_empty() {
+            let Some(t) = left(deadline) else {
+                return Ok(false);
+            };
+            let mut pfds: Vec<PollFd<'_>> = fds
+                .iter()
+                .map(|f| PollFd::new(f.as_fd(), PollFlags::POLLIN))
+                .collect();
+            match poll(&mut pfds, t) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(io_err(Path::new("pidfd"), e.into())),
+            }
+            let exited: Vec<bool> = pfds
+                .iter()
+                .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+                .collect();
+            drop(pfds);
+            let mut it = exited.into_iter();
+            fds.retain(|_| !it.next().unwrap_or(false));
+        }
+        if left(deadline).is_none() {
+            return Ok(false);
+        }
     }
 }

@@ -366,19 +366,50 @@ impl super::Cgroup for V1 {
         if signal == libc::SIGKILL {
             if let Some((_, dir)) = &self.unified {
                 if dir.join("cgroup.kill").exists() {
-                    return write(dir, "cgroup.kill", "1", "kill");
+                    write(dir, "cgroup.kill", "1", "kill")?;
+                    return self.thaw_all();
                 }
             }
         }
-        let can_freeze = self.dirs.contains_key("freezer");
-        if can_freeze {
-            self.freeze(true)?;
+        // Frozen while signalled, so no process forks past the list; a cgroup frozen
+        // before (pause) stays so unless the signal is SIGKILL.
+        let can_freeze = self.dirs.get("freezer").is_some_and(|d| d.exists());
+        let was_frozen = can_freeze && self.freezer_state()? == FreezerState::Frozen;
+        if can_freeze && !was_frozen {
+            // Best effort: a task stuck in D state can keep it FREEZING; signal anyway.
+            let _ = self.freeze(true);
         }
         let res = super::v2::signal_all(&self.pids()?, signal);
-        if can_freeze {
+        if signal == libc::SIGKILL {
+            self.thaw_all()?;
+        } else if can_freeze && !was_frozen {
             self.freeze(false)?;
         }
         res
+    }
+
+    fn thaw_all(&self) -> Result<()> {
+        if let Some(d) = self.dirs.get("freezer").filter(|d| d.exists()) {
+            write(d, "freezer.state", "THAWED", "freezer")?;
+        }
+        if let Some((_, d)) = &self.unified {
+            if d.join("cgroup.freeze").exists() {
+                write(d, "cgroup.freeze", "0", "freezer")?;
+            }
+        }
+        Ok(())
+    }
+
+    fn wait_empty(&self, timeout: Duration) -> Result<bool> {
+        let deadline = std::time::Instant::now() + timeout;
+        // Hybrid: the unified directory holds the same processes and has cgroup.events.
+        if let Some((_, d)) = &self.unified {
+            if !util::wait_unpopulated(d, timeout)? {
+                return Ok(false);
+            }
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        util::wait_pids_exit(left, || super::Cgroup::pids(self))
     }
 
     fn stats(&self) -> Result<Stats> {

@@ -416,12 +416,33 @@ impl super::Cgroup for V2 {
 
     fn kill_all(&self, signal: i32) -> Result<()> {
         if signal == libc::SIGKILL && self.dir.join("cgroup.kill").exists() {
-            return write(&self.dir, "cgroup.kill", "1", "kill");
+            write(&self.dir, "cgroup.kill", "1", "kill")?;
+            return self.thaw_all();
         }
-        self.freeze(true)?;
+        // Frozen while signalled, so no process forks past the list; a cgroup frozen
+        // before (pause) stays so unless the signal is SIGKILL.
+        let was_frozen = self.freezer_state()? == FreezerState::Frozen;
+        if !was_frozen {
+            let _ = self.freeze(true);
+        }
         let res = signal_all(&self.pids()?, signal);
-        self.freeze(false)?;
+        if signal == libc::SIGKILL {
+            self.thaw_all()?;
+        } else if !was_frozen {
+            self.freeze(false)?;
+        }
         res
+    }
+
+    fn thaw_all(&self) -> Result<()> {
+        if self.dir.join("cgroup.freeze").exists() {
+            write(&self.dir, "cgroup.freeze", "0", "freezer")?;
+        }
+        Ok(())
+    }
+
+    fn wait_empty(&self, timeout: Duration) -> Result<bool> {
+        util::wait_unpopulated(&self.dir, timeout)
     }
 
     fn stats(&self) -> Result<Stats> {

@@ -143,6 +143,25 @@ impl Runtime {
     /// `ignore_paused` paused). Returns once the process has exec'd; an exec failure
     /// (missing executable…) is returned with docker's texts.
     pub fn exec(&self, id: &str, opts: &ExecOptions) -> Result<ExecProcess> {
+        self.exec_in(id, opts).map_err(|e| self.gone_or(id, e))
+    }
+
+    /// An exec racing `delete --force` (or the init's exit) fails in whatever step the
+    /// container vanished under: a namespace file, the root, the clone into a dying pid
+    /// namespace (ENOMEM), the cgroup. Then the one error is that the container is gone.
+    fn gone_or(&self, id: &str, e: Error) -> Error {
+        match self.store().load(id) {
+            Err(crate::store::StoreError::Missing(_)) => {
+                crate::store::StoreError::Missing(id.into()).into()
+            }
+            Ok(rec) if rec.pid != 0 && state::going(rec.pid, rec.start_time) => Error::State(
+                format!("cannot exec in a stopped container {id}: container not running"),
+            ),
+            _ => e,
+        }
+    }
+
+    fn exec_in(&self, id: &str, opts: &ExecOptions) -> Result<ExecProcess> {
         let rec = self.store().load(id)?;
         crate::exe::check(self.logger(), false)?;
         match self.state(id)?.status {
