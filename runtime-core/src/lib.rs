@@ -32,6 +32,7 @@ pub mod features;
 pub mod hooks;
 pub mod log;
 pub mod namespaces;
+pub mod netdev;
 pub mod pause;
 pub mod process;
 pub mod rootfs;
@@ -66,6 +67,9 @@ pub enum Error {
     /// The security context (capabilities, user).
     #[error(transparent)]
     Security(#[from] security::SecurityError),
+    /// `linux.netDevices`.
+    #[error(transparent)]
+    NetDev(#[from] netdev::NetDevError),
     /// The create path.
     #[error(transparent)]
     Process(#[from] process::ProcessError),

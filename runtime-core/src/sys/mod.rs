@@ -13,6 +13,7 @@ use nix::errno::Errno;
 
 mod security;
 pub use security::*;
+pub mod numa;
 
 /// Result of the syscall layer: the raw errno.
 pub type SysResult<T> = Result<T, Errno>;
