@@ -218,6 +218,9 @@ fn every_seccomp_value_it_claims_runs() {
     let _ = std::fs::remove_file(&sock);
 }
 
+/// A change to a raw config.
+type Edit = Box<dyn Fn(&mut Value)>;
+
 #[test]
 fn what_it_leaves_out_is_refused_by_name() {
     if !is_root() {
@@ -225,7 +228,7 @@ fn what_it_leaves_out_is_refused_by_name() {
     }
     let f = features();
     let env = Env::new("feat-refused");
-    let mut cases: Vec<(Box<dyn Fn(&mut Value)>, &str)> = Vec::new();
+    let mut cases: Vec<(Edit, &str)> = Vec::new();
     if f["linux"]["intelRdt"]["enabled"] != true {
         cases.push((
             Box::new(|v| v["linux"]["intelRdt"] = json!({"closID": "c1"})),
