@@ -9,7 +9,7 @@ mod common;
 use std::process::Command;
 
 use casulo_integration::{casulo_bin, Bundle, Run};
-use common::{edit, is_root, Env};
+use common::{edit, eventually, is_root, Env};
 use serde_json::json;
 
 /// The test's network namespace; deleted on drop (its veths go with it).
@@ -45,21 +45,31 @@ impl NetNs {
         assert!(ok, "ip {args:?}");
         out
     }
-    /// casulo in this namespace.
+    /// casulo in this namespace; stdout/stderr go to files (not pipes: a container left
+    /// by `create` would hold a pipe open).
     fn casulo(&self, env: &Env, args: &[&str]) -> Run {
-        let out = Command::new("nsenter")
+        let base = env.root.with_extension(format!("{}", args.len()));
+        let (out_p, err_p) = (base.with_extension("out"), base.with_extension("err"));
+        let status = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", self.0))
             .arg(casulo_bin())
             .arg("--root")
             .arg(&env.root)
             .args(args)
             .stdin(std::process::Stdio::null())
-            .output()
+            .stdout(std::fs::File::create(&out_p).unwrap())
+            .stderr(std::fs::File::create(&err_p).unwrap())
+            .status()
             .expect("nsenter");
+        let read = |p: &std::path::Path| {
+            let s = std::fs::read_to_string(p).unwrap_or_default();
+            let _ = std::fs::remove_file(p);
+            s
+        };
         Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            code: status.code().unwrap_or(-1),
+            stdout: read(&out_p),
+            stderr: read(&err_p),
         }
     }
 }
@@ -124,7 +134,12 @@ fn devices_move_renamed_up_with_their_permanent_global_addresses() {
     // with it the veth (a virtual device is destroyed, its peer too).
     let links = ns.ok(&["-o", "link", "show"]);
     assert!(!links.contains("ct0") && !links.contains("eth9"), "{links}");
-    assert!(!links.contains("ct1"), "{links}");
+    // The namespace's teardown (destroying the veth and so its peer) is the kernel's
+    // asynchronous cleanup work: wait for it.
+    assert!(
+        eventually(|| !ns.ok(&["-o", "link", "show"]).contains("ct1")),
+        "the peer goes with the moved veth"
+    );
     env.assert_nothing_left(&b);
 }
 
