@@ -302,36 +302,59 @@ fn failing_start_container_hook_fails_start() {
 }
 
 #[test]
-fn failing_poststart_and_poststop_hooks_only_warn() {
+fn failing_poststart_stops_the_container_and_poststop_only_warns() {
+    // runtime.md 1.3, lifecycle step 9: a failing poststart hook is an error, the
+    // container is stopped, the lifecycle goes on with delete (poststop runs there).
     if !is_root() {
         return;
     }
-    let env = Env::new("hooks-warn");
+    let env = Env::new("hooks-poststart");
     let mut b = Bundle::new(&["sleep", "1000"]);
     let dir = host_dir(&b, "hooklog");
+    let log = dir.join("log");
     let hooks = json!({
-        "poststart": [{"path": "/bin/false"}, logging_hook("poststart2", dir.join("log").to_str().unwrap())],
-        "poststop": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 5"]}]
+        "poststart": [{"path": "/bin/false"}, logging_hook("poststart2", log.to_str().unwrap())],
+        "poststop": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 5"]},
+                     logging_hook("poststop2", log.to_str().unwrap())]
     });
     with_log_mount(&mut b, &dir, hooks);
     env.ok(&["create", "--bundle", b.dir.to_str().unwrap(), &b.id()]);
-    let r = env.ok(&["start", &b.id()]);
+    let r = env.run(&["start", &b.id()]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("hooks.poststart[0]"), "{r:?}");
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{r:?}");
     assert!(
-        r.stderr.contains("warning") && r.stderr.contains("hooks.poststart[0]"),
-        "{r:?}"
+        !log.exists(),
+        "no poststart hook runs after the failing one"
     );
-    assert!(
-        std::fs::read_to_string(dir.join("log"))
-            .unwrap()
-            .starts_with("poststart2 running"),
-        "the remaining poststart hooks still run"
-    );
-    assert_eq!(env.state(&b.id())["status"], "running");
-    let r = env.ok(&["delete", "--force", &b.id()]);
+    assert_eq!(env.state(&b.id())["status"], "stopped", "start stopped it");
+    let r = env.ok(&["delete", &b.id()]);
     assert!(
         r.stderr.contains("warning") && r.stderr.contains("hooks.poststop[0]"),
         "{r:?}"
     );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.starts_with("poststop2 stopped"), "{text}");
+    env.assert_nothing_left(&b);
+
+    // `run`: the same error, the container is stopped and deleted, poststop ran.
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    let dir = host_dir(&b, "hooklog");
+    let log = dir.join("log");
+    let hooks = json!({
+        "poststart": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}],
+        "poststop": [logging_hook("poststop", log.to_str().unwrap())]
+    });
+    with_log_mount(&mut b, &dir, hooks);
+    // (`run` returns only because the stopped container's sleep was killed.)
+    let r = env.run(&["run", "--bundle", b.dir.to_str().unwrap(), &b.id()]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("hooks.poststart[0]") && r.stderr.contains("exit status 3"),
+        "{r:?}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.starts_with("poststop "), "{text}");
     env.assert_nothing_left(&b);
 }
 

@@ -57,7 +57,7 @@ pub fn load(bundle: &Path) -> Result<Spec, ConfigError> {
 /// Parses a config.json document, reporting the JSON path of any error.
 pub fn parse(data: &[u8]) -> Result<Spec, ConfigError> {
     let de = &mut serde_json::Deserializer::from_slice(data);
-    let spec = serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut spec: Spec = serde_path_to_error::deserialize(de).map_err(|e| {
         // Both may echo the input (keys, unknown variants): kept to one line.
         let field = match one_line(&e.path().to_string()) {
             f if f.is_empty() || f.contains(": ") => format!("{f:?}"),
@@ -71,8 +71,25 @@ pub fn parse(data: &[u8]) -> Result<Spec, ConfigError> {
             crate::hooks::HookError::Invalid { field, msg } => invalid(field, msg),
             other => invalid("hooks", other.to_string()),
         })?;
+        drop_absent_pids_limit(&mut spec, &doc);
     }
     Ok(spec)
+}
+
+/// `linux.resources.pids` without a `limit` sets no limit (config-linux.md 1.3: `0` is a
+/// real limit). oci-spec reads a missing limit as 0, so the object is dropped here.
+fn drop_absent_pids_limit(spec: &mut Spec, doc: &serde_json::Value) {
+    let pids = &doc["linux"]["resources"]["pids"];
+    if !pids.is_object() || pids.get("limit").is_some() {
+        return;
+    }
+    if let Some(r) = spec
+        .linux_mut()
+        .as_mut()
+        .and_then(|l| l.resources_mut().as_mut())
+    {
+        r.set_pids(None);
+    }
 }
 
 /// The absolute root filesystem path: `root.path`, relative to the bundle when relative.
@@ -112,6 +129,7 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<(), ConfigError> {
     if spec.version().is_empty() {
         return Err(invalid("ociVersion", "missing"));
     }
+    check_version(spec.version())?;
     let rootfs = rootfs_path(spec, bundle)?;
     match std::fs::metadata(&rootfs) {
         Ok(m) if m.is_dir() => {}
@@ -163,6 +181,23 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<(), ConfigError> {
     validate_linux(spec)?;
     // sysctls, hostname, and a container without a mount namespace of its own.
     crate::host_guard::validate(spec)
+}
+
+/// `ociVersion` must be a 1.x version: the spec is compatible within a major version only
+/// (config.md "Specification version").
+fn check_version(v: &str) -> Result<(), ConfigError> {
+    let major = v.split(['.', '-', '+']).next().unwrap_or("");
+    if major == "1" && v.len() > 1 && v.as_bytes()[1] == b'.' {
+        return Ok(());
+    }
+    Err(invalid(
+        "ociVersion",
+        format!(
+            "{v:?}: major version {major:?} is not supported (this runtime implements {} to {})",
+            crate::features::OCI_VERSION_MIN,
+            crate::features::OCI_VERSION_MAX
+        ),
+    ))
 }
 
 fn validate_linux(spec: &Spec) -> Result<(), ConfigError> {
@@ -339,6 +374,17 @@ mod tests {
                 err.contains("process.execCPUAffinity.initial"),
                 "{bad:?}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn only_major_version_1_is_accepted() {
+        for ok in ["1.0.0", "1.3.0", "1.0.2-dev", "1.9.99"] {
+            check_version(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in ["2.0.0", "0.1.0", "10.0.0", "1", "x", "11.0"] {
+            let e = check_version(bad).unwrap_err().to_string();
+            assert!(e.starts_with("config.json: ociVersion: "), "{bad}: {e}");
         }
     }
 

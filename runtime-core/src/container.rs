@@ -198,6 +198,34 @@ impl Runtime {
         serde_json::to_vec(&st).unwrap_or_default()
     }
 
+    /// Hands a seccomp notify listener of process `pid` to the agent at `listenerPath`
+    /// with the container process state (config-linux.md "Seccomp").
+    pub(crate) fn hand_listener(
+        &self,
+        rec: &Record,
+        filter: Option<&casulo_seccomp::Filter>,
+        status: Status,
+        pid: i32,
+        fd: std::os::fd::BorrowedFd<'_>,
+    ) -> std::result::Result<(), String> {
+        let Some(l) = filter.and_then(|f| f.listener()) else {
+            return Err("linux.seccomp: unexpected notify listener".into());
+        };
+        // The container's state names its init (exec: the record's pid; create: `pid`).
+        let init = if rec.pid > 0 { rec.pid } else { pid };
+        let state: serde_json::Value =
+            serde_json::from_slice(&self.hook_state(rec, status, init)).unwrap_or_default();
+        let doc = serde_json::json!({
+            "ociVersion": rec.config.version(),
+            "fds": ["seccompFd"],
+            "pid": pid,
+            "metadata": l.metadata.clone().unwrap_or_default(),
+            "state": state,
+        });
+        casulo_seccomp::send_listener(&l.path, doc.to_string().as_bytes(), fd)
+            .map_err(|e| format!("linux.seccomp.listenerPath: {e}"))
+    }
+
     /// The state store.
     pub fn store(&self) -> &Store {
         &self.store
@@ -223,6 +251,8 @@ impl Runtime {
         if crate::exe::spec_needs_protection(&spec) {
             crate::exe::check(&self.log, opts.refuse_unprotected_exe)?;
         }
+        crate::security::mempolicy::MemPolicy::from_spec(&spec)?;
+        crate::netdev::check(&spec)?;
         let console = crate::tty::console_for(
             &spec,
             opts.console_socket.as_deref(),
@@ -351,28 +381,11 @@ impl Runtime {
         };
         // config-linux.md "Seccomp": the listener goes to the agent at listenerPath with
         // the container process state.
-        let on_listener = |pid: i32,
-                           fd: OwnedFd|
-         -> std::result::Result<(), process::ProcessError> {
-            let Some(l) = seccomp.as_ref().and_then(|f| f.listener()) else {
-                return Err(process::ProcessError::Init(
-                    "linux.seccomp: unexpected notify listener".into(),
-                ));
+        let on_listener =
+            |pid: i32, fd: OwnedFd| -> std::result::Result<(), process::ProcessError> {
+                self.hand_listener(&record, seccomp.as_ref(), Status::Creating, pid, fd.as_fd())
+                    .map_err(process::ProcessError::Init)
             };
-            let state: serde_json::Value =
-                serde_json::from_slice(&self.hook_state(&record, Status::Creating, pid))
-                    .unwrap_or_default();
-            let doc = serde_json::json!({
-                "ociVersion": spec.version(),
-                "fds": ["seccompFd"],
-                "pid": pid,
-                "metadata": l.metadata.clone().unwrap_or_default(),
-                "state": state,
-            });
-            casulo_seccomp::send_listener(&l.path, doc.to_string().as_bytes(), fd.as_fd()).map_err(
-                |e| process::ProcessError::Init(format!("linux.seccomp.listenerPath: {e}")),
-            )
-        };
         crate::fault::fault_point("before-clone");
         let spawned = process::spawn(
             &plan,
@@ -517,13 +530,35 @@ impl Runtime {
             .open(&fifo)
             .map_err(|e| Error::io(&fifo, e))?;
         let result = await_exec(&f, &pidfd);
-        if result.is_ok() {
-            let hooks = crate::hooks::HookSet::from_spec(&rec.config)?;
-            let st = self.hook_state(&rec, Status::Running, rec.pid);
-            crate::hooks::run_all_warn(&hooks.poststart, &st, &|m| self.log.warn(m));
-        }
         let _ = std::fs::remove_file(&fifo);
-        result
+        result?;
+        self.poststart(&rec, &pidfd)
+    }
+
+    /// Runs the poststart hooks. A failing one is an error that stops the container
+    /// (runtime.md 1.3, lifecycle step 9): every process of it is killed and waited
+    /// for, so `delete` (which runs poststop) finds it stopped.
+    fn poststart(&self, rec: &Record, pidfd: &OwnedFd) -> Result<()> {
+        let hooks = crate::hooks::HookSet::from_spec(&rec.config)?;
+        if hooks.poststart.is_empty() {
+            return Ok(());
+        }
+        let st = self.hook_state(rec, Status::Running, rec.pid);
+        let Err(e) = crate::hooks::run_all(&hooks.poststart, &st, crate::hooks::Runner::Runtime) else {
+            return Ok(());
+        };
+        let killed = match &rec.cgroup_path {
+            Some(p) => cgroups::open(p)
+                .and_then(|c| c.kill_all(libc::SIGKILL))
+                .is_ok(),
+            None => false,
+        };
+        if !killed {
+            let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+        }
+        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        while let Err(nix::errno::Errno::EINTR) = poll(&mut fds, PollTimeout::NONE) {}
+        Err(e.into())
     }
 
     /// Sends `signal` to the init, or with `all` to every process of the container.
@@ -672,5 +707,7 @@ pub fn load_config(bundle: &Path) -> Result<Spec> {
     let quiet = crate::log::Logger::new(|_, _| {});
     let spec = crate::security::unknown_caps::load_config(bundle, &quiet)?;
     config::validate(&spec, bundle)?;
+    crate::security::mempolicy::MemPolicy::from_spec(&spec)?;
+    crate::netdev::check(&spec)?;
     Ok(spec)
 }

@@ -11,7 +11,7 @@ use crate::rootfs::options;
 /// Lowest and highest runtime-spec versions accepted in config.json.
 pub const OCI_VERSION_MIN: &str = "1.0.0";
 /// See [`OCI_VERSION_MIN`].
-pub const OCI_VERSION_MAX: &str = "1.2.1";
+pub const OCI_VERSION_MAX: &str = "1.3.0";
 
 /// Hooks the create/start/delete path runs.
 pub const HOOKS: [&str; 6] = crate::hooks::PHASES;
@@ -42,13 +42,19 @@ pub fn mount_options() -> Vec<String> {
     v
 }
 
-/// Seccomp actions the create path accepts (the compiler's, minus `SCMP_ACT_NOTIFY`,
-/// which the create path refuses for now).
+/// Seccomp actions the create and exec paths accept (the compiler's; `SCMP_ACT_NOTIFY`
+/// listeners go to the agent at `listenerPath` from both).
 pub fn seccomp_actions() -> Vec<String> {
     casulo_seccomp::features::actions()
-        .into_iter()
-        .filter(|a| a != "SCMP_ACT_NOTIFY")
-        .collect()
+}
+
+/// `linux.memoryPolicy` modes and flags (security::mempolicy).
+pub fn memory_policy() -> Value {
+    use crate::security::mempolicy::{FLAGS, MODES};
+    json!({
+        "modes": MODES.iter().map(|m| m.1).collect::<Vec<_>>(),
+        "flags": FLAGS.iter().map(|f| f.1).collect::<Vec<_>>(),
+    })
 }
 
 /// The features document.
@@ -85,6 +91,8 @@ pub fn features() -> Value {
             // Idmapped bind mounts (uidMappings/gidMappings, idmap, ridmap); other
             // mount types with an idmap are refused by name.
             "mountExtensions": { "idmap": { "enabled": true } },
+            "memoryPolicy": memory_policy(),
+            "netDevices": { "enabled": true },
         },
         "annotations": {
             "dev.casulo.version": env!("CARGO_PKG_VERSION"),
@@ -157,14 +165,23 @@ mod tests {
         let v = features();
         let s = &v["linux"]["seccomp"];
         for a in s["actions"].as_array().unwrap() {
-            let a: LinuxSeccompAction = serde_json::from_value(a.clone()).unwrap();
-            let p = LinuxSeccompBuilder::default()
-                .default_action(a)
-                .build()
-                .unwrap();
+            let p = if a == "SCMP_ACT_NOTIFY" {
+                // Not a default action (the kernel's rule): used on a syscall.
+                serde_json::from_value(json!({"defaultAction": "SCMP_ACT_ALLOW",
+                    "listenerPath": "/run/agent.sock",
+                    "syscalls": [{"names": ["mkdir"], "action": a}]}))
+                .unwrap()
+            } else {
+                let a: LinuxSeccompAction = serde_json::from_value(a.clone()).unwrap();
+                LinuxSeccompBuilder::default()
+                    .default_action(a)
+                    .build()
+                    .unwrap()
+            };
+            let a = &p.default_action();
             assert!(casulo_seccomp::compile(&p).is_ok(), "{a:?} listed, refused");
         }
-        assert!(!s["actions"]
+        assert!(s["actions"]
             .as_array()
             .unwrap()
             .contains(&json!("SCMP_ACT_NOTIFY")));

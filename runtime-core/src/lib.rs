@@ -35,6 +35,7 @@ pub mod host_guard;
 pub mod log;
 pub mod mountinfo;
 pub mod namespaces;
+pub mod netdev;
 pub mod pause;
 pub mod process;
 pub mod rootfs;
@@ -69,6 +70,9 @@ pub enum Error {
     /// The security context (capabilities, user).
     #[error(transparent)]
     Security(#[from] security::SecurityError),
+    /// `linux.netDevices`.
+    #[error(transparent)]
+    NetDev(#[from] netdev::NetDevError),
     /// The create path.
     #[error(transparent)]
     Process(#[from] process::ProcessError),

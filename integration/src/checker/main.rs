@@ -24,6 +24,7 @@ mod caps;
 mod grab;
 mod linux;
 mod mounts;
+mod numa;
 mod process;
 mod sys;
 mod tap;
@@ -79,6 +80,7 @@ fn main() {
     linux::check_devices(&mut t, &config);
     linux::check_sysctl(&mut t, &config);
     linux::check_cgroups(&mut t, &config);
+    numa::check(&mut t, &config);
     t.finish();
 }
 

@@ -120,3 +120,32 @@ pub fn syscall_probe() -> Vec<(&'static str, i32)> {
         ]
     }
 }
+
+/// get_mempolicy(2) of the calling thread: (mode with its mode flags, nodes of the
+/// node mask), or the errno.
+pub fn mempolicy() -> Result<(i32, Vec<usize>), i32> {
+    let mut mode: libc::c_int = 0;
+    let mut mask = [0 as libc::c_ulong; 16];
+    let bits = (mask.len() * libc::c_ulong::BITS as usize) as libc::c_ulong;
+    // SAFETY: `mode` and `mask` are writable and outlive the call; `bits` is exactly
+    // the size of `mask` in bits; a null address with flags 0 asks for the thread's
+    // policy.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_get_mempolicy,
+            &mut mode as *mut libc::c_int,
+            mask.as_mut_ptr(),
+            bits,
+            std::ptr::null::<u8>(),
+            0 as libc::c_ulong,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
+    }
+    let w = libc::c_ulong::BITS as usize;
+    let nodes = (0..mask.len() * w)
+        .filter(|n| mask[n / w] & (1 << (n % w)) != 0)
+        .collect();
+    Ok((mode, nodes))
+}

@@ -133,8 +133,9 @@ impl V1 {
         self.apply_memory(r, !creating)?;
         self.apply_cpu(r)?;
         if let Some(p) = r.pids() {
-            if p.limit() != 0 {
-                let v = if p.limit() > 0 {
+            // 0 is a limit (no new task); only a negative value means none.
+            {
+                let v = if p.limit() >= 0 {
                     p.limit().to_string()
                 } else {
                     "max".into()

@@ -122,6 +122,7 @@ struct Plan<'a> {
     process: &'a Process,
     creds: &'a Credentials,
     attrs: &'a ProcessAttrs,
+    mempolicy: Option<&'a crate::security::mempolicy::MemPolicy>,
     seccomp: Option<&'a casulo_seccomp::Filter>,
     console: Option<BorrowedFd<'a>>,
     preserve_fds: u32,
@@ -190,6 +191,7 @@ impl Runtime {
         let mut spec = rec.config.clone();
         spec.set_process(Some(p.clone()));
         let attrs = ProcessAttrs::from_spec(&spec, self.logger())?;
+        let mempolicy = crate::security::mempolicy::MemPolicy::from_spec(&rec.config)?;
         let seccomp = match rec
             .config
             .linux()
@@ -243,6 +245,7 @@ impl Runtime {
             process: p,
             creds: &creds,
             attrs: &attrs,
+            mempolicy: mempolicy.as_ref(),
             seccomp: seccomp.as_ref(),
             console: console.as_ref().map(|c| c.as_fd()),
             preserve_fds: opts.preserve_fds,
@@ -283,13 +286,23 @@ impl Runtime {
         if let Err(e) = ours.send(&Msg::Go) {
             return Err(abort(Error::sys("signalling the exec'd process", e)));
         }
-        match ours.recv() {
-            Ok(None) => {}
-            Ok(Some(Msg::Error(e))) => {
-                let _ = proc.wait();
-                return Err(Error::Init(e));
+        loop {
+            match ours.recv_fd() {
+                Ok((None, _)) => break,
+                // SCMP_ACT_NOTIFY: the listener goes to the agent, as create's does.
+                Ok((Some(Msg::Listener), Some(fd))) => {
+                    let st = crate::state::Status::Running;
+                    if let Err(e) = self.hand_listener(&rec, seccomp.as_ref(), st, pid, fd.as_fd())
+                    {
+                        return Err(abort(Error::Init(e)));
+                    }
+                }
+                Ok((Some(Msg::Error(e)), _)) => {
+                    let _ = proc.wait();
+                    return Err(Error::Init(e));
+                }
+                _ => return Err(abort(Error::Init("exec: unexpected message".into()))),
             }
-            _ => return Err(abort(Error::Init("exec: unexpected message".into()))),
         }
         if let Some(f) = &opts.pid_file {
             crate::container::write_pid_file(f, pid)?;
@@ -377,7 +390,7 @@ fn child(plan: &Plan<'_>, chan: Channel) -> ! {
         Ok(Some(Msg::Go)) => {}
         _ => sys::exit_now(1),
     }
-    let e = match prepare(plan) {
+    let e = match prepare(plan, &chan) {
         Ok(exe) => {
             sys::reset_signals();
             let e = execve(&exe, plan.argv, plan.envp).unwrap_err();
@@ -391,7 +404,7 @@ fn child(plan: &Plan<'_>, chan: Channel) -> ! {
 }
 
 /// Everything between the clone and execve; returns the resolved executable.
-fn prepare(plan: &Plan<'_>) -> std::result::Result<CString, String> {
+fn prepare(plan: &Plan<'_>, chan: &Channel) -> std::result::Result<CString, String> {
     let text = |what: &str, e: nix::errno::Errno| format!("{what}: {}", e.desc().to_lowercase());
     // execCPUAffinity.final: the parent sent Go once the process was in the cgroup.
     if let Some(cpus) = final_affinity(plan.process) {
@@ -414,9 +427,12 @@ fn prepare(plan: &Plan<'_>) -> std::result::Result<CString, String> {
         .apply_limits(plan.proc_fd)
         .map_err(|e| e.to_string())?;
     plan.attrs.apply().map_err(|e| e.to_string())?;
+    if let Some(m) = plan.mempolicy {
+        m.apply().map_err(|e| e.to_string())?;
+    }
     if let Some(f) = plan.seccomp {
         if !creds.no_new_privs() {
-            f.install().map_err(|e| format!("linux.seccomp: {e}"))?;
+            install_seccomp(f, chan)?;
         }
     }
     creds.apply_user().map_err(|e| e.to_string())?;
@@ -435,8 +451,22 @@ fn prepare(plan: &Plan<'_>) -> std::result::Result<CString, String> {
         .map_err(|e| e.to_string())?;
     if let Some(f) = plan.seccomp {
         if creds.no_new_privs() {
-            f.install().map_err(|e| format!("linux.seccomp: {e}"))?;
+            install_seccomp(f, chan)?;
         }
     }
     Ok(exe)
+}
+
+/// Installs the filter; a notify listener goes to the runtime (which hands it to the
+/// agent at `listenerPath`) and this process's copy is closed before execve.
+fn install_seccomp(f: &casulo_seccomp::Filter, chan: &Channel) -> std::result::Result<(), String> {
+    if let Some(fd) = f.install().map_err(|e| format!("linux.seccomp: {e}"))? {
+        chan.send_fd(&Msg::Listener, fd.as_fd()).map_err(|e| {
+            format!(
+                "linux.seccomp: sending the listener: {}",
+                e.desc().to_lowercase()
+            )
+        })?;
+    }
+    Ok(())
 }

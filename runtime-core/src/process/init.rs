@@ -191,6 +191,7 @@ fn setup(
         }
     }
     write_sysctls(plan)?;
+    crate::security::mempolicy::apply(plan.spec)?;
     let Some(creds) = plan.creds else {
         return Ok(None);
     };

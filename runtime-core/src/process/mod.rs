@@ -52,6 +52,9 @@ pub enum ProcessError {
     /// A runtime-namespace hook before `pivot_root` failed.
     #[error(transparent)]
     Hook(#[from] crate::hooks::HookError),
+    /// Moving `linux.netDevices` failed.
+    #[error(transparent)]
+    NetDev(#[from] crate::netdev::NetDevError),
 }
 
 /// Called with the init's host pid when the init stops before `pivot_root`: runs the
@@ -172,6 +175,8 @@ pub fn spawn(
         }
         ours.send(&Msg::InCgroup)
             .map_err(|e| init_error(sys_err("signalling the container init")(e)))?;
+        // While the init makes its mounts; before its Ready, hooks and user code.
+        crate::netdev::move_all(plan.spec, pid, pidfd.as_fd())?;
         let mut hooks_done = false;
         loop {
             match ours.recv_fd() {

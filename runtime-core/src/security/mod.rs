@@ -2,6 +2,7 @@
 //! noNewPrivileges, oomScoreAdj). Values are prepared in the runtime before the clone
 //! ([`Credentials::from_spec`]); [`Credentials::apply`] runs in the init.
 
+pub mod mempolicy;
 pub mod process;
 pub mod unknown_caps;
 

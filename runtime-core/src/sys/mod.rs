@@ -16,6 +16,7 @@ pub mod mount_api;
 mod security;
 pub use exe::*;
 pub use security::*;
+pub mod numa;
 
 /// Result of the syscall layer: the raw errno.
 pub type SysResult<T> = Result<T, Errno>;
