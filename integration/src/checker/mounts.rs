@@ -173,8 +173,12 @@ pub fn check_mounts(t: &mut Tap, c: &Value, m: &MountInfo) {
                 || (ty == "cgroup" && (e.fstype == "tmpfs" || e.fstype == "cgroup2"));
             t.check(S, &format!("{dest} type"), ok, ty, &e.fstype);
         }
-        let want_ro = opts.iter().rev().find(|o| *o == "ro" || *o == "rw");
-        let want_ro = want_ro.map(|o| o == "ro").unwrap_or(false);
+        // The recursive `rro`/`rrw` (mount_setattr after the mount) count as well.
+        let want_ro = opts
+            .iter()
+            .rev()
+            .find(|o| matches!(o.as_str(), "ro" | "rw" | "rro" | "rrw"));
+        let want_ro = want_ro.is_some_and(|o| o == "ro" || o == "rro");
         t.eq(S, &format!("{dest} ro"), want_ro, has(e, "ro"));
         if ty == "cgroup" && e.fstype == "tmpfs" {
             // cgroup v1: one mount per controller below the tmpfs.
