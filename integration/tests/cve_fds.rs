@@ -241,11 +241,11 @@ fn image_symlinks_into_proc_never_reach_the_host() {
             symlink(target, b.rootfs().join(format!("dir{k}"))).unwrap();
         }
         let id = running(&env, &mut b);
-        for k in 0..links.len() {
+        for (k, link) in links.iter().enumerate() {
             let exe = format!("/bin/evil{k}");
             let dir = format!("/dir{k}");
             let sh = ["sh", "-c", "cat canary; ./evil.sh; echo pwned >> marker"];
-            let what = |how: &str| format!("{how} via {} (host pid ns: {host_pid})", links[k]);
+            let what = |how: &str| format!("{how} via {link} (host pid ns: {host_pid})");
             set_process(&mut b, &[&exe], None, "/");
             for (how, r) in ["run", "create+start"].iter().zip(run_both(&env, &b, "a")) {
                 host.assert_untouched(&what(how), &r);
