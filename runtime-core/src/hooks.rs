@@ -223,9 +223,33 @@ pub fn run_all_warn(hooks: &[Prepared], state: &[u8], warn: &dyn Fn(&str)) {
     }
 }
 
+/// Runs every hook of `hooks` (stopping at the first failure), each hook's process
+/// calling `as_process` before its execve: the init's startContainer hooks take the
+/// container process's user and capabilities, while the init keeps its own for the
+/// seccomp filter it installs after them.
+pub fn run_all_as(
+    hooks: &[Prepared],
+    state: &[u8],
+    as_process: &dyn Fn() -> bool,
+) -> Result<(), HookError> {
+    for h in hooks {
+        run_with(h, state, true, Some(as_process))?;
+    }
+    Ok(())
+}
+
 /// Runs one hook; `cwd_root` makes its working directory `/` (for hooks run by the
 /// init, whose own working directory is a procfs handle).
 pub fn run(h: &Prepared, state: &[u8], cwd_root: bool) -> Result<(), HookError> {
+    run_with(h, state, cwd_root, None)
+}
+
+fn run_with(
+    h: &Prepared,
+    state: &[u8],
+    cwd_root: bool,
+    as_process: Option<&dyn Fn() -> bool>,
+) -> Result<(), HookError> {
     let failed = |detail: String| HookError::Failed {
         hook: h.name.clone(),
         path: h.path.to_string_lossy().into_owned(),
@@ -237,7 +261,7 @@ pub fn run(h: &Prepared, state: &[u8], cwd_root: bool) -> Result<(), HookError> 
     lseek(input.as_raw_fd(), 0, Whence::SeekSet).map_err(|e| errno("state", e))?;
     let output = sys::memfd(c"casulo-hook-output").map_err(|e| errno("memfd", e))?;
     let child = match sys::fork().map_err(|e| errno("fork", e))? {
-        Fork::Child => exec_child(h, &input, &output, cwd_root),
+        Fork::Child => exec_child(h, &input, &output, cwd_root, as_process),
         Fork::Parent(pid) => Pid::from_raw(pid),
     };
     // The child makes itself a group leader; doing it here too closes the race with
@@ -328,7 +352,13 @@ fn output_tail(out: &OwnedFd) -> String {
 
 /// In the forked child: stdin is the state, stdout and stderr the output memfd, its own
 /// process group, default signals, no other fd; then exec.
-fn exec_child(h: &Prepared, input: &OwnedFd, output: &OwnedFd, cwd_root: bool) -> ! {
+fn exec_child(
+    h: &Prepared,
+    input: &OwnedFd,
+    output: &OwnedFd,
+    cwd_root: bool,
+    as_process: Option<&dyn Fn() -> bool>,
+) -> ! {
     let _ = setpgid(Pid::from_raw(0), Pid::from_raw(0));
     // A hook does not outlive a runtime killed while waiting for it (faults.rs).
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
@@ -342,6 +372,13 @@ fn exec_child(h: &Prepared, input: &OwnedFd, output: &OwnedFd, cwd_root: bool) -
     let _ = sys::cloexec_from(3);
     if cwd_root {
         let _ = nix::unistd::chdir("/");
+    }
+    if as_process.is_some_and(|f| !f()) {
+        let _ = sys::write_all(
+            std::io::stderr().as_fd(),
+            b"taking the process's credentials",
+        );
+        sys::exit_now(126);
     }
     let e = execve(&h.path, &h.argv, &h.envp).unwrap_err();
     // fd 2 is the output memfd: the error text ends up in the runtime's message.

@@ -294,11 +294,13 @@ fn mark_cloexec(preserve: u32) -> Result<(), String> {
 /// the seccomp filter; after it only the user switch (setgroups, setresgid, setresuid,
 /// capset, prctl), no_new_privs, execveat/execve and, on failure, write and exit.
 fn wait_and_exec(plan: &InitPlan<'_>, fin: Option<Final>, start_state: &[u8]) -> bool {
+    let fifo_path = PathBuf::from(format!("self/fd/{}", plan.fifo.as_raw_fd()));
     let Some(fin) = fin else {
-        // No process: `start` refuses before opening the fifo, so this is not reached.
+        // No process (no container path is ever resolved): wait on the fifo all the
+        // same, `start` refuses before opening it.
+        let _ = sys::openat(plan.proc_fd, &path_c(&fifo_path), libc::O_WRONLY, 0);
         return false;
     };
-    let fifo_path = PathBuf::from(format!("self/fd/{}", plan.fifo.as_raw_fd()));
     // The fifo is reopened through the host procfs handle (the container's /proc may
     // not exist), which is closed right after. The open blocks (no spinning) until
     // `start` opens the read side.
@@ -317,7 +319,11 @@ fn wait_and_exec(plan: &InitPlan<'_>, fin: Option<Final>, start_state: &[u8]) ->
     let Some(creds) = plan.creds else {
         return false;
     };
-    if let Err(e) = crate::hooks::run_all(&plan.hooks.start_container, start_state, true) {
+    // The hooks run with the container process's user and capabilities (their own
+    // processes switch); the init keeps its privileges for the filter.
+    let as_process = || creds.apply_user().is_ok() && creds.apply_no_new_privs().is_ok();
+    if let Err(e) = crate::hooks::run_all_as(&plan.hooks.start_container, start_state, &as_process)
+    {
         return fail(e.to_string());
     }
     if let Err(e) = fin.lsm.write() {
