@@ -140,8 +140,18 @@ fn run_both(env: &Env, b: &Bundle, tag: &str) -> [Run; 2] {
 fn running(env: &Env, b: &mut Bundle) -> String {
     set_process(b, &["sleep", "1000"], None, "/");
     let id = format!("{}-long", b.id());
+    // A cgroup of its own: the bundle's other runs (and their cleanups) use the default.
+    let own = b
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().clone());
+    edit(b, |v| {
+        v["linux"]["cgroupsPath"] = json!(format!("{}-long", own.as_ref().unwrap().display()))
+    });
     env.ok(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
     env.ok(&["start", &id]);
+    edit(b, |v| v["linux"]["cgroupsPath"] = json!(own));
     id
 }
 
