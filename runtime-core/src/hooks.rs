@@ -88,9 +88,9 @@ pub struct Prepared {
     timeout: Option<i64>,
 }
 
-/// Who runs a hook: decides its working directory and the environment of a hook
-/// without `env`.
-#[derive(Debug, Clone, Copy)]
+/// Who runs a hook: decides its working directory, the environment of a hook
+/// without `env`, and (startContainer) the credentials its process takes.
+#[derive(Clone, Copy)]
 pub enum Runner<'a> {
     /// The runtime, in its own namespaces: the runtime's working directory and
     /// environment.
@@ -100,6 +100,11 @@ pub enum Runner<'a> {
     Init {
         /// `process.env` of the container, as prepared for its execve.
         envp: &'a [CString],
+        /// Called in the hook's own process before its execve (false: fail it): the
+        /// init's startContainer hooks take the container process's user and
+        /// capabilities there, while the init keeps its own for the seccomp filter it
+        /// installs after them.
+        as_process: Option<&'a dyn Fn() -> bool>,
     },
 }
 
@@ -273,6 +278,10 @@ pub fn run(h: &Prepared, state: &[u8], runner: Runner<'_>) -> Result<(), HookErr
     let output = sys::memfd(c"casulo-hook-output").map_err(|e| errno("memfd", e))?;
     // Made before the fork: the child only dups, resets and execs.
     let inherited;
+    let as_process = match runner {
+        Runner::Init { as_process, .. } => as_process,
+        Runner::Runtime => None,
+    };
     let (envp, cwd_root) = match (&h.envp, runner) {
         (Some(own), Runner::Runtime) => (own.as_slice(), false),
         (Some(own), Runner::Init { .. }) => (own.as_slice(), true),
@@ -280,10 +289,10 @@ pub fn run(h: &Prepared, state: &[u8], runner: Runner<'_>) -> Result<(), HookErr
             inherited = runtime_env();
             (inherited.as_slice(), false)
         }
-        (None, Runner::Init { envp }) => (envp, true),
+        (None, Runner::Init { envp, .. }) => (envp, true),
     };
     let child = match sys::fork().map_err(|e| errno("fork", e))? {
-        Fork::Child => exec_child(h, envp, &input, &output, cwd_root),
+        Fork::Child => exec_child(h, envp, &input, &output, cwd_root, as_process),
         Fork::Parent(pid) => Pid::from_raw(pid),
     };
     // The child makes itself a group leader; doing it here too closes the race with
@@ -380,6 +389,7 @@ fn exec_child(
     input: &OwnedFd,
     output: &OwnedFd,
     cwd_root: bool,
+    as_process: Option<&dyn Fn() -> bool>,
 ) -> ! {
     let _ = setpgid(Pid::from_raw(0), Pid::from_raw(0));
     // A hook does not outlive a runtime killed while waiting for it (faults.rs).
@@ -394,6 +404,13 @@ fn exec_child(
     let _ = sys::cloexec_from(3);
     if cwd_root {
         let _ = nix::unistd::chdir("/");
+    }
+    if as_process.is_some_and(|f| !f()) {
+        let _ = sys::write_all(
+            std::io::stderr().as_fd(),
+            b"taking the process's credentials",
+        );
+        sys::exit_now(126);
     }
     let e = execve(&h.path, &h.argv, envp).unwrap_err();
     // fd 2 is the output memfd: the error text ends up in the runtime's message.

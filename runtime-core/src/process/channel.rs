@@ -75,6 +75,12 @@ impl Channel {
         }
     }
 
+    /// Sends one message with write(2) (for a process under its seccomp filter, which
+    /// may deny sendto but must allow write).
+    pub fn send_by_write(&self, msg: &Msg) -> Result<(), Errno> {
+        crate::sys::write_all(self.fd.as_fd(), &encode(msg)?)
+    }
+
     /// Sends one message with `fd` attached (SCM_RIGHTS).
     pub fn send_fd(&self, msg: &Msg, fd: BorrowedFd<'_>) -> Result<(), Errno> {
         let buf = encode(msg)?;

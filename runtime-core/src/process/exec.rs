@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use nix::sched::{setns, CloneFlags};
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{execve, Pid};
+use nix::unistd::Pid;
 use oci_spec::runtime::Process;
 
 use super::channel::{Channel, Msg};
@@ -391,20 +391,19 @@ fn child(plan: &Plan<'_>, chan: Channel) -> ! {
         _ => sys::exit_now(1),
     }
     let e = match prepare(plan, &chan) {
-        Ok(exe) => {
-            sys::reset_signals();
-            let e = execve(&exe, plan.argv, plan.envp).unwrap_err();
-            let arg0 = plan.argv[0].to_string_lossy();
-            format!("exec: {arg0:?}: {}", e.desc().to_lowercase())
-        }
+        Ok((exe, envp)) => super::finish::exec(&exe, plan.argv, &envp),
         Err(e) => e,
     };
-    let _ = chan.send(&Msg::Error(e));
+    // After the seccomp filter: a plain write(2), which any profile allows.
+    let _ = chan.send_by_write(&Msg::Error(e));
     sys::exit_now(127)
 }
 
-/// Everything between the clone and execve; returns the resolved executable.
-fn prepare(plan: &Plan<'_>, chan: &Channel) -> std::result::Result<CString, String> {
+/// Everything between the clone and execve; returns the resolved executable and envp.
+fn prepare(
+    plan: &Plan<'_>,
+    chan: &Channel,
+) -> std::result::Result<(super::finish::Executable, Vec<CString>), String> {
     let text = |what: &str, e: nix::errno::Errno| format!("{what}: {}", e.desc().to_lowercase());
     // execCPUAffinity.final: the parent sent Go once the process was in the cgroup.
     if let Some(cpus) = final_affinity(plan.process) {
@@ -430,15 +429,17 @@ fn prepare(plan: &Plan<'_>, chan: &Channel) -> std::result::Result<CString, Stri
     if let Some(m) = plan.mempolicy {
         m.apply().map_err(|e| e.to_string())?;
     }
-    if let Some(f) = plan.seccomp {
-        if !creds.no_new_privs() {
-            install_seccomp(f, chan)?;
-        }
-    }
-    creds.apply_user().map_err(|e| e.to_string())?;
-    crate::rootfs::enter_cwd(plan.root, plan.process.cwd()).map_err(|e| e.to_string())?;
-    let exe = super::init::find_executable(plan.argv, plan.envp)?;
-    creds.apply_no_new_privs().map_err(|e| e.to_string())?;
+    plan.attrs
+        .apply_lsm(plan.proc_fd)
+        .map_err(|e| e.to_string())?;
+    // CVE-2024-21626: no fd reaching the host (procfs handle, namespace and cgroup fds,
+    // whatever the runtime held) stays open while container paths resolve.
+    let mut keep: Vec<i32> = vec![0, 1, 2, chan.as_fd().as_raw_fd(), plan.root.as_raw_fd()];
+    keep.extend((3..3 + plan.preserve_fds).map(|f| f as i32));
+    sys::close_fds_except(&keep).map_err(|e| text("close_range", e))?;
+    crate::rootfs::enter_cwd(plan.root, plan.process.cwd(), false).map_err(|e| e.to_string())?;
+    let exe = super::finish::find_executable(plan.root, plan.argv, plan.envp)?;
+    let envp = super::finish::with_home(plan.root, creds.uid(), plan.envp);
     for fd in 3..3 + plan.preserve_fds {
         match sys::clear_cloexec(fd as i32) {
             Ok(()) | Err(nix::errno::Errno::EBADF) => {}
@@ -446,15 +447,22 @@ fn prepare(plan: &Plan<'_>, chan: &Channel) -> std::result::Result<CString, Stri
         }
     }
     sys::cloexec_from(3 + plan.preserve_fds).map_err(|e| text("close_range", e))?;
-    plan.attrs
-        .apply_lsm(plan.proc_fd)
-        .map_err(|e| e.to_string())?;
+    sys::reset_signals();
+    // Issue 13 class 1: after the filter only the user switch, no_new_privs and the
+    // exec. Without no_new_privs it needs CAP_SYS_ADMIN: before the user switch.
+    if let Some(f) = plan.seccomp {
+        if !creds.no_new_privs() {
+            install_seccomp(f, chan)?;
+        }
+    }
+    creds.apply_user().map_err(|e| e.to_string())?;
+    creds.apply_no_new_privs().map_err(|e| e.to_string())?;
     if let Some(f) = plan.seccomp {
         if creds.no_new_privs() {
             install_seccomp(f, chan)?;
         }
     }
-    Ok(exe)
+    Ok((exe, envp))
 }
 
 /// Installs the filter; a notify listener goes to the runtime (which hands it to the

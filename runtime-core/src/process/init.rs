@@ -8,14 +8,14 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::sys::stat::SFlag;
-use nix::unistd::{execve, sethostname, setsid};
+use nix::unistd::{sethostname, setsid};
 use oci_spec::runtime::Spec;
 
 use super::channel::{Channel, Msg};
+use super::finish::{self, Executable};
 use crate::hooks::HookSet;
 use crate::rootfs::{self, CgroupHierarchy, RootfsPlan};
-use crate::security::process::ProcessAttrs;
+use crate::security::process::{LsmLabels, ProcessAttrs};
 use crate::security::Credentials;
 use crate::sys;
 
@@ -73,10 +73,10 @@ pub fn main(plan: &InitPlan<'_>, chan: Channel) -> ! {
     }
     let start_state = std::cell::RefCell::new(Vec::new());
     match setup(plan, &chan, &start_state) {
-        Ok(exe) => {
+        Ok(fin) => {
             let _ = chan.send(&Msg::Ready);
             drop(chan);
-            let err = wait_and_exec(plan, &exe, &start_state.borrow());
+            let err = wait_and_exec(plan, fin, &start_state.borrow());
             sys::exit_now(if err { 127 } else { 1 })
         }
         Err(e) => {
@@ -90,12 +90,44 @@ fn errno_text(e: Errno) -> String {
     e.desc().to_lowercase()
 }
 
-/// Steps up to `Ready`; returns the resolved executable.
+/// What the init holds between `Ready` and the exec: no fd that reaches the host except
+/// the exec fifo's `O_PATH` fd and the procfs handle parked in a socket (see [`Stash`]).
+struct Final {
+    exe: Executable,
+    envp: Vec<CString>,
+    stash: Stash,
+    lsm: LsmLabels,
+    root: OwnedFd,
+}
+
+/// The host procfs handle, in flight in a socketpair of the init's own while container
+/// paths are resolved: an fd in a socket buffer is open in no process, so no
+/// `/proc/self/fd/N` reaches it. It comes back once, for the exec fifo.
+struct Stash(Channel, Channel);
+
+impl Stash {
+    fn park(fd: BorrowedFd<'_>) -> Result<Stash, String> {
+        let (a, b) = Channel::pair().map_err(|e| format!("socketpair: {}", errno_text(e)))?;
+        a.send_fd(&Msg::Go, fd)
+            .map_err(|e| format!("parking the procfs handle: {}", errno_text(e)))?;
+        Ok(Stash(a, b))
+    }
+
+    fn fds(&self) -> [i32; 2] {
+        [self.0.as_fd().as_raw_fd(), self.1.as_fd().as_raw_fd()]
+    }
+
+    fn take(self) -> Option<OwnedFd> {
+        self.1.recv_fd().ok().and_then(|(_, fd)| fd)
+    }
+}
+
+/// Steps up to `Ready`; returns the resolved executable and what the exec needs.
 fn setup(
     plan: &InitPlan<'_>,
     chan: &Channel,
     start_state: &std::cell::RefCell<Vec<u8>>,
-) -> Result<Option<CString>, String> {
+) -> Result<Option<Final>, String> {
     // Before `Go`, the runtime may send bind sources it opened (rootfs::sources).
     let sources = rootfs::MountSources::default();
     loop {
@@ -153,7 +185,10 @@ fn setup(
         let mut docs = payload.splitn(2, |b| *b == b'\n');
         let creating = docs.next().unwrap_or_default();
         *start_state.borrow_mut() = docs.next().unwrap_or_default().to_vec();
-        let runner = crate::hooks::Runner::Init { envp: plan.envp };
+        let runner = crate::hooks::Runner::Init {
+            envp: plan.envp,
+            as_process: None,
+        };
         crate::hooks::run_all(&plan.hooks.create_container, creating, runner)
             .map_err(|e| e.to_string())
     };
@@ -199,28 +234,37 @@ fn setup(
         .apply_limits(plan.proc_fd)
         .map_err(|e| e.to_string())?;
     plan.attrs.apply().map_err(|e| e.to_string())?;
-    // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it before the
-    // user switch drops capabilities (as runc does); with it, as late as possible.
-    if let Some(f) = plan.seccomp {
-        if !creds.no_new_privs() {
-            install_seccomp(f, chan)?;
-        }
-    }
-    creds.apply_user().map_err(|e| e.to_string())?;
+    let lsm = plan
+        .attrs
+        .open_lsm(plan.proc_fd)
+        .map_err(|e| e.to_string())?;
+    // CVE-2024-21626: from here on no fd reaching the host is open (the procfs handle
+    // is parked, the state directory's lock, cgroup and console fds are closed) while
+    // container paths (cwd, args[0], PATH, /etc/passwd, startContainer hooks) resolve.
+    let stash = Stash::park(plan.proc_fd)?;
+    let mut keep: Vec<i32> = vec![0, 1, 2, chan.as_fd().as_raw_fd(), plan.fifo.as_raw_fd()];
+    keep.extend((3..3 + plan.preserve_fds).map(|f| f as i32));
+    keep.extend(stash.fds());
+    keep.extend(lsm.fds());
+    keep.push(root.as_raw_fd());
+    sys::close_fds_except(&keep).map_err(|e| format!("close_range: {}", errno_text(e)))?;
     let process = plan.spec.process().as_ref().expect("creds imply a process");
-    rootfs::enter_cwd(root.as_fd(), process.cwd()).map_err(|e| e.to_string())?;
-    let exe = find_executable(plan.argv, plan.envp)?;
-    creds.apply_no_new_privs().map_err(|e| e.to_string())?;
-    // A notify listener must reach the runtime before it exits: with no_new_privs such
-    // a filter is installed here instead of right before execve.
-    if let Some(f) = plan
-        .seccomp
-        .filter(|f| creds.no_new_privs() && f.needs_listener())
-    {
+    rootfs::enter_cwd(root.as_fd(), process.cwd(), true).map_err(|e| e.to_string())?;
+    let exe = finish::find_executable(root.as_fd(), plan.argv, plan.envp)?;
+    let envp = finish::with_home(root.as_fd(), creds.uid(), plan.envp);
+    mark_cloexec(plan.preserve_fds)?;
+    // A notify listener must reach the runtime before it exits: such a filter is
+    // installed now, while the init still has every capability.
+    if let Some(f) = plan.seccomp.filter(|f| f.needs_listener()) {
         install_seccomp(f, chan)?;
     }
-    close_fds(plan.preserve_fds)?;
-    Ok(Some(exe))
+    Ok(Some(Final {
+        exe,
+        envp,
+        stash,
+        lsm,
+        root,
+    }))
 }
 
 /// Installs the filter; a notify listener goes to the runtime over the channel (it
@@ -254,7 +298,7 @@ fn write_sysctls(plan: &InitPlan<'_>) -> Result<(), String> {
 
 /// Marks every fd above stdio and the preserved ones close-on-exec; the preserved ones
 /// are handed over open.
-fn close_fds(preserve: u32) -> Result<(), String> {
+fn mark_cloexec(preserve: u32) -> Result<(), String> {
     for fd in 3..3 + preserve {
         match sys::clear_cloexec(fd as i32) {
             Ok(()) | Err(Errno::EBADF) => {}
@@ -264,83 +308,74 @@ fn close_fds(preserve: u32) -> Result<(), String> {
     sys::cloexec_from(3 + preserve).map_err(|e| format!("close_range: {}", errno_text(e)))
 }
 
-/// Resolves `process.args[0]` as the container sees it: a path when it holds a `/`,
-/// else a search of the process's PATH. Errors use the texts the docker CLI matches.
-pub(crate) fn find_executable(argv: &[CString], envp: &[CString]) -> Result<CString, String> {
-    use std::os::unix::ffi::OsStrExt;
-    let arg0 = argv[0].to_string_lossy().into_owned();
-    let check = |p: &Path| -> Result<(), Errno> {
-        let st = nix::sys::stat::stat(p)?;
-        if SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT) != SFlag::S_IFREG {
-            return Err(Errno::EACCES);
-        }
-        nix::unistd::access(p, nix::unistd::AccessFlags::X_OK)
-    };
-    if arg0.contains('/') {
-        return match check(Path::new(&arg0)) {
-            Ok(()) => Ok(argv[0].clone()),
-            Err(e) => Err(format!("exec: {arg0:?}: stat {arg0}: {}", errno_text(e))),
-        };
-    }
-    let path = envp
-        .iter()
-        .find_map(|e| {
-            e.to_bytes()
-                .strip_prefix(b"PATH=")
-                .map(|p| String::from_utf8_lossy(p).into_owned())
-        })
-        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-    for dir in path.split(':').filter(|d| !d.is_empty()) {
-        let cand = Path::new(dir).join(&arg0);
-        if check(&cand).is_ok() {
-            return CString::new(cand.as_os_str().as_bytes())
-                .map_err(|_| "exec: path has a NUL".into());
-        }
-    }
-    Err(format!(
-        "exec: {arg0:?}: executable file not found in $PATH"
-    ))
-}
-
 /// Blocks until `start` opens the exec fifo, then execs. On failure the error text goes
 /// to `start` through the fifo. Returns only on failure (true when exec itself failed).
-fn wait_and_exec(plan: &InitPlan<'_>, exe: &Option<CString>, start_state: &[u8]) -> bool {
+///
+/// Issue 13 class 1: every lookup, fd closing and the startContainer hooks happen before
+/// the seccomp filter; after it only the user switch (setgroups, setresgid, setresuid,
+/// capset, prctl), no_new_privs, execveat/execve and, on failure, write and exit.
+fn wait_and_exec(plan: &InitPlan<'_>, fin: Option<Final>, start_state: &[u8]) -> bool {
     let fifo_path = PathBuf::from(format!("self/fd/{}", plan.fifo.as_raw_fd()));
-    // The fifo is reopened through the host procfs handle: the container's /proc may
-    // not exist. The open blocks (no spinning) until `start` opens the read side.
-    let w: OwnedFd = match sys::openat(plan.proc_fd, &path_c(&fifo_path), libc::O_WRONLY, 0) {
-        Ok(fd) => fd,
-        Err(_) => return false,
-    };
-    let Some(exe) = exe else {
-        // No process: `start` refuses before opening the fifo, so this is not reached.
-        let _ = sys::write_all(w.as_fd(), b"container has no process to start");
+    let Some(fin) = fin else {
+        // No process (no container path is ever resolved): wait on the fifo all the
+        // same, `start` refuses before opening it.
+        let _ = sys::openat(plan.proc_fd, &path_c(&fifo_path), libc::O_WRONLY, 0);
         return false;
     };
-    let runner = crate::hooks::Runner::Init { envp: plan.envp };
+    // The fifo is reopened through the host procfs handle (the container's /proc may
+    // not exist), which is closed right after. The open blocks (no spinning) until
+    // `start` opens the read side.
+    let Some(proc_fd) = fin.stash.take() else {
+        return false;
+    };
+    let opened = sys::openat(proc_fd.as_fd(), &path_c(&fifo_path), libc::O_WRONLY, 0);
+    drop(proc_fd);
+    let Ok(w) = opened else {
+        return false;
+    };
+    let fail = |text: String| -> bool {
+        let _ = sys::write_all(w.as_fd(), text.as_bytes());
+        false
+    };
+    let Some(creds) = plan.creds else {
+        return false;
+    };
+    // The hooks run with the container process's user and capabilities (their own
+    // processes switch); the init keeps its privileges for the filter.
+    let as_process = || creds.apply_user().is_ok() && creds.apply_no_new_privs().is_ok();
+    let runner = crate::hooks::Runner::Init {
+        envp: plan.envp,
+        as_process: Some(&as_process),
+    };
     if let Err(e) = crate::hooks::run_all(&plan.hooks.start_container, start_state, runner) {
-        let _ = sys::write_all(w.as_fd(), e.to_string().as_bytes());
-        return false;
+        return fail(e.to_string());
     }
-    if let Err(e) = plan.attrs.apply_lsm(plan.proc_fd) {
-        let _ = sys::write_all(w.as_fd(), e.to_string().as_bytes());
-        return false;
+    if let Err(e) = fin.lsm.write() {
+        return fail(e.to_string());
     }
-    if let Some(f) = plan.seccomp {
-        if plan.creds.is_some_and(|c| c.no_new_privs()) && !f.needs_listener() {
-            if let Err(e) = f.install() {
-                let _ = sys::write_all(w.as_fd(), format!("linux.seccomp: {e}").as_bytes());
-                return false;
-            }
+    drop(fin.root);
+    sys::reset_signals();
+    let filter = plan.seccomp.filter(|f| !f.needs_listener());
+    // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: before the user
+    // switch drops capabilities (as runc does); with it, right before the exec.
+    if let Some(f) = filter.filter(|_| !creds.no_new_privs()) {
+        if let Err(e) = f.install() {
+            return fail(format!("linux.seccomp: {e}"));
         }
     }
-    sys::reset_signals();
-    let e = execve(exe, plan.argv, plan.envp).unwrap_err();
-    let arg0 = plan.argv[0].to_string_lossy();
-    let _ = sys::write_all(
-        w.as_fd(),
-        format!("exec: {arg0:?}: {}", errno_text(e)).as_bytes(),
-    );
+    if let Err(e) = creds.apply_user() {
+        return fail(e.to_string());
+    }
+    if let Err(e) = creds.apply_no_new_privs() {
+        return fail(e.to_string());
+    }
+    if let Some(f) = filter.filter(|_| creds.no_new_privs()) {
+        if let Err(e) = f.install() {
+            return fail(format!("linux.seccomp: {e}"));
+        }
+    }
+    let text = finish::exec(&fin.exe, plan.argv, &fin.envp);
+    let _ = sys::write_all(w.as_fd(), text.as_bytes());
     true
 }
 

@@ -10,6 +10,7 @@
 
 pub mod channel;
 pub mod exec;
+pub(crate) mod finish;
 pub mod init;
 
 use std::os::fd::{AsFd, OwnedFd};

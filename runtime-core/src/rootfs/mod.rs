@@ -254,16 +254,27 @@ fn move_root(rootfs: &Path) -> Result<()> {
 }
 
 /// Resolves `cwd` inside `root` and makes it the working directory; a cwd that is not a
-/// directory inside the rootfs is refused (CVE-2024-21626).
-pub fn enter_cwd(root: BorrowedFd<'_>, cwd: &Path) -> Result<()> {
-    let fd = paths::open_in_root(root, cwd, libc::O_DIRECTORY)
-        .map_err(sys_err(format!("process.cwd {}", cwd.display())))?;
-    fchdir(fd.as_raw_fd()).map_err(sys_err(format!("process.cwd {}", cwd.display())))?;
-    let here = nix::unistd::getcwd().map_err(sys_err(format!("process.cwd {}", cwd.display())))?;
+/// directory inside the rootfs is refused (CVE-2024-21626), one that does not exist is
+/// created in-root when `create` is set (as runc does for `process.cwd`).
+pub fn enter_cwd(root: BorrowedFd<'_>, cwd: &Path, create: bool) -> Result<()> {
+    let what = || format!("process.cwd {}", cwd.display());
+    let fd = match paths::open_in_root(root, cwd, libc::O_DIRECTORY) {
+        Err(Errno::ENOENT) if create => paths::mkdir_all(root, cwd, 0o755),
+        r => r,
+    };
+    let fd = fd.map_err(|e| match e {
+        Errno::ELOOP => RootfsError::Unsafe(format!(
+            "{}: operation not permitted: it crosses a /proc magic link or a symlink loop",
+            what()
+        )),
+        e => sys_err(what())(e),
+    })?;
+    fchdir(fd.as_raw_fd()).map_err(sys_err(what()))?;
+    let here = nix::unistd::getcwd().map_err(sys_err(what()))?;
     if !here.starts_with("/") || here.to_string_lossy().starts_with("(unreachable)") {
         return Err(RootfsError::Unsafe(format!(
-            "process.cwd {} resolves outside the container",
-            cwd.display()
+            "{} resolves outside the container",
+            what()
         )));
     }
     Ok(())

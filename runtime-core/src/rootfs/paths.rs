@@ -181,3 +181,63 @@ pub fn open_proc(proc: BorrowedFd<'_>, path: &Path, flags: i32) -> Result<OwnedF
         resolve::BENEATH | resolve::NO_XDEV | resolve::NO_MAGICLINKS,
     )
 }
+
+/// Resolves a container-controlled path the way execve(2) would, but never through a
+/// magic link: an absolute path in-root (`RESOLVE_IN_ROOT` on `root`), a relative one
+/// from the working directory (already inside the container, whose root bounds `..`).
+/// Returns an `O_PATH` fd of it.
+pub fn open_container_path(root: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd, Errno> {
+    if path.is_absolute() {
+        return open_in_root(root, path, 0);
+    }
+    let cwd = sys::open(c".", libc::O_PATH | libc::O_DIRECTORY, 0)?;
+    sys::openat2(
+        cwd.as_fd(),
+        &cstr(path),
+        libc::O_PATH,
+        0,
+        resolve::NO_MAGICLINKS,
+    )
+}
+
+/// Reads a regular file inside `root` (resolved in-root, no magic links, never blocking
+/// on a fifo), up to `limit` bytes.
+pub fn read_in_root(root: BorrowedFd<'_>, path: &Path, limit: usize) -> Result<Vec<u8>, Errno> {
+    let fd = sys::openat2(
+        root,
+        &cstr(&relative(path)),
+        libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY,
+        0,
+        resolve::IN_ROOT | resolve::NO_MAGICLINKS,
+    )?;
+    if file_type(fd.as_fd())?.0 != SFlag::S_IFREG {
+        return Err(Errno::EINVAL);
+    }
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    while out.len() < limit {
+        match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    out.truncate(limit);
+    Ok(out)
+}
+
+/// The home directory of `uid` in the container's `/etc/passwd` (read in-root), else `/`.
+pub fn home_of(root: BorrowedFd<'_>, uid: u32) -> String {
+    let Ok(data) = read_in_root(root, Path::new("/etc/passwd"), 1 << 20) else {
+        return "/".into();
+    };
+    String::from_utf8_lossy(&data)
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() >= 7 && f[2].parse() == Ok(uid)).then(|| f[5].to_string())
+        })
+        .find(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".into())
+}

@@ -249,6 +249,11 @@ impl Credentials {
         Ok(())
     }
 
+    /// The process's uid (for `HOME`).
+    pub fn uid(&self) -> u32 {
+        self.uid
+    }
+
     /// True when the process runs with no_new_privs.
     pub fn no_new_privs(&self) -> bool {
         self.no_new_privs

@@ -4,7 +4,7 @@
 //! `process.selinuxLabel`, `linux.mountLabel`. Checked in the runtime before anything
 //! is created; applied in the init.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use oci_spec::runtime::{IOPriorityClass, LinuxSchedulerFlag, LinuxSchedulerPolicy, Process, Spec};
@@ -299,9 +299,16 @@ impl ProcessAttrs {
         Ok(())
     }
 
-    /// Sets the LSM labels the next `execve` switches to, through the verified procfs
-    /// `proc` (no mount in the container can redirect the write).
+    /// Writes the LSM exec labels (AppArmor profile, SELinux label) for the next
+    /// execve, through the verified procfs `proc`.
     pub fn apply_lsm(&self, proc: BorrowedFd<'_>) -> Result<(), SecurityError> {
+        self.open_lsm(proc)?.write()
+    }
+
+    /// Opens the procfs files the LSM exec labels are written to, so they can be
+    /// written once `proc` is closed (see [`LsmLabels::write`]).
+    pub fn open_lsm(&self, proc: BorrowedFd<'_>) -> Result<LsmLabels, SecurityError> {
+        let mut out = LsmLabels(Vec::new());
         if let Some(profile) = &self.apparmor {
             let fd = crate::rootfs::open_proc(
                 proc,
@@ -312,15 +319,34 @@ impl ProcessAttrs {
                 crate::rootfs::open_proc(proc, Path::new("thread-self/attr/exec"), libc::O_WRONLY)
             })
             .map_err(sys("process.apparmorProfile"))?;
-            crate::sys::write_all(fd.as_fd(), format!("exec {profile}").as_bytes())
-                .map_err(sys("process.apparmorProfile"))?;
+            let text = format!("exec {profile}").into_bytes();
+            out.0.push((fd, text, "process.apparmorProfile"));
         }
         if let Some(label) = &self.selinux {
             let fd =
                 crate::rootfs::open_proc(proc, Path::new("thread-self/attr/exec"), libc::O_WRONLY)
                     .map_err(sys("process.selinuxLabel"))?;
-            crate::sys::write_all(fd.as_fd(), label.as_bytes())
-                .map_err(sys("process.selinuxLabel"))?;
+            out.0
+                .push((fd, label.clone().into_bytes(), "process.selinuxLabel"));
+        }
+        Ok(out)
+    }
+}
+
+/// LSM exec-label files opened by [`ProcessAttrs::open_lsm`], with what to write.
+#[derive(Debug)]
+pub struct LsmLabels(Vec<(OwnedFd, Vec<u8>, &'static str)>);
+
+impl LsmLabels {
+    /// The open fds (kept open while the others are closed).
+    pub fn fds(&self) -> impl Iterator<Item = std::os::fd::RawFd> + '_ {
+        self.0.iter().map(|(fd, _, _)| fd.as_raw_fd())
+    }
+
+    /// Writes the labels (and closes the files).
+    pub fn write(self) -> Result<(), SecurityError> {
+        for (fd, text, what) in self.0 {
+            crate::sys::write_all(fd.as_fd(), &text).map_err(sys(what))?;
         }
         Ok(())
     }

@@ -1,8 +1,8 @@
 //! The syscalls behind [`crate::exe`]: a detached read-only bind mount of a file
 //! (`open_tree` + `mount_setattr`) and `execveat` of an fd.
 
-use std::ffi::{CStr, CString};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 
@@ -72,24 +72,3 @@ pub fn sealable_memfd(name: &CStr) -> SysResult<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(ret) })
 }
 
-/// execveat(2) of the file `fd` refers to (`AT_EMPTY_PATH`). Returns only on error.
-pub fn execveat_fd(fd: BorrowedFd<'_>, argv: &[CString], envp: &[CString]) -> Errno {
-    let mut av: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-    av.push(std::ptr::null());
-    let mut ev: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
-    ev.push(std::ptr::null());
-    // SAFETY: `av` and `ev` are null-terminated arrays of pointers into C strings that
-    // `argv`/`envp` keep alive for the call; the empty path is a valid C string. On
-    // success the call does not return.
-    unsafe {
-        libc::syscall(
-            libc::SYS_execveat,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            av.as_ptr(),
-            ev.as_ptr(),
-            libc::AT_EMPTY_PATH,
-        );
-    }
-    Errno::last()
-}

@@ -292,3 +292,65 @@ pub fn own_received_fd(fd: RawFd) -> OwnedFd {
     // refers to it.
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
+
+/// close_range(2) without flags: closes every fd from `first` to `last`.
+pub fn close_range(first: u32, last: u32) -> SysResult<()> {
+    // SAFETY: only closes fds of this process; the callers own every fd in the range
+    // (see [`close_fds_except`]) and never use those numbers again.
+    check(unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) })?;
+    Ok(())
+}
+
+/// Closes every fd of this process except those in `keep` (CVE-2024-21626: before a
+/// container path is resolved, nothing reaching the host may stay open). Only for the
+/// container's init and exec child, which own every fd they hold and never drop an
+/// `OwnedFd` of a closed number afterwards.
+pub fn close_fds_except(keep: &[RawFd]) -> SysResult<()> {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter(|f| **f >= 0)
+        .map(|f| *f as u32)
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut next = 0u32;
+    for k in keep {
+        if k > next {
+            close_range(next, k - 1)?;
+        }
+        next = k + 1;
+    }
+    close_range(next, u32::MAX)
+}
+
+/// execveat(2) of `fd` itself (`AT_EMPTY_PATH`): the file resolved and opened before,
+/// not a path looked up again. Returns only on failure.
+pub fn execveat_fd(
+    fd: BorrowedFd<'_>,
+    argv: &[std::ffi::CString],
+    envp: &[std::ffi::CString],
+) -> Errno {
+    let args: Vec<*const libc::c_char> = argv
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let env: Vec<*const libc::c_char> = envp
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    // SAFETY: `args` and `env` are NULL-terminated arrays of pointers to C strings that
+    // outlive the call; the path is the empty C string, as AT_EMPTY_PATH requires.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            args.as_ptr(),
+            env.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    Errno::last()
+}

@@ -1,0 +1,111 @@
+//! The last steps shared by the container init and the exec child (CVE-2024-21626
+//! class): the executable is resolved inside the container (never through a magic link,
+//! with no fd reaching the host open any more) and exec'd through the fd it resolved
+//! to; `HOME` is filled in from the container's own /etc/passwd.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::sys::stat::SFlag;
+
+use crate::rootfs::paths;
+use crate::sys;
+
+/// `process.args[0]` resolved inside the container.
+pub(crate) struct Executable {
+    fd: OwnedFd,
+    /// The path it was found at (a `#!` script is exec'd by it, see [`exec`]).
+    path: CString,
+}
+
+fn errno_text(e: Errno) -> String {
+    match e {
+        Errno::ELOOP => {
+            "operation not permitted: it crosses a /proc magic link or a symlink loop".into()
+        }
+        e => e.desc().to_lowercase(),
+    }
+}
+
+fn open_exe(root: BorrowedFd<'_>, p: &Path) -> Result<OwnedFd, Errno> {
+    let fd = paths::open_container_path(root, p)?;
+    let st = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&fd))?;
+    if SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT) != SFlag::S_IFREG
+        || st.st_mode & 0o111 == 0
+    {
+        return Err(Errno::EACCES);
+    }
+    Ok(fd)
+}
+
+/// Resolves `process.args[0]` as the container sees it: a path when it holds a `/`,
+/// else a search of the process's PATH. Errors use the texts the docker CLI matches.
+pub(crate) fn find_executable(
+    root: BorrowedFd<'_>,
+    argv: &[CString],
+    envp: &[CString],
+) -> Result<Executable, String> {
+    use std::os::unix::ffi::OsStrExt;
+    let arg0 = argv[0].to_string_lossy().into_owned();
+    if arg0.contains('/') {
+        return match open_exe(root, Path::new(&arg0)) {
+            Ok(fd) => Ok(Executable {
+                fd,
+                path: argv[0].clone(),
+            }),
+            Err(e) => Err(format!("exec: {arg0:?}: stat {arg0}: {}", errno_text(e))),
+        };
+    }
+    let path = envp
+        .iter()
+        .find_map(|e| {
+            e.to_bytes()
+                .strip_prefix(b"PATH=")
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+        })
+        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let cand = Path::new(dir).join(&arg0);
+        if let Ok(fd) = open_exe(root, &cand) {
+            let path =
+                CString::new(cand.as_os_str().as_bytes()).map_err(|_| "exec: path has a NUL")?;
+            return Ok(Executable { fd, path });
+        }
+    }
+    Err(format!(
+        "exec: {arg0:?}: executable file not found in $PATH"
+    ))
+}
+
+/// `envp` with `HOME` set when it is missing or empty (as runc does): the home of `uid`
+/// in the container's /etc/passwd, else `/`.
+pub(crate) fn with_home(root: BorrowedFd<'_>, uid: u32, envp: &[CString]) -> Vec<CString> {
+    let mut out: Vec<CString> = envp
+        .iter()
+        .filter(|e| e.to_bytes() != b"HOME=")
+        .cloned()
+        .collect();
+    if !out.iter().any(|e| e.to_bytes().starts_with(b"HOME=")) {
+        let home = paths::home_of(root, uid);
+        if let Ok(c) = CString::new(format!("HOME={home}")) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Execs the resolved file through its fd (execveat, `AT_EMPTY_PATH`). The fd is
+/// close-on-exec, so nothing of it reaches the process; for a `#!` script the kernel
+/// then refuses (ENOENT: the interpreter could not reopen `/dev/fd/N`), and the script
+/// is exec'd by the path it was found at, which resolved inside the container a moment
+/// ago with no fd reaching the host left open. Returns only on failure, with the text.
+pub(crate) fn exec(exe: &Executable, argv: &[CString], envp: &[CString]) -> String {
+    let mut e = sys::execveat_fd(exe.fd.as_fd(), argv, envp);
+    if e == Errno::ENOENT {
+        e = nix::unistd::execve(&exe.path, argv, envp).unwrap_err();
+    }
+    let arg0 = argv[0].to_string_lossy();
+    format!("exec: {arg0:?}: {}", errno_text(e))
+}
