@@ -544,7 +544,8 @@ impl Runtime {
             return Ok(());
         }
         let st = self.hook_state(rec, Status::Running, rec.pid);
-        let Err(e) = crate::hooks::run_all(&hooks.poststart, &st, crate::hooks::Runner::Runtime) else {
+        let Err(e) = crate::hooks::run_all(&hooks.poststart, &st, crate::hooks::Runner::Runtime)
+        else {
             return Ok(());
         };
         let killed = match &rec.cgroup_path {

@@ -71,4 +71,3 @@ pub fn sealable_memfd(name: &CStr) -> SysResult<OwnedFd> {
     // SAFETY: the kernel just returned this fd to us; nobody else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(ret) })
 }
-
