@@ -124,42 +124,6 @@ fn cstrings<'a>(items: impl Iterator<Item = &'a String>, field: &str) -> Result<
         .collect()
 }
 
-/// The host's cgroup hierarchies, for `cgroup` mounts in the container.
-fn cgroup_hierarchies() -> Vec<CgroupHierarchy> {
-    let mut out = Vec::new();
-    for m in crate::mountinfo::read_self().unwrap_or_default() {
-        let (fstype, mnt) = (m.fstype.as_str(), m.mountpoint.as_str());
-        if !mnt.starts_with("/sys/fs/cgroup") || (fstype != "cgroup" && fstype != "cgroup2") {
-            continue;
-        }
-        let name = mnt
-            .trim_start_matches("/sys/fs/cgroup")
-            .trim_start_matches('/')
-            .to_string();
-        let mut data: Vec<&str> = m
-            .super_options
-            .split(',')
-            .filter(|o| !["rw", "ro", "relatime", "nosuid", "nodev", "noexec"].contains(o))
-            .collect();
-        let key = if fstype == "cgroup2" {
-            String::new()
-        } else {
-            data.join(",")
-        };
-        if fstype == "cgroup" && data.iter().all(|o| o.starts_with("name=")) {
-            data.insert(0, "none");
-        }
-        out.push(CgroupHierarchy {
-            name,
-            fstype: fstype.into(),
-            data: data.join(","),
-            mountpoint: mnt.into(),
-            key,
-        });
-    }
-    out
-}
-
 pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let tmp = path.with_file_name(format!(
         ".{}.tmp",
@@ -340,7 +304,7 @@ impl Runtime {
             .flatten()
             .any(|m| matches!(m.typ().as_deref(), Some("cgroup") | Some("cgroup2")));
         let hierarchies = if needs_cgroup_mounts {
-            cgroup_hierarchies()
+            CgroupHierarchy::of_host()
         } else {
             Vec::new()
         };

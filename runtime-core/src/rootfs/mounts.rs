@@ -32,6 +32,45 @@ pub struct CgroupHierarchy {
 }
 
 impl CgroupHierarchy {
+    /// The host's cgroup hierarchies (from `/proc/self/mountinfo`), for `cgroup` mounts
+    /// in the container.
+    pub(crate) fn of_host() -> Vec<CgroupHierarchy> {
+        let mut out = Vec::new();
+        for m in crate::mountinfo::read_self().unwrap_or_default() {
+            let (fstype, mnt) = (m.fstype.as_str(), m.mountpoint.as_str());
+            if !mnt.starts_with("/sys/fs/cgroup") || (fstype != "cgroup" && fstype != "cgroup2") {
+                continue;
+            }
+            let name = mnt
+                .trim_start_matches("/sys/fs/cgroup")
+                .trim_start_matches('/')
+                .to_string();
+            let mut data: Vec<&str> = m
+                .super_options
+                .split(',')
+                .filter(|o| !["rw", "ro", "relatime", "nosuid", "nodev", "noexec"].contains(o))
+                .collect();
+            let key = if fstype == "cgroup2" {
+                String::new()
+            } else {
+                data.join(",")
+            };
+            if fstype == "cgroup" && data.iter().all(|o| o.starts_with("name=")) {
+                data.insert(0, "none");
+            }
+            out.push(CgroupHierarchy {
+                name,
+                fstype: fstype.into(),
+                data: data.join(","),
+                mountpoint: mnt.into(),
+                key,
+            });
+        }
+        out
+    }
+}
+
+impl CgroupHierarchy {
     /// Host path of the calling process's cgroup in this hierarchy, from the text of
     /// `self/cgroup` (read once per `cgroup` mount by [`own_cgroups_text`]).
     fn own_cgroup(&self, text: &str) -> Option<PathBuf> {
