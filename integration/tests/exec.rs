@@ -406,3 +406,96 @@ fn exec_into_a_user_namespace_and_preserve_fds() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(stdout, "through fd 3", "{out:?}");
 }
+
+/// The container's cgroup directories on the host (one per v1 hierarchy, the unified one
+/// on hybrid hosts, or the v2 one).
+fn container_cgroup_dirs(b: &Bundle) -> Vec<PathBuf> {
+    let p = b
+        .spec
+        .linux()
+        .as_ref()
+        .unwrap()
+        .cgroups_path()
+        .clone()
+        .unwrap();
+    let rel = p.strip_prefix("/").unwrap().to_path_buf();
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join(&rel))
+        .filter(|d| d.is_dir())
+        .collect();
+    if root.join(&rel).is_dir() {
+        dirs.push(root.join(&rel));
+    }
+    dirs
+}
+
+/// `exec --cgroup` (runc 1.2): the process runs in an existing sub-cgroup of the
+/// container's, for every controller (`PATH`) or, on v1, for the named ones
+/// (`CONTROLLER:PATH`); a path climbing out, or one that does not exist, is refused.
+#[test]
+fn exec_cgroup_joins_a_sub_cgroup() {
+    if !root() {
+        return;
+    }
+    let env = Env::new("subcg");
+    let b = env.running();
+    let id = b.id();
+    let dirs = container_cgroup_dirs(&b);
+    assert!(!dirs.is_empty(), "no cgroup dirs for {id}");
+    // The sub-cgroups exist before the exec, as the engine makes them (a v1 cpuset one
+    // needs its cpus and mems before it takes a process).
+    let make = |d: &PathBuf, name: &str| {
+        std::fs::create_dir(d.join(name)).unwrap();
+        for f in ["cpuset.cpus", "cpuset.mems"] {
+            if let Ok(v) = std::fs::read_to_string(d.join(f)) {
+                std::fs::write(d.join(name).join(f), v.trim()).unwrap();
+            }
+        }
+    };
+    for d in &dirs {
+        make(d, "sub");
+    }
+    let r = env.run(&["exec", "--cgroup", "sub", &id, "cat", "/proc/self/cgroup"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let lines: Vec<&str> = r.stdout.lines().filter(|l| !l.is_empty()).collect();
+    assert!(!lines.is_empty(), "{r:?}");
+    for l in &lines {
+        assert!(
+            l.ends_with(":/sub"),
+            "every controller in the sub-cgroup: {l} in {r:?}"
+        );
+    }
+    let plain = env.run(&["exec", &id, "cat", "/proc/self/cgroup"]);
+    assert!(plain.stdout.lines().all(|l| l.ends_with(":/")), "{plain:?}");
+    let v1_memory = dirs.iter().find(|d| d.starts_with("/sys/fs/cgroup/memory"));
+    match v1_memory {
+        Some(mem) => {
+            make(mem, "only");
+            let r = env.run(&[
+                "exec",
+                "--cgroup",
+                "memory:only",
+                &id,
+                "cat",
+                "/proc/self/cgroup",
+            ]);
+            assert_eq!(r.code, 0, "{r:?}");
+            for l in r.stdout.lines().filter(|l| !l.is_empty()) {
+                let memory = l.split(':').nth(1) == Some("memory");
+                let want = if memory { ":/only" } else { ":/" };
+                assert!(l.ends_with(want), "{l} in {r:?}");
+            }
+        }
+        None => casulo_integration::prereq::not_applicable(
+            "CONTROLLER:PATH needs cgroup v1 (this host is pure v2)",
+        ),
+    }
+    for bad in ["../escape", "nosuch"] {
+        let r = env.run(&["exec", "--cgroup", bad, &id, "true"]);
+        assert_ne!(r.code, 0, "--cgroup {bad}: {r:?}");
+        assert_eq!(r.stderr.trim().lines().count(), 1, "one line: {r:?}");
+    }
+}

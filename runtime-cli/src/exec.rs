@@ -59,6 +59,10 @@ pub struct ExecArgs {
     /// Exec into a paused container too.
     #[arg(long = "ignore-paused")]
     ignore_paused: bool,
+    /// Run in an existing sub-cgroup of the container's: PATH, or
+    /// CONTROLLER[,CONTROLLER...]:PATH on cgroup v1 (repeatable).
+    #[arg(long = "cgroup")]
+    cgroup: Vec<String>,
     /// Container id.
     id: String,
     /// Command and arguments.
@@ -245,6 +249,7 @@ pub fn exec(rt: &Runtime, a: &ExecArgs) -> Result<i32> {
         pid_file: a.pid_file.clone(),
         preserve_fds: a.preserve_fds,
         ignore_paused: a.ignore_paused,
+        sub_cgroups: a.cgroup.clone(),
     };
     let set = crate::commands::forwarded();
     if !a.detach {

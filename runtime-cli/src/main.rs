@@ -145,7 +145,7 @@ enum Command {
     /// Show a container's resource usage and OOM events.
     Events(events::EventsArgs),
     /// Run a new process in a running container.
-    Exec(exec::ExecArgs),
+    Exec(Box<exec::ExecArgs>),
     /// Print the features this runtime implements (runtime-spec features.md JSON).
     Features,
     /// List a container's processes (host pids).

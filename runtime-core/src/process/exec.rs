@@ -42,6 +42,9 @@ pub struct ExecOptions {
     pub preserve_fds: u32,
     /// Exec into a paused container too.
     pub ignore_paused: bool,
+    /// `--cgroup`: existing sub-cgroups of the container's to run the process in
+    /// (`PATH`, or `CONTROLLER[,CONTROLLER…]:PATH` on cgroup v1).
+    pub sub_cgroups: Vec<String>,
 }
 
 /// A process started by [`Runtime::exec`].
@@ -225,10 +228,12 @@ impl Runtime {
                 "cannot exec in a stopped container {id}: container not running"
             )));
         }
-        let cg = match rec.cgroup_path.as_deref() {
-            Some(path) => Some(cgroups::open(path)?),
-            None => None,
+        let layout = match rec.cgroup_path {
+            Some(_) => cgroups::detect::layout()?,
+            None => cgroups::Layout::V2,
         };
+        let sub = super::exec_cgroup::parse(rec.cgroup_path.as_deref(), &opts.sub_cgroups, layout)?;
+        let cg = super::exec_cgroup::open_all(&sub)?;
         // CLONE_INTO_CGROUP checks that the caller's own cgroup is inside its cgroup
         // namespace (ENOENT otherwise): after joining the container's cgroup namespace
         // the helper's is not, so then the runtime moves the process instead.
@@ -282,6 +287,9 @@ impl Runtime {
                     return Err(abort(e.into()));
                 }
             }
+        }
+        if let Err(e) = super::exec_cgroup::join_per_controller(&sub, pid) {
+            return Err(abort(e));
         }
         if let Err(e) = ours.send(&Msg::Go) {
             return Err(abort(Error::sys("signalling the exec'd process", e)));

@@ -10,6 +10,7 @@
 
 pub mod channel;
 pub mod exec;
+mod exec_cgroup;
 pub(crate) mod finish;
 pub mod init;
 
