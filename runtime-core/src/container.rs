@@ -217,6 +217,11 @@ impl Runtime {
         }
         crate::security::mempolicy::MemPolicy::from_spec(&spec)?;
         crate::netdev::check(&spec)?;
+        for (i, m) in spec.mounts().iter().flatten().enumerate() {
+            if let Some(w) = crate::rootfs::options::ignored_bind_data(i, m) {
+                self.log.warn(&w);
+            }
+        }
         let console = crate::tty::console_for(
             &spec,
             opts.console_socket.as_deref(),

@@ -273,6 +273,20 @@ pub fn is_known(opt: &str) -> bool {
         || matches!(opt, "idmap" | "ridmap" | "tmpcopyup")
 }
 
+/// Filesystem data on a bind mount (`mode=755`, `size=…`): the kernel ignores it for a
+/// bind, as runc lets it; the warning for entry `i` of `mounts`, if any.
+pub fn ignored_bind_data(i: usize, m: &oci_spec::runtime::Mount) -> Option<String> {
+    let typ = m.typ().as_deref();
+    let opts = parse(typ, m.options().as_deref().unwrap_or(&[]));
+    let bind = opts.is_bind() && !matches!(typ, Some("cgroup" | "cgroup2"));
+    (bind && !opts.data.is_empty()).then(|| {
+        format!(
+            "mounts[{i}].options: {:?} has no effect on a bind mount; ignored",
+            opts.data
+        )
+    })
+}
+
 /// Checks entry `i` of `mounts` before anything is created; returns the field and the
 /// message of the first problem. `userns`: the container has a user namespace (new or
 /// joined).
@@ -281,13 +295,6 @@ pub fn check(i: usize, m: &oci_spec::runtime::Mount, userns: bool) -> Option<(St
     let opts = parse(typ, m.options().as_deref().unwrap_or(&[]));
     let field = |f: &str| format!("mounts[{i}].{f}");
     let bind = opts.is_bind() && !matches!(typ, Some("cgroup" | "cgroup2"));
-    if bind && !opts.data.is_empty() {
-        let first = opts.data.split(',').next().unwrap_or_default();
-        return Some((
-            field("options"),
-            format!("{first:?} is not an option of a bind mount"),
-        ));
-    }
     match (m.uid_mappings(), m.gid_mappings()) {
         (Some(_), None) => {
             return Some((
@@ -393,4 +400,16 @@ mod tests {
         assert!(parse(Some("tmpfs"), &s(&["tmpcopyup"])).copyup);
         assert!(parse(Some("bind"), &[]).recursive.is_empty());
     }
+
+    #[test]
+    fn bind_data_is_a_warning() {
+        let m: oci_spec::runtime::Mount = serde_json::from_value(serde_json::json!({
+            "destination": "/t", "type": "bind", "source": "/tmp", "options": ["rbind", "mode=755"]
+        }))
+        .unwrap();
+        assert!(check(3, &m, false).is_none());
+        let w = ignored_bind_data(3, &m).unwrap();
+        assert!(w.starts_with("mounts[3].options: \"mode=755\""), "{w}");
+    }
+
 }
