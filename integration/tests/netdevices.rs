@@ -17,7 +17,10 @@ struct NetNs(String);
 
 impl NetNs {
     fn new() -> Option<NetNs> {
-        let name = format!("casulo-it-{}", std::process::id());
+        // One per test: the tests of this file may run at once.
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("casulo-it-{}-{n}", std::process::id());
         let _ = Command::new("ip")
             .args(["netns", "del", &name])
             .stderr(std::process::Stdio::null())
@@ -86,11 +89,7 @@ fn prerequisites() -> Option<NetNs> {
     }
     let have = |t: &str| Command::new(t).arg("--version").output().is_ok();
     if !have("ip") || !have("nsenter") {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "ip or nsenter missing"
-        );
-        println!("skip: ip (iproute2) or nsenter (util-linux) missing");
+        casulo_integration::prereq::skip("ip (iproute2) or nsenter (util-linux) missing");
         return None;
     }
     let ns = NetNs::new().expect("ip netns add");

@@ -33,6 +33,26 @@ pub(crate) fn write(dir: &Path, file: &str, value: &str, field: &str) -> Result<
     })
 }
 
+/// Thaws through `dir/file` (`freezer.state` THAWED, `cgroup.freeze` 0) when it exists:
+/// a cgroup removed meanwhile (the container exited and was deleted) is not an error.
+pub(crate) fn thaw(dir: &Path, file: &str, value: &str) -> Result<()> {
+    let path = dir.join(file);
+    // No O_CREAT: a file the kernel does not have is nothing to thaw.
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, value.as_bytes()));
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(CgroupError::Write {
+            path,
+            value: value.to_string(),
+            field: "freezer".into(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Reads `dir/file` as a trimmed string.
 pub(crate) fn read(dir: &Path, file: &str) -> Result<String> {
     let path = dir.join(file);

@@ -390,15 +390,13 @@ impl super::Cgroup for V1 {
     }
 
     fn thaw_all(&self) -> Result<()> {
-        if let Some(d) = self.dirs.get("freezer").filter(|d| d.exists()) {
-            write(d, "freezer.state", "THAWED", "freezer")?;
+        if let Some(d) = self.dirs.get("freezer") {
+            util::thaw(d, "freezer.state", "THAWED")?;
         }
-        if let Some((_, d)) = &self.unified {
-            if d.join("cgroup.freeze").exists() {
-                write(d, "cgroup.freeze", "0", "freezer")?;
-            }
+        match &self.unified {
+            Some((_, d)) => util::thaw(d, "cgroup.freeze", "0"),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn wait_empty(&self, timeout: Duration) -> Result<bool> {

@@ -436,10 +436,7 @@ impl super::Cgroup for V2 {
     }
 
     fn thaw_all(&self) -> Result<()> {
-        if self.dir.join("cgroup.freeze").exists() {
-            write(&self.dir, "cgroup.freeze", "0", "freezer")?;
-        }
-        Ok(())
+        util::thaw(&self.dir, "cgroup.freeze", "0")
     }
 
     fn wait_empty(&self, timeout: Duration) -> Result<bool> {
