@@ -17,6 +17,9 @@ struct Podman {
     holder: Daemon,
     dir: TempDir,
     conf: PathBuf,
+    /// The tests of this file share one temp dir and cgroup parent: one at a time
+    /// (the last field, so it is released after the others are dropped).
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Podman {
@@ -61,6 +64,8 @@ fn start() -> Option<Podman> {
     if engines::missing(&["podman", "conmon", "unshare", "nsenter"]).is_some() {
         return None;
     }
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = TempDir::new("podman");
     let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .expect("getrlimit");
@@ -87,7 +92,12 @@ events_logfile_path = "{events}"
     let log = dir.join("holder.log");
     let holder = Daemon::start("mount-namespace holder", &["sleep", "100000"], &[], &log);
     holder.wait_private_mounts();
-    let p = Podman { dir, holder, conf };
+    let p = Podman {
+        dir,
+        holder,
+        conf,
+        _serial: serial,
+    };
     let image = engines::busybox_image(&p.dir.path);
     let r = p.podman(&["load", "-i", image.to_str().unwrap()]);
     assert_eq!(r.code, 0, "podman load: {r:?}");

@@ -411,5 +411,4 @@ mod tests {
         let w = ignored_bind_data(3, &m).unwrap();
         assert!(w.starts_with("mounts[3].options: \"mode=755\""), "{w}");
     }
-
 }
