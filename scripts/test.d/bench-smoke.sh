@@ -10,7 +10,7 @@ for row in '`run` /bin/true, minimal bundle' '`run` /bin/true, Docker-like bundl
   'peak RSS of `run`' '`create`' '`start`' '`delete`' 'sequential' 'concurrent' \
   'seccomp compile' 'binary size' 'round 1' 'both cores busy' '`exec` /bin/true' \
   'scale: `create` with' 'scale: `list`' 'created, not started' '- floor:'; do
-  grep -qF "$row" "$out" || { echo "bench-smoke: row missing: $row"; exit 1; }
+  grep -qF -- "$row" "$out" || { echo "bench-smoke: row missing: $row"; exit 1; }
 done
 # casulo's column must hold a number on every row
 if awk -F'|' '/^\| [^-m]/ && $4 !~ /[0-9]/ {bad=1} END {exit !bad}' "$out"; then
