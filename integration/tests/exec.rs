@@ -450,8 +450,12 @@ fn exec_cgroup_joins_a_sub_cgroup() {
     let make = |d: &PathBuf, name: &str| {
         std::fs::create_dir(d.join(name)).unwrap();
         for f in ["cpuset.cpus", "cpuset.mems"] {
-            if let Ok(v) = std::fs::read_to_string(d.join(f)) {
-                std::fs::write(d.join(name).join(f), v.trim()).unwrap();
+            // v1 only: on v2 the file exists only where the parent enables cpuset.
+            let (from, to) = (d.join(f), d.join(name).join(f));
+            if let (Ok(v), true) = (std::fs::read_to_string(&from), to.exists()) {
+                if v.trim().is_empty() || std::fs::read_to_string(&to).unwrap().trim() == "" {
+                    std::fs::write(&to, v.trim()).unwrap();
+                }
             }
         }
     };
