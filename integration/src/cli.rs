@@ -168,8 +168,8 @@ pub fn eventually(mut f: impl FnMut() -> bool) -> bool {
     false
 }
 
-/// True when the bundle's cgroup exists in any hierarchy.
-pub fn cgroup_exists(b: &Bundle) -> bool {
+/// The bundle's `linux.cgroupsPath`, relative to a hierarchy's root.
+pub fn cgroup_rel(b: &Bundle) -> PathBuf {
     let p = b
         .spec
         .linux()
@@ -178,9 +178,14 @@ pub fn cgroup_exists(b: &Bundle) -> bool {
         .cgroups_path()
         .clone()
         .unwrap();
-    let rel = p.strip_prefix("/").unwrap();
+    p.strip_prefix("/").unwrap().to_path_buf()
+}
+
+/// True when the bundle's cgroup exists in any hierarchy.
+pub fn cgroup_exists(b: &Bundle) -> bool {
+    let rel = cgroup_rel(b);
     ["memory", "pids", "unified"]
         .iter()
-        .any(|h| Path::new("/sys/fs/cgroup").join(h).join(rel).exists())
-        || Path::new("/sys/fs/cgroup").join(rel).exists()
+        .any(|h| Path::new("/sys/fs/cgroup").join(h).join(&rel).exists())
+        || Path::new("/sys/fs/cgroup").join(&rel).exists()
 }

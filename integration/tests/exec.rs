@@ -410,15 +410,7 @@ fn exec_into_a_user_namespace_and_preserve_fds() {
 /// The container's cgroup directories on the host (one per v1 hierarchy, the unified one
 /// on hybrid hosts, or the v2 one).
 fn container_cgroup_dirs(b: &Bundle) -> Vec<PathBuf> {
-    let p = b
-        .spec
-        .linux()
-        .as_ref()
-        .unwrap()
-        .cgroups_path()
-        .clone()
-        .unwrap();
-    let rel = p.strip_prefix("/").unwrap().to_path_buf();
+    let rel = casulo_integration::cli::cgroup_rel(b);
     let root = std::path::Path::new("/sys/fs/cgroup");
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
         .unwrap()
