@@ -128,6 +128,12 @@ impl Channel {
                 MsgFlags::MSG_CMSG_CLOEXEC | flags,
             ) {
                 Err(Errno::EINTR) => continue,
+                // A SEQPACKET peer that closes with messages of ours unread leaves
+                // ECONNRESET pending, and the kernel reports it before the messages the
+                // peer sent first (the init's error, sent just before it exits while a
+                // `Go`/`InCgroup` of ours was in flight). Reading the error clears it:
+                // the next receive returns those messages, then end of file.
+                Err(Errno::ECONNRESET) => continue,
                 Err(e) => return Err(e),
                 Ok(m) => {
                     let mut fd = None;
@@ -248,5 +254,30 @@ mod tests {
         assert!(fd.is_some(), "the fd came along");
         drop(a);
         assert_eq!(b.recv().unwrap(), None);
+    }
+
+    /// The init fails and exits while a message of ours is still unread on its side:
+    /// its error must still arrive (the cause of a rare "container init exited during
+    /// setup" in place of the init's own error).
+    #[test]
+    fn error_of_a_peer_that_exited_with_unread_messages_arrives() {
+        let (runtime, init) = Channel::pair().unwrap();
+        runtime.send(&Msg::InCgroup).unwrap();
+        init.send(&Msg::Error("mount: refused".into())).unwrap();
+        drop(init);
+        assert_eq!(
+            runtime.pending_error().as_deref(),
+            Some("mount: refused"),
+            "pending_error"
+        );
+        let (runtime, init) = Channel::pair().unwrap();
+        runtime.send(&Msg::Go).unwrap();
+        init.send(&Msg::Error("mount: refused".into())).unwrap();
+        drop(init);
+        assert_eq!(
+            runtime.recv().unwrap(),
+            Some(Msg::Error("mount: refused".into()))
+        );
+        assert_eq!(runtime.recv().unwrap(), None);
     }
 }
