@@ -197,7 +197,11 @@ impl Runtime {
             Some(_) => cgroups::detect::layout()?,
             None => cgroups::Layout::V2,
         };
-        let sub = crate::process::exec_cgroup::parse(rec.cgroup_path.as_deref(), &opts.sub_cgroups, layout)?;
+        let sub = crate::process::exec_cgroup::parse(
+            rec.cgroup_path.as_deref(),
+            &opts.sub_cgroups,
+            layout,
+        )?;
         let cg = crate::process::exec_cgroup::open_all(&sub)?;
         // CLONE_INTO_CGROUP checks that the caller's own cgroup is inside its cgroup
         // namespace (ENOENT otherwise): after joining the container's cgroup namespace
