@@ -3,8 +3,7 @@
 use std::os::fd::AsFd;
 
 use casulo_core::{CreateOptions, Runtime};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::Signal;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::log::Logger;
@@ -123,32 +122,10 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         .map_err(|_| format!("invalid signal {s:?}"))
 }
 
-/// Signals `run` forwards to the container (all but those the kernel or the runtime
-/// needs for itself).
-pub(crate) fn forwarded() -> SigSet {
-    let mut set = SigSet::empty();
-    for sig in Signal::iterator() {
-        if !matches!(
-            sig,
-            Signal::SIGKILL
-                | Signal::SIGSTOP
-                | Signal::SIGCHLD
-                | Signal::SIGSEGV
-                | Signal::SIGBUS
-                | Signal::SIGILL
-                | Signal::SIGFPE
-                | Signal::SIGTRAP
-        ) {
-            set.add(sig);
-        }
-    }
-    set
-}
-
 fn run_container(rt: &Runtime, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32> {
     let mut opts = create_options(a);
     // A terminal without a console socket: the pty comes back to us on a socketpair.
-    let own_tty = crate::exec::own_terminal(&a.bundle, a.console_socket.is_some(), detach)?;
+    let own_tty = crate::tty::own_terminal(&a.bundle, a.console_socket.is_some(), detach)?;
     let own_tty = match own_tty {
         Some((ours, theirs)) => {
             opts.console = Some(std::sync::Arc::new(theirs));
@@ -158,7 +135,7 @@ fn run_container(rt: &Runtime, a: &CreateArgs, detach: bool, keep: bool) -> Resu
     };
     // Block forwarded signals before the clone so none is lost; the init unblocks
     // them before exec.
-    let set = forwarded();
+    let set = crate::signals::forwarded();
     if !detach {
         set.thread_block().map_err(err)?;
     }
@@ -193,7 +170,7 @@ fn run_container(rt: &Runtime, a: &CreateArgs, detach: bool, keep: bool) -> Resu
             let _ = rt.kill(&a.id, sig, false);
         });
     }
-    wait_forwarding(container.pidfd(), &sfd, |sig| {
+    crate::signals::wait_forwarding(container.pidfd(), &sfd, |sig| {
         let _ = rt.kill(&a.id, sig, false);
     })?;
     let code = container.wait().map_err(err)?;
@@ -201,36 +178,6 @@ fn run_container(rt: &Runtime, a: &CreateArgs, detach: bool, keep: bool) -> Resu
         rt.delete(&a.id, true).map_err(err)?;
     }
     Ok(code)
-}
-
-/// Forwards signals from `sfd` until the process behind `pidfd` exits.
-pub(crate) fn wait_forwarding(
-    pidfd: std::os::fd::BorrowedFd<'_>,
-    sfd: &SignalFd,
-    mut forward: impl FnMut(i32),
-) -> Result<()> {
-    loop {
-        let mut fds = [
-            PollFd::new(pidfd, PollFlags::POLLIN),
-            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
-        ];
-        match poll(&mut fds, PollTimeout::NONE) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e.to_string()),
-            Ok(_) => {}
-        }
-        if fds[1]
-            .revents()
-            .is_some_and(|r| r.contains(PollFlags::POLLIN))
-        {
-            if let Ok(Some(info)) = sfd.read_signal() {
-                forward(info.ssi_signo as i32);
-            }
-        }
-        if fds[0].revents().is_some_and(|r| !r.is_empty()) {
-            return Ok(());
-        }
-    }
 }
 
 fn list(rt: &Runtime, format: &str, quiet: bool) -> Result<i32> {

@@ -1,7 +1,7 @@
 //! `casulo exec`: runc's flags, the process built as runc builds it (the container's
 //! process with the flags applied, or `--process FILE` as is).
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use casulo_core::{ExecOptions, Runtime};
@@ -191,35 +191,6 @@ fn build_process(rt: &Runtime, a: &ExecArgs) -> Result<Process> {
     Ok(p)
 }
 
-/// A socketpair for a terminal the runtime forwards itself (no console socket, not
-/// detached): (runtime end, container end).
-fn pair() -> Result<(OwnedFd, OwnedFd)> {
-    casulo_core::tty::console_pair().map_err(|e| e.to_string())
-}
-
-/// For `run`: an internal console when the bundle asks for a terminal, no socket is
-/// given and the runtime stays in the foreground.
-pub fn own_terminal(
-    bundle: &Path,
-    has_socket: bool,
-    detach: bool,
-) -> Result<Option<(OwnedFd, OwnedFd)>> {
-    if has_socket || detach {
-        return Ok(None);
-    }
-    let spec = casulo_core::container::load_config(bundle).map_err(|e| e.to_string())?;
-    let terminal = spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.terminal())
-        .unwrap_or(false);
-    if terminal {
-        pair().map(Some)
-    } else {
-        Ok(None)
-    }
-}
-
 /// Runs `exec`; returns the exit code (the process's own without `--detach`).
 pub fn exec(rt: &Runtime, a: &ExecArgs) -> Result<i32> {
     let mut process = build_process(rt, a)?;
@@ -234,7 +205,7 @@ pub fn exec(rt: &Runtime, a: &ExecArgs) -> Result<i32> {
                 .map_err(|e| e.to_string())?;
             process.set_console_size(Some(size));
         }
-        Some(pair()?)
+        Some(crate::tty::pair()?)
     } else {
         None
     };
@@ -251,7 +222,7 @@ pub fn exec(rt: &Runtime, a: &ExecArgs) -> Result<i32> {
         ignore_paused: a.ignore_paused,
         sub_cgroups: a.cgroup.clone(),
     };
-    let set = crate::commands::forwarded();
+    let set = crate::signals::forwarded();
     if !a.detach {
         set.thread_block().map_err(|e| e.to_string())?;
     }
@@ -267,7 +238,7 @@ pub fn exec(rt: &Runtime, a: &ExecArgs) -> Result<i32> {
             let _ = proc.signal(sig);
         });
     } else {
-        crate::commands::wait_forwarding(proc.pidfd(), &sfd, |sig| {
+        crate::signals::wait_forwarding(proc.pidfd(), &sfd, |sig| {
             let _ = proc.signal(sig);
         })?;
     }

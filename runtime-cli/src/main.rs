@@ -5,6 +5,7 @@ mod events;
 mod exec;
 mod log;
 mod out;
+mod signals;
 mod tty;
 mod update;
 

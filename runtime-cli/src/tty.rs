@@ -1,9 +1,11 @@
-//! `casulo run` / `casulo exec` with `process.terminal` and no `--console-socket`: the
-//! runtime keeps the pty master itself and forwards between the caller's terminal and
-//! the container's (raw mode on the caller's side, SIGWINCH resizes), like runc.
+//! The terminal relay: `casulo run` / `casulo exec` with `process.terminal` and no
+//! `--console-socket`: the runtime keeps the pty master itself and forwards between the
+//! caller's terminal and the container's (raw mode on the caller's side, SIGWINCH
+//! resizes), like runc.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
@@ -147,5 +149,34 @@ pub fn forward(
             }
             break;
         }
+    }
+}
+
+/// A socketpair for a terminal the runtime forwards itself (no console socket, not
+/// detached): (runtime end, container end).
+pub fn pair() -> Result<(OwnedFd, OwnedFd), String> {
+    casulo_core::tty::console_pair().map_err(|e| e.to_string())
+}
+
+/// For `run`: an internal console when the bundle asks for a terminal, no socket is
+/// given and the runtime stays in the foreground.
+pub fn own_terminal(
+    bundle: &Path,
+    has_socket: bool,
+    detach: bool,
+) -> Result<Option<(OwnedFd, OwnedFd)>, String> {
+    if has_socket || detach {
+        return Ok(None);
+    }
+    let spec = casulo_core::container::load_config(bundle).map_err(|e| e.to_string())?;
+    let terminal = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    if terminal {
+        pair().map(Some)
+    } else {
+        Ok(None)
     }
 }

@@ -17,6 +17,7 @@ use crate::process::init::InitPlan;
 use crate::process::{self, Spawned};
 use crate::rootfs::CgroupHierarchy;
 use crate::security::Credentials;
+use crate::shared::{cstrings, seccomp_filter, verified_proc, write_pid_file};
 use crate::state::{self, State, Status};
 use crate::store::{Record, Store, StoreError};
 use crate::{config, sys, Error, Result};
@@ -103,34 +104,6 @@ impl Drop for Undo<'_> {
         }
         let _ = self.store.remove(self.id);
     }
-}
-
-pub(crate) fn verified_proc() -> Result<OwnedFd> {
-    let fd = sys::open(c"/proc", libc::O_PATH | libc::O_DIRECTORY, 0)
-        .map_err(|e| Error::sys("/proc", e))?;
-    let st = nix::sys::statfs::fstatfs(&fd).map_err(|e| Error::sys("/proc", e))?;
-    if st.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
-        return Err(Error::Unsafe("/proc on the host is not procfs".into()));
-    }
-    Ok(fd)
-}
-
-fn cstrings<'a>(items: impl Iterator<Item = &'a String>, field: &str) -> Result<Vec<CString>> {
-    items
-        .map(|s| {
-            CString::new(s.as_bytes())
-                .map_err(|_| Error::Invalid(format!("config.json: {field}: contains a NUL byte")))
-        })
-        .collect()
-}
-
-pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")
-    ));
-    std::fs::write(&tmp, pid.to_string()).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 impl Runtime {
@@ -236,21 +209,14 @@ impl Runtime {
         if let Some(res) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
             cgroups::validate(res)?;
         }
-        let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-            Some(profile) => {
-                let c = casulo_seccomp::compile(profile)
-                    .map_err(|e| Error::Invalid(format!("config.json: {e}")))?;
-                Some(c.filter)
-            }
-            None => None,
-        };
+        let seccomp = seccomp_filter(&spec)?;
         let hooks = crate::hooks::HookSet::from_spec(&spec)?;
         let attrs = crate::security::process::ProcessAttrs::from_spec(&spec, &self.log)?;
         let ns = Namespaces::from_spec(&spec)?;
         let (argv, envp) = match spec.process() {
             Some(p) => (
-                cstrings(p.args().iter().flatten(), "process.args")?,
-                cstrings(p.env().iter().flatten(), "process.env")?,
+                cstrings(p.args().iter().flatten(), "config.json: process.args")?,
+                cstrings(p.env().iter().flatten(), "config.json: process.env")?,
             ),
             None => (Vec::new(), Vec::new()),
         };

@@ -28,6 +28,7 @@ pub mod cgroups;
 pub mod config;
 pub mod container;
 pub mod exe;
+pub mod exec;
 pub mod fault;
 pub mod features;
 pub mod hooks;
@@ -40,6 +41,7 @@ pub mod pause;
 pub mod process;
 pub mod rootfs;
 pub mod security;
+mod shared;
 pub mod state;
 pub mod store;
 mod sys;
@@ -47,7 +49,7 @@ pub mod tty;
 pub mod update;
 
 pub use container::{Container, CreateOptions, Runtime};
-pub use process::exec::{ExecOptions, ExecProcess};
+pub use exec::{ExecOptions, ExecProcess};
 pub use state::{State, Status};
 
 use std::path::Path;

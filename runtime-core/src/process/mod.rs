@@ -9,8 +9,8 @@
 //! same parent, one process creation and one hand-off less (docs/performance.md).
 
 pub mod channel;
-pub mod exec;
-mod exec_cgroup;
+pub(crate) mod exec;
+pub(crate) mod exec_cgroup;
 pub(crate) mod finish;
 pub mod init;
 
