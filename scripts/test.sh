@@ -19,6 +19,8 @@ report_skips() {
 trap report_skips EXIT
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
+# The library's public API: every item documented, no broken doc links (issue 18).
+RUSTDOCFLAGS="-D warnings" cargo doc -p casulo-core --no-deps -q
 cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/casulo-test.log
 for t in scripts/test.d/*.sh; do
   [ -e "$t" ] || continue

@@ -60,3 +60,74 @@ fn library_errors_name_the_bundle_and_the_missing_container() {
     let err = rt.state("missing").unwrap_err();
     assert!(err.to_string().contains("does not exist"), "{err}");
 }
+
+/// `runtime-core/examples/run_bundle.rs`, built as an embedder builds it (`cargo build
+/// --example`, the crate's public API only: no `internals` feature).
+fn example_bin() -> std::path::PathBuf {
+    use std::path::{Path, PathBuf};
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest_dir.join("../target"));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "casulo-core",
+            "--example",
+            "run_bundle",
+        ])
+        .arg("--manifest-path")
+        .arg(manifest_dir.join("../Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .status()
+        .expect("spawn cargo to build the example");
+    assert!(status.success(), "building the run_bundle example failed");
+    target_dir.join("debug/examples/run_bundle")
+}
+
+#[test]
+fn the_run_bundle_example_runs_a_container_from_a_bundle() {
+    if !casulo_integration::prereq::root() {
+        return;
+    }
+    let bin = example_bin();
+    let env = TestEnv::new("example");
+    // The checker verifies the config from inside; its exit status comes back through
+    // the example's.
+    let b = env.bundle(&["/checker", "/config.json"]);
+    let out = std::process::Command::new(&bin)
+        .arg(&b.dir)
+        .arg(b.id())
+        .arg(&env.root)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let tap = casulo_integration::parse_tap(&stdout);
+    assert!(
+        out.status.success() && tap.failed == 0 && tap.passed > 20,
+        "run_bundle: {:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !env.root.join(b.id()).exists(),
+        "state left after the example"
+    );
+    // The exit status of the container's process is the example's.
+    let b = env.bundle(&["sh", "-c", "exit 7"]);
+    let st = std::process::Command::new(&bin)
+        .arg(&b.dir)
+        .arg(b.id())
+        .arg(&env.root)
+        .status()
+        .unwrap();
+    assert_eq!(st.code(), Some(7));
+    assert!(
+        !env.root.join(b.id()).exists(),
+        "state left after the example"
+    );
+}

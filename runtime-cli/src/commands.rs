@@ -17,7 +17,7 @@ fn err(e: impl std::fmt::Display) -> String {
 
 /// Runs the parsed command line.
 pub fn run(cli: &Cli, log: &Logger) -> Result<i32> {
-    casulo_core::cgroups::check_systemd_cgroup(cli.systemd_cgroup, None).map_err(err)?;
+    casulo_core::check_systemd_cgroup(cli.systemd_cgroup, None).map_err(err)?;
     if cli.rootless.as_deref() == Some("true") {
         return Err("--rootless: rootless containers are not supported yet".into());
     }

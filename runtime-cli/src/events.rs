@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use casulo_core::cgroups::Stats;
+use casulo_core::stats::Stats;
 use casulo_core::{Runtime, Status};
 use clap::Args;
 use serde::Serialize;

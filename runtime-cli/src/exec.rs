@@ -78,11 +78,11 @@ fn parse_cap(rt: &Runtime, c: &str) -> Option<Capability> {
     } else {
         format!("CAP_{up}")
     };
-    let cap = casulo_core::security::unknown_caps::known(&name)
+    let cap = casulo_core::spec_compat::known(&name)
         .then(|| serde_json::from_value::<Capability>(serde_json::Value::String(name)).ok())
         .flatten();
     if cap.is_none() {
-        casulo_core::security::unknown_caps::warn(rt.logger(), "--cap", &[c.to_string()]);
+        casulo_core::spec_compat::warn(rt.logger(), "--cap", &[c.to_string()]);
     }
     cap
 }
@@ -93,10 +93,10 @@ fn load_process(rt: &Runtime, path: &Path) -> Result<Process> {
     let mut doc: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     if let Some(c) = doc.get_mut("capabilities").filter(|c| c.is_object()) {
-        let removed = casulo_core::security::unknown_caps::strip(c);
-        casulo_core::security::unknown_caps::warn(rt.logger(), "capabilities", &removed);
+        let removed = casulo_core::spec_compat::strip(c);
+        casulo_core::spec_compat::warn(rt.logger(), "capabilities", &removed);
     }
-    casulo_core::security::process::spec_sched_flag_names(&mut doc);
+    casulo_core::spec_compat::spec_sched_flag_names(&mut doc);
     serde_json::from_value(doc).map_err(|e| format!("{}: {e}", path.display()))
 }
 

@@ -35,7 +35,7 @@ impl Logger {
         let Some(mut f) = self.file.as_deref() else {
             return;
         };
-        let time = casulo_core::state::now_rfc3339();
+        let time = casulo_core::now_rfc3339();
         let line = if self.json {
             serde_json::json!({ "level": level, "msg": msg, "time": time }).to_string()
         } else {

@@ -161,7 +161,7 @@ enum Command {
 
 fn main() {
     // One command lives milliseconds: read the host's cgroup mounts once.
-    casulo_core::cgroups::detect::cache_mounts_for_process();
+    casulo_core::cache_mounts_for_process();
     let cli = Cli::try_parse().unwrap_or_else(|e| out::clap_exit(e));
     let logger = log::Logger::new(
         cli.log.as_deref(),

@@ -168,7 +168,7 @@ pub fn own_terminal(
     if has_socket || detach {
         return Ok(None);
     }
-    let spec = casulo_core::container::load_config(bundle).map_err(|e| e.to_string())?;
+    let spec = casulo_core::load_config(bundle).map_err(|e| e.to_string())?;
     let terminal = spec
         .process()
         .as_ref()

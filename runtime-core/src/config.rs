@@ -93,7 +93,7 @@ fn drop_absent_pids_limit(spec: &mut Spec, doc: &serde_json::Value) {
 }
 
 /// The absolute root filesystem path: `root.path`, relative to the bundle when relative.
-pub fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf, ConfigError> {
+pub(crate) fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf, ConfigError> {
     let root = spec
         .root()
         .as_ref()
@@ -107,7 +107,7 @@ pub fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf, ConfigError> {
 }
 
 /// The namespace types the config creates or joins, and whether it names `typ`.
-pub fn namespace(
+pub(crate) fn namespace(
     spec: &Spec,
     typ: LinuxNamespaceType,
 ) -> Option<&oci_spec::runtime::LinuxNamespace> {
@@ -120,7 +120,7 @@ pub fn namespace(
 }
 
 /// True when the config asks for a new (not joined) namespace of `typ`.
-pub fn new_namespace(spec: &Spec, typ: LinuxNamespaceType) -> bool {
+pub(crate) fn new_namespace(spec: &Spec, typ: LinuxNamespaceType) -> bool {
     namespace(spec, typ).is_some_and(|n| n.path().is_none())
 }
 
@@ -320,7 +320,7 @@ fn one_line(s: &str) -> String {
 }
 
 /// An io::Error's text in lower case without the "(os error N)" suffix, as engines match it.
-pub fn lower(e: &std::io::Error) -> String {
+pub(crate) fn lower(e: &std::io::Error) -> String {
     let s = e.to_string();
     let s = s.split(" (os error").next().unwrap_or(&s).to_string();
     s.to_lowercase()

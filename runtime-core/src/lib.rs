@@ -1,9 +1,29 @@
 //! Casulo: an OCI container runtime as a library.
 //!
-//! Modules follow the sections of the OCI runtime spec: [`config`] (config.md),
-//! [`namespaces`], [`rootfs`], [`security`] and [`cgroups`] (config-linux.md),
-//! [`state`], [`store`] and [`container`] (runtime.md). `unsafe` code is only in the
-//! raw syscall layers: `sys` and `cgroups::sys` (bpf, eventfd, inotify).
+//! A [`Runtime`] keeps its containers' state under one root directory and performs the
+//! operations of the OCI runtime spec (runtime.md) on them: [`Runtime::create`] (from a
+//! bundle, with [`CreateOptions`]), [`Runtime::start`], [`Runtime::state`] (a [`State`]
+//! with its [`Status`]), [`Runtime::kill`], [`Runtime::delete`], and runc's extras:
+//! [`Runtime::exec`] ([`ExecOptions`]), [`Runtime::pause`], [`Runtime::resume`],
+//! [`Runtime::update`], [`Runtime::stats`], [`Runtime::oom_notifier`], [`Runtime::pids`],
+//! [`Runtime::list`]. Every operation returns [`Result`]: an [`Error`] that prints as one
+//! line naming the config field or the step that failed, and wraps each module's error
+//! type ([`ConfigError`], [`CgroupError`], …).
+//!
+//! Plug points: [`Runtime::with_logger`] takes a [`Logger`] for the library's warnings
+//! and debug lines; the hooks a config lists (config.md "POSIX-platform Hooks") run as
+//! the spec says, their failures reported as [`HookError`] (prestart to startContainer)
+//! or as warnings through the logger (poststart, poststop). The modules [`config`]
+//! (load and check a config.json without creating anything), [`features`] (the
+//! runtime-spec features document), [`exe`] (CVE-2019-5736: protecting the runtime
+//! binary before [`Runtime::create`] puts a copy of it where containers can see it),
+//! [`tty`] (receiving the terminal sent to a `--console-socket`), [`stats`] and
+//! [`spec_compat`] complete the API. `runtime-core/examples/run_bundle.rs` runs a
+//! container from a bundle directory.
+//!
+//! Inside, modules follow the sections of the spec (config.md, config-linux.md,
+//! runtime.md; see docs/architecture.md). `unsafe` code is only in the raw syscall
+//! layers: `sys` and `cgroups::sys` (bpf, eventfd, inotify).
 //!
 //! ```no_run
 //! use casulo_core::{CreateOptions, Runtime};
@@ -24,33 +44,82 @@
 //! through libc (whose atfork handlers keep malloc usable in the child) and only the
 //! single-threaded helper uses a raw `clone3`.
 
-pub mod cgroups;
+#![cfg_attr(not(feature = "internals"), deny(missing_docs))]
+
+// The public API is what this file re-exports plus the modules declared `pub` below
+// (`config`, `exe`, `features`, `log`, `tty`): everything an embedder needs to run
+// containers. The rest is crate-private; the `internals` feature (for Casulo's own
+// tests only, never for embedders) makes the modules the tests drive directly public.
+
+/// Declares modules that are crate-private, or public (hidden from the docs) with the
+/// `internals` feature, which only Casulo's own tests turn on.
+macro_rules! internal_mods {
+    ($($m:ident),* $(,)?) => {$(
+        #[cfg(feature = "internals")]
+        #[doc(hidden)]
+        #[allow(missing_docs)]
+        pub mod $m;
+        // Without the feature, what only the tests call is unused here.
+        #[cfg(not(feature = "internals"))]
+        #[allow(dead_code, unused_imports)]
+        mod $m;
+    )*};
+}
+
+internal_mods!(cgroups, state);
+
 pub mod config;
-pub mod container;
+mod container;
 pub mod exe;
-pub mod exec;
-pub mod fault;
+mod exec;
+mod fault;
 pub mod features;
-pub mod hooks;
-pub mod host_guard;
+mod hooks;
+mod host_guard;
 pub mod log;
-pub mod mountinfo;
-pub mod namespaces;
-pub mod netdev;
-pub mod pause;
-pub mod process;
-pub mod rootfs;
-pub mod security;
+mod mountinfo;
+mod namespaces;
+mod netdev;
+mod pause;
+mod process;
+mod rootfs;
+mod security;
 mod shared;
-pub mod state;
-pub mod store;
+mod store;
 mod sys;
 pub mod tty;
-pub mod update;
+mod update;
 
-pub use container::{Container, CreateOptions, Runtime};
+pub use cgroups::detect::cache_mounts_for_process;
+pub use cgroups::{check_systemd_cgroup, CgroupError, OomNotifier};
+pub use config::ConfigError;
+pub use container::{load_config, Container, CreateOptions, Runtime};
+pub use exe::ExeError;
 pub use exec::{ExecOptions, ExecProcess};
-pub use state::{State, Status};
+pub use hooks::HookError;
+pub use log::{Level, Logger};
+pub use namespaces::NamespaceError;
+pub use netdev::NetDevError;
+pub use process::ProcessError;
+pub use security::SecurityError;
+pub use state::{now_rfc3339, State, Status};
+pub use store::{validate_id, Record, Store, StoreError};
+pub use tty::TtyError;
+
+/// Resource usage of a container's cgroup, as [`Runtime::stats`] returns it (runc's
+/// `events --stats` document).
+pub mod stats {
+    pub use crate::cgroups::stats::*;
+}
+
+/// Pre-passes for JSON documents engines send (a `config.json`, an `exec --process`
+/// file) before oci-spec parses them: capability names that cannot be mapped are left
+/// out with one warning each (config.md: "MUST be logged as a warning"), and config.md's
+/// scheduler flag names are accepted.
+pub mod spec_compat {
+    pub use crate::security::process::spec_sched_flag_names;
+    pub use crate::security::unknown_caps::{known, strip, warn};
+}
 
 use std::path::Path;
 

@@ -57,7 +57,7 @@ pub struct Record {
     pub id: String,
     /// Init pid on the host (0 while creating).
     pub pid: i32,
-    /// The init's start time (field 22 of /proc/<pid>/stat), so a reused pid is never
+    /// The init's start time (field 22 of `/proc/<pid>/stat`), so a reused pid is never
     /// taken for the container.
     pub start_time: u64,
     /// The absolute bundle path.
@@ -128,7 +128,7 @@ impl Store {
 
     /// Claims `id`: creates its directory exclusively and locks it. Exactly one of any
     /// number of concurrent claims of one id succeeds.
-    pub fn claim(&self, id: &str) -> Result<Lock> {
+    pub(crate) fn claim(&self, id: &str) -> Result<Lock> {
         validate_id(id)?;
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -148,7 +148,7 @@ impl Store {
 
     /// Locks an existing container's directory if nobody holds it: `None` when busy,
     /// [`StoreError::Missing`] when there is no such container (any more).
-    pub fn try_lock(&self, id: &str) -> Result<Option<Lock>> {
+    pub(crate) fn try_lock(&self, id: &str) -> Result<Option<Lock>> {
         validate_id(id)?;
         let dir = self.dir(id);
         let f = match File::open(&dir) {
@@ -166,7 +166,7 @@ impl Store {
     }
 
     /// Locks an existing container's directory.
-    pub fn lock(&self, id: &str) -> Result<Lock> {
+    pub(crate) fn lock(&self, id: &str) -> Result<Lock> {
         validate_id(id)?;
         let dir = self.dir(id);
         match Lock::take(&dir) {
@@ -192,7 +192,7 @@ impl Store {
     }
 
     /// Writes a container's record atomically (temporary file + rename).
-    pub fn save(&self, record: &Record) -> Result<()> {
+    pub(crate) fn save(&self, record: &Record) -> Result<()> {
         let dir = self.dir(&record.id);
         let tmp = dir.join(".state.json.tmp");
         let path = dir.join("state.json");
@@ -206,7 +206,7 @@ impl Store {
     }
 
     /// Removes a container's directory and everything in it.
-    pub fn remove(&self, id: &str) -> Result<()> {
+    pub(crate) fn remove(&self, id: &str) -> Result<()> {
         let dir = self.dir(id);
         match std::fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&dir)(e)),

@@ -38,7 +38,7 @@ fn sys_err(what: &'static str) -> impl FnOnce(Errno) -> TtyError {
 }
 
 /// The bytes sent with the master fd.
-pub const MASTER_NAME: &str = "/dev/ptmx";
+pub(crate) const MASTER_NAME: &str = "/dev/ptmx";
 
 /// devpts' statfs magic.
 const DEVPTS_SUPER_MAGIC: i64 = 0x1cd1;
@@ -46,7 +46,7 @@ const DEVPTS_SUPER_MAGIC: i64 = 0x1cd1;
 /// A new pty from the current root's `/dev/ptmx` (the container's devpts once the root
 /// is the container's): (master, slave). The slave is opened through the master
 /// (`TIOCGPTPEER`), and both are checked to be devpts files.
-pub fn open_pty() -> Result<(OwnedFd, OwnedFd), TtyError> {
+pub(crate) fn open_pty() -> Result<(OwnedFd, OwnedFd), TtyError> {
     let master = sys::open(
         c"/dev/ptmx",
         libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
@@ -72,7 +72,7 @@ pub fn open_pty() -> Result<(OwnedFd, OwnedFd), TtyError> {
 }
 
 /// Sends a pty master over a connected unix socket, as runc does.
-pub fn send_master(sock: BorrowedFd<'_>, master: BorrowedFd<'_>) -> Result<(), TtyError> {
+pub(crate) fn send_master(sock: BorrowedFd<'_>, master: BorrowedFd<'_>) -> Result<(), TtyError> {
     let fds = [master.as_raw_fd()];
     let iov = [IoSlice::new(MASTER_NAME.as_bytes())];
     loop {
@@ -111,7 +111,7 @@ pub fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> Result<(), T
 }
 
 /// What [`setup`] needs.
-pub struct Console<'a> {
+pub(crate) struct Console<'a> {
     /// The connected console socket.
     pub socket: BorrowedFd<'a>,
     /// `process.consoleSize` as (height, width).
@@ -124,7 +124,7 @@ pub struct Console<'a> {
 /// In the container process (after its root is the container's, after `setsid`):
 /// allocates the pty, sends the master, binds the slave on /dev/console (init only),
 /// makes it stdin/stdout/stderr and the controlling terminal.
-pub fn setup(c: &Console<'_>) -> Result<(), TtyError> {
+pub(crate) fn setup(c: &Console<'_>) -> Result<(), TtyError> {
     let (master, slave) = open_pty()?;
     if let Some((h, w)) = c.size {
         if h > 0 || w > 0 {
@@ -143,7 +143,7 @@ pub fn setup(c: &Console<'_>) -> Result<(), TtyError> {
 }
 
 /// `process.consoleSize` as (height, width).
-pub fn console_size(p: Option<&oci_spec::runtime::Process>) -> Option<(u16, u16)> {
+pub(crate) fn console_size(p: Option<&oci_spec::runtime::Process>) -> Option<(u16, u16)> {
     let b = p?.console_size()?;
     Some((b.height() as u16, b.width() as u16))
 }
@@ -200,7 +200,7 @@ pub fn console_pair() -> Result<(OwnedFd, OwnedFd), TtyError> {
 
 /// Connects to a console socket given by path (done by the runtime before the clone;
 /// the container process inherits the connected fd).
-pub fn connect(path: &Path) -> Result<OwnedFd, String> {
+pub(crate) fn connect(path: &Path) -> Result<OwnedFd, String> {
     std::os::unix::net::UnixStream::connect(path)
         .map(OwnedFd::from)
         .map_err(|e| {
@@ -214,7 +214,7 @@ pub fn connect(path: &Path) -> Result<OwnedFd, String> {
 
 /// The console socket a process gets, checked as runc checks it: a terminal needs a
 /// socket (or a connected fd), and a socket without a terminal is refused.
-pub fn console_for(
+pub(crate) fn console_for(
     spec: &oci_spec::runtime::Spec,
     socket: Option<&Path>,
     connected: Option<&OwnedFd>,
@@ -228,7 +228,7 @@ pub fn console_for(
 }
 
 /// [`console_for`] from the terminal flag itself (exec's process).
-pub fn process_console(
+pub(crate) fn process_console(
     terminal: bool,
     socket: Option<&Path>,
     connected: Option<&OwnedFd>,

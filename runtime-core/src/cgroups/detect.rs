@@ -63,9 +63,9 @@ pub struct V1Mount {
 static CACHE_ENABLED: AtomicBool = AtomicBool::new(false);
 static CACHED_V1_MOUNTS: OnceLock<BTreeMap<String, V1Mount>> = OnceLock::new();
 
-/// Makes [`v1_mounts`] read `/proc/self/mountinfo` once for the rest of the process.
+/// Makes the cgroup v1 mount lookup read `/proc/self/mountinfo` once for the rest of the process.
 /// For short-lived processes (the `casulo` CLI), where one command would otherwise
-/// parse it up to six times (detection and every [`super::open`]; ~0.3 ms each on a
+/// parse it up to six times (detection and every cgroup opened; ~0.3 ms each on a
 /// loaded host). A long-lived embedder that may outlive a change of the host's cgroup
 /// mounts should not call it.
 pub fn cache_mounts_for_process() {

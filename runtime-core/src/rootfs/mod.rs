@@ -16,16 +16,15 @@ pub mod sources;
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sys::stat::SFlag;
 use nix::unistd::{chdir, chroot, fchdir, pivot_root};
 use oci_spec::runtime::Spec;
 
 pub use mounts::CgroupHierarchy;
-pub use paths::{open_in_root, open_no_symlinks, open_proc};
+pub use paths::open_proc;
 pub use sources::{MountSources, Source};
 
 /// Errors of root filesystem setup; each names the object it was working on.
@@ -278,15 +277,4 @@ pub fn enter_cwd(root: BorrowedFd<'_>, cwd: &Path, create: bool) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// The type of a path inside the rootfs (for tests and checks).
-pub fn kind(root: BorrowedFd<'_>, path: &Path) -> Option<SFlag> {
-    let fd = paths::open_in_root(root, path, 0).ok()?;
-    paths::file_type(fd.as_fd()).ok().map(|(k, _)| k)
-}
-
-/// Absolute host path of a rootfs-relative path (display only; never used to open).
-pub fn display_path(rootfs: &Path, p: &Path) -> PathBuf {
-    rootfs.join(p.strip_prefix("/").unwrap_or(p))
 }

@@ -266,6 +266,7 @@ pub const NAMES: [&str; 62] = [
 ];
 
 /// True when `opt` is an option [`parse`] recognises (not filesystem data).
+#[cfg(test)]
 pub fn is_known(opt: &str) -> bool {
     flag(opt).is_some()
         || propagation(opt).is_some()

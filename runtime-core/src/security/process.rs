@@ -221,6 +221,7 @@ impl ProcessAttrs {
 
     /// The fields of a process exec'd into a container created from `spec`: the
     /// container-wide personality, the rest from `p`.
+    #[allow(dead_code)] // never called (exec builds its attributes itself): issue 18 point 6
     pub fn for_exec(spec: &Spec, p: &Process, log: &Logger) -> Result<ProcessAttrs, SecurityError> {
         let mut out = ProcessAttrs::from_spec_linux_only(spec, log)?;
         out.fill_process(p, log)?;
