@@ -27,6 +27,7 @@
 pub mod cgroups;
 pub mod config;
 pub mod container;
+mod create;
 pub mod exe;
 pub mod exec;
 pub mod fault;

@@ -242,21 +242,19 @@ fn setup(
     // is parked, the state directory's lock, cgroup and console fds are closed) while
     // container paths (cwd, args[0], PATH, /etc/passwd, startContainer hooks) resolve.
     let stash = Stash::park(plan.proc_fd)?;
-    let mut keep: Vec<i32> = vec![0, 1, 2, chan.as_fd().as_raw_fd(), plan.fifo.as_raw_fd()];
-    keep.extend((3..3 + plan.preserve_fds).map(|f| f as i32));
+    let mut keep = vec![plan.fifo.as_raw_fd(), root.as_raw_fd()];
     keep.extend(stash.fds());
     keep.extend(lsm.fds());
-    keep.push(root.as_raw_fd());
-    sys::close_fds_except(&keep).map_err(|e| format!("close_range: {}", errno_text(e)))?;
+    finish::close_fds(chan, plan.preserve_fds, &keep)?;
     let process = plan.spec.process().as_ref().expect("creds imply a process");
     rootfs::enter_cwd(root.as_fd(), process.cwd(), true).map_err(|e| e.to_string())?;
     let exe = finish::find_executable(root.as_fd(), plan.argv, plan.envp)?;
     let envp = finish::with_home(root.as_fd(), creds.uid(), plan.envp);
-    mark_cloexec(plan.preserve_fds)?;
+    finish::mark_cloexec(plan.preserve_fds)?;
     // A notify listener must reach the runtime before it exits: such a filter is
     // installed now, while the init still has every capability.
     if let Some(f) = plan.seccomp.filter(|f| f.needs_listener()) {
-        install_seccomp(f, chan)?;
+        finish::install_seccomp(f, Some(chan))?;
     }
     Ok(Some(Final {
         exe,
@@ -265,17 +263,6 @@ fn setup(
         lsm,
         root,
     }))
-}
-
-/// Installs the filter; a notify listener goes to the runtime over the channel (it
-/// forwards it to the agent at `listenerPath`), and this process's copy is closed.
-fn install_seccomp(f: &casulo_seccomp::Filter, chan: &Channel) -> Result<(), String> {
-    let listener = f.install().map_err(|e| format!("linux.seccomp: {e}"))?;
-    if let Some(fd) = listener {
-        chan.send_fd(&Msg::Listener, fd.as_fd())
-            .map_err(|e| format!("linux.seccomp: sending the listener: {}", errno_text(e)))?;
-    }
-    Ok(())
 }
 
 fn write_sysctls(plan: &InitPlan<'_>) -> Result<(), String> {
@@ -294,18 +281,6 @@ fn write_sysctls(plan: &InitPlan<'_>) -> Result<(), String> {
             .map_err(|e| format!("linux.sysctl.{k}: {}", errno_text(e)))?;
     }
     Ok(())
-}
-
-/// Marks every fd above stdio and the preserved ones close-on-exec; the preserved ones
-/// are handed over open.
-fn mark_cloexec(preserve: u32) -> Result<(), String> {
-    for fd in 3..3 + preserve {
-        match sys::clear_cloexec(fd as i32) {
-            Ok(()) | Err(Errno::EBADF) => {}
-            Err(e) => return Err(format!("--preserve-fds: fd {fd}: {}", errno_text(e))),
-        }
-    }
-    sys::cloexec_from(3 + preserve).map_err(|e| format!("close_range: {}", errno_text(e)))
 }
 
 /// Blocks until `start` opens the exec fifo, then execs. On failure the error text goes
@@ -354,25 +329,10 @@ fn wait_and_exec(plan: &InitPlan<'_>, fin: Option<Final>, start_state: &[u8]) ->
         return fail(e.to_string());
     }
     drop(fin.root);
-    sys::reset_signals();
+    // The notify filter (if any) is installed already.
     let filter = plan.seccomp.filter(|f| !f.needs_listener());
-    // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: before the user
-    // switch drops capabilities (as runc does); with it, right before the exec.
-    if let Some(f) = filter.filter(|_| !creds.no_new_privs()) {
-        if let Err(e) = f.install() {
-            return fail(format!("linux.seccomp: {e}"));
-        }
-    }
-    if let Err(e) = creds.apply_user() {
-        return fail(e.to_string());
-    }
-    if let Err(e) = creds.apply_no_new_privs() {
-        return fail(e.to_string());
-    }
-    if let Some(f) = filter.filter(|_| creds.no_new_privs()) {
-        if let Err(e) = f.install() {
-            return fail(format!("linux.seccomp: {e}"));
-        }
+    if let Err(e) = finish::become_process(creds, filter, None) {
+        return fail(e);
     }
     let text = finish::exec(&fin.exe, plan.argv, &fin.envp);
     let _ = sys::write_all(w.as_fd(), text.as_bytes());
