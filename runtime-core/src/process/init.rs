@@ -128,86 +128,12 @@ fn setup(
     chan: &Channel,
     start_state: &std::cell::RefCell<Vec<u8>>,
 ) -> Result<Option<Final>, String> {
-    // Before `Go`, the runtime may send bind sources it opened (rootfs::sources).
-    let sources = rootfs::MountSources::default();
-    loop {
-        match chan.recv_fd() {
-            Ok((Some(Msg::Go), _)) => break,
-            Ok((Some(Msg::MountSource { index, tree }), Some(fd))) => {
-                sources.insert(rootfs::Source {
-                    index: index as usize,
-                    fd,
-                    tree,
-                })
-            }
-            Ok(_) | Err(_) => {
-                return Err("runtime went away before the container was set up".into())
-            }
-        }
-    }
+    let sources = receive_sources(chan)?;
     if plan.userns {
-        // Become root of the new user namespace (its maps are written now), so mounts
-        // and files are made by a mapped user.
-        let root = (nix::unistd::Gid::from_raw(0), nix::unistd::Uid::from_raw(0));
-        nix::unistd::setresgid(root.0, root.0, root.0)
-            .map_err(|e| format!("linux.gidMappings: container gid 0: {}", errno_text(e)))?;
-        nix::unistd::setresuid(root.1, root.1, root.1)
-            .map_err(|e| format!("linux.uidMappings: container uid 0: {}", errno_text(e)))?;
+        become_userns_root()?;
     }
-    let joined = std::cell::Cell::new(false);
-    let in_cgroup = || -> Result<(), String> {
-        if joined.get() {
-            return Ok(());
-        }
-        match chan.recv() {
-            Ok(Some(Msg::InCgroup)) => {}
-            _ => return Err("runtime went away before the cgroup was joined".into()),
-        }
-        joined.set(true);
-        // A cgroup namespace's root is the cgroup of its creator: unshare only now.
-        if plan.cgroupns {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-                .map_err(|e| format!("linux.namespaces: cgroup: {}", errno_text(e)))?;
-        }
-        Ok(())
-    };
     setsid().map_err(|e| format!("setsid: {}", errno_text(e)))?;
-    let before_pivot = || -> Result<(), String> {
-        if !plan.hooks.needs_sync() {
-            return Ok(());
-        }
-        chan.send(&Msg::Hooks)
-            .map_err(|e| format!("hooks: {}", errno_text(e)))?;
-        let payload = match chan.recv() {
-            Ok(Some(Msg::HooksDone(p))) => p,
-            _ => return Err("runtime went away while running hooks".into()),
-        };
-        let mut docs = payload.splitn(2, |b| *b == b'\n');
-        let creating = docs.next().unwrap_or_default();
-        *start_state.borrow_mut() = docs.next().unwrap_or_default().to_vec();
-        let runner = crate::hooks::Runner::Init {
-            envp: plan.envp,
-            as_process: None,
-        };
-        crate::hooks::run_all(&plan.hooks.create_container, creating, runner)
-            .map_err(|e| e.to_string())
-    };
-    let plan_fs = RootfsPlan {
-        spec: plan.spec,
-        rootfs: plan.rootfs,
-        bundle: plan.bundle,
-        sources: &sources,
-        proc_fd: plan.proc_fd,
-        userns: plan.userns,
-        no_pivot: plan.no_pivot,
-        cgroups: plan.cgroups,
-        cgroupns: plan.cgroupns,
-        in_cgroup: &in_cgroup,
-        before_pivot: &before_pivot,
-    };
-    // rootfs::setup calls `in_cgroup` before the first `cgroup` mount and, in any case,
-    // before the device nodes: the init is in its cgroup before the hooks and user code.
-    let root = rootfs::setup(&plan_fs).map_err(|e| e.to_string())?;
+    let root = build_rootfs(plan, chan, &sources, start_state)?;
     if let Some(socket) = plan.console {
         crate::tty::setup(&crate::tty::Console {
             socket,
@@ -230,6 +156,17 @@ fn setup(
     let Some(creds) = plan.creds else {
         return Ok(None);
     };
+    process_steps(plan, chan, creds, root).map(Some)
+}
+
+/// The process's own steps after the rootfs: limits and attributes, then (with no fd
+/// reaching the host open) the container paths it needs, until `Ready`.
+fn process_steps(
+    plan: &InitPlan<'_>,
+    chan: &Channel,
+    creds: &Credentials,
+    root: OwnedFd,
+) -> Result<Final, String> {
     creds
         .apply_limits(plan.proc_fd)
         .map_err(|e| e.to_string())?;
@@ -256,13 +193,107 @@ fn setup(
     if let Some(f) = plan.seccomp.filter(|f| f.needs_listener()) {
         finish::install_seccomp(f, Some(chan))?;
     }
-    Ok(Some(Final {
+    Ok(Final {
         exe,
         envp,
         stash,
         lsm,
         root,
-    }))
+    })
+}
+
+/// Before `Go`, the runtime may send bind sources it opened (rootfs::sources).
+fn receive_sources(chan: &Channel) -> Result<rootfs::MountSources, String> {
+    let sources = rootfs::MountSources::default();
+    loop {
+        match chan.recv_fd() {
+            Ok((Some(Msg::Go), _)) => return Ok(sources),
+            Ok((Some(Msg::MountSource { index, tree }), Some(fd))) => {
+                sources.insert(rootfs::Source {
+                    index: index as usize,
+                    fd,
+                    tree,
+                })
+            }
+            Ok(_) | Err(_) => {
+                return Err("runtime went away before the container was set up".into())
+            }
+        }
+    }
+}
+
+/// Becomes root of the new user namespace (its maps are written now), so mounts and
+/// files are made by a mapped user.
+fn become_userns_root() -> Result<(), String> {
+    let root = (nix::unistd::Gid::from_raw(0), nix::unistd::Uid::from_raw(0));
+    nix::unistd::setresgid(root.0, root.0, root.0)
+        .map_err(|e| format!("linux.gidMappings: container gid 0: {}", errno_text(e)))?;
+    nix::unistd::setresuid(root.1, root.1, root.1)
+        .map_err(|e| format!("linux.uidMappings: container uid 0: {}", errno_text(e)))?;
+    Ok(())
+}
+
+/// The rootfs (rootfs::setup), answering the runtime's `InCgroup` and running the
+/// createContainer hooks on the way; returns the container root.
+fn build_rootfs(
+    plan: &InitPlan<'_>,
+    chan: &Channel,
+    sources: &rootfs::MountSources,
+    start_state: &std::cell::RefCell<Vec<u8>>,
+) -> Result<OwnedFd, String> {
+    let joined = std::cell::Cell::new(false);
+    let in_cgroup = || -> Result<(), String> {
+        if joined.get() {
+            return Ok(());
+        }
+        match chan.recv() {
+            Ok(Some(Msg::InCgroup)) => {}
+            _ => return Err("runtime went away before the cgroup was joined".into()),
+        }
+        joined.set(true);
+        // A cgroup namespace's root is the cgroup of its creator: unshare only now.
+        if plan.cgroupns {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+                .map_err(|e| format!("linux.namespaces: cgroup: {}", errno_text(e)))?;
+        }
+        Ok(())
+    };
+    let before_pivot = || -> Result<(), String> {
+        if !plan.hooks.needs_sync() {
+            return Ok(());
+        }
+        chan.send(&Msg::Hooks)
+            .map_err(|e| format!("hooks: {}", errno_text(e)))?;
+        let payload = match chan.recv() {
+            Ok(Some(Msg::HooksDone(p))) => p,
+            _ => return Err("runtime went away while running hooks".into()),
+        };
+        let mut docs = payload.splitn(2, |b| *b == b'\n');
+        let creating = docs.next().unwrap_or_default();
+        *start_state.borrow_mut() = docs.next().unwrap_or_default().to_vec();
+        let runner = crate::hooks::Runner::Init {
+            envp: plan.envp,
+            as_process: None,
+        };
+        crate::hooks::run_all(&plan.hooks.create_container, creating, runner)
+            .map_err(|e| e.to_string())
+    };
+    let plan_fs = RootfsPlan {
+        spec: plan.spec,
+        rootfs: plan.rootfs,
+        bundle: plan.bundle,
+        sources,
+        proc_fd: plan.proc_fd,
+        userns: plan.userns,
+        no_pivot: plan.no_pivot,
+        cgroups: plan.cgroups,
+        cgroupns: plan.cgroupns,
+        in_cgroup: &in_cgroup,
+        before_pivot: &before_pivot,
+    };
+    // rootfs::setup calls `in_cgroup` before the first `cgroup` mount and, in any case,
+    // before the device nodes: the init is in its cgroup before the hooks and user code.
+    rootfs::setup(&plan_fs).map_err(|e| e.to_string())
 }
 
 fn write_sysctls(plan: &InitPlan<'_>) -> Result<(), String> {
