@@ -1,23 +1,16 @@
 //! The lifecycle operations (runtime.md "Operations"): create, start, state, kill,
 //! delete, and the listing of containers.
 
-use std::ffi::CString;
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::stat::Mode;
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::Spec;
 
-use crate::cgroups::{self, Cgroup};
-use crate::namespaces::{self, Namespaces};
-use crate::process::init::InitPlan;
-use crate::process::{self, Spawned};
-use crate::rootfs::CgroupHierarchy;
-use crate::security::Credentials;
-use crate::shared::{cstrings, seccomp_filter, verified_proc, write_pid_file};
+use crate::cgroups;
+use crate::process::ProcessHandle;
 use crate::state::{self, State, Status};
 use crate::store::{Record, Store, StoreError};
 use crate::{config, sys, Error, Result};
@@ -47,63 +40,28 @@ pub struct CreateOptions {
     pub refuse_unprotected_exe: bool,
 }
 
-/// A container created by this process: holds a pidfd of its init.
+/// A container created by this process: its init, as a [`ProcessHandle`] (`pid`,
+/// `pidfd()`, `wait()`, `signal()` through `Deref`).
 #[derive(Debug)]
 pub struct Container {
     /// The id.
     pub id: String,
-    /// Host pid of the init.
-    pub pid: i32,
-    pidfd: OwnedFd,
+    pub(crate) process: ProcessHandle,
 }
 
-impl Container {
-    /// The init's pidfd (readable once it exits).
-    pub fn pidfd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.pidfd.as_fd()
-    }
+impl std::ops::Deref for Container {
+    type Target = ProcessHandle;
 
-    /// Waits for the init to exit (the caller must be its parent, as after
-    /// [`Runtime::create`] in the same process) and returns its exit code, 128+N when
-    /// killed by signal N.
-    pub fn wait(&self) -> Result<i32> {
-        use nix::sys::wait::{waitpid, WaitStatus};
-        loop {
-            match waitpid(nix::unistd::Pid::from_raw(self.pid), None) {
-                Ok(WaitStatus::Exited(_, code)) => return Ok(code),
-                Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
-                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(Error::sys("waiting for the container", e)),
-            }
-        }
+    fn deref(&self) -> &ProcessHandle {
+        &self.process
     }
 }
 
 /// The runtime: a state directory (`--root`).
 #[derive(Debug, Clone)]
 pub struct Runtime {
-    store: Store,
-    log: crate::log::Logger,
-}
-
-/// Removes what a failed create made, in reverse order.
-struct Undo<'a> {
-    store: &'a Store,
-    id: &'a str,
-    cgroup: Option<Box<dyn Cgroup>>,
-    armed: bool,
-}
-
-impl Drop for Undo<'_> {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        if let Some(cg) = &self.cgroup {
-            let _ = cg.destroy();
-        }
-        let _ = self.store.remove(self.id);
-    }
+    pub(crate) store: Store,
+    pub(crate) log: crate::log::Logger,
 }
 
 impl Runtime {
@@ -128,7 +86,7 @@ impl Runtime {
     }
 
     /// The state JSON handed to hooks.
-    fn hook_state(&self, rec: &Record, status: Status, pid: i32) -> Vec<u8> {
+    pub(crate) fn hook_state(&self, rec: &Record, status: Status, pid: i32) -> Vec<u8> {
         let mut st = self.state_of(rec);
         st.status = status;
         st.pid = pid;
@@ -166,212 +124,6 @@ impl Runtime {
     /// The state store.
     pub fn store(&self) -> &Store {
         &self.store
-    }
-
-    /// Creates container `id` from a bundle: everything the config asks for is set up
-    /// and the init waits for [`Runtime::start`]. On error nothing is left behind.
-    pub fn create(&self, id: &str, opts: &CreateOptions) -> Result<Container> {
-        crate::store::validate_id(id)?;
-        // Fds the caller hands over must be open: otherwise the runtime's own fds would
-        // take their numbers and leak into the container.
-        for fd in 3..3 + opts.preserve_fds as i32 {
-            if nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).is_err() {
-                return Err(Error::Invalid(format!(
-                    "--preserve-fds: fd {fd} is not open"
-                )));
-            }
-        }
-        let bundle = std::fs::canonicalize(&opts.bundle).map_err(|e| Error::io(&opts.bundle, e))?;
-        // Unknown capability names are a warning, not an error (config.md).
-        let spec = crate::security::unknown_caps::load_config(&bundle, &self.log)?;
-        config::validate(&spec, &bundle)?;
-        if crate::exe::spec_needs_protection(&spec) {
-            crate::exe::check(&self.log, opts.refuse_unprotected_exe)?;
-        }
-        crate::security::mempolicy::MemPolicy::from_spec(&spec)?;
-        crate::netdev::check(&spec)?;
-        for (i, m) in spec.mounts().iter().flatten().enumerate() {
-            if let Some(w) = crate::rootfs::options::ignored_bind_data(i, m) {
-                self.log.warn(&w);
-            }
-        }
-        let console = crate::tty::console_for(
-            &spec,
-            opts.console_socket.as_deref(),
-            opts.console.as_deref(),
-        )?;
-        let rootfs = config::rootfs_path(&spec, &bundle)?;
-        let creds = spec
-            .process()
-            .as_ref()
-            .map(Credentials::from_spec)
-            .transpose()?;
-        if let Some(res) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
-            cgroups::validate(res)?;
-        }
-        let seccomp = seccomp_filter(&spec)?;
-        let hooks = crate::hooks::HookSet::from_spec(&spec)?;
-        let attrs = crate::security::process::ProcessAttrs::from_spec(&spec, &self.log)?;
-        let ns = Namespaces::from_spec(&spec)?;
-        let (argv, envp) = match spec.process() {
-            Some(p) => (
-                cstrings(p.args().iter().flatten(), "config.json: process.args")?,
-                cstrings(p.env().iter().flatten(), "config.json: process.env")?,
-            ),
-            None => (Vec::new(), Vec::new()),
-        };
-        let cg_path = cgroups::resolve_path(
-            spec.linux()
-                .as_ref()
-                .and_then(|l| l.cgroups_path().as_ref())
-                .and_then(|p| p.to_str()),
-            id,
-        )?;
-        let proc_fd = verified_proc()?;
-
-        let lock = self.store.claim(id)?;
-        let mut undo = Undo {
-            store: &self.store,
-            id,
-            cgroup: None,
-            armed: true,
-        };
-        let dir = self.store.dir(id);
-        let mut record = Record {
-            id: id.to_string(),
-            pid: 0,
-            start_time: 0,
-            bundle: bundle.clone(),
-            rootfs: rootfs.clone(),
-            created: state::now_rfc3339(),
-            owner: String::new(),
-            cgroup_path: Some(cg_path.clone()),
-            annotations: spec.annotations().clone().unwrap_or_default(),
-            config: spec.clone(),
-            started: false,
-        };
-        self.store.save(&record)?;
-        let cg = cgroups::open(&cg_path)?;
-        undo.cgroup = Some(cgroups::open(&cg_path)?);
-        cg.create(spec.linux().as_ref().and_then(|l| l.resources().as_ref()))?;
-
-        let fifo = dir.join("exec.fifo");
-        // Writable by the container's user (the init opens it after switching user);
-        // the state directory is 0700, so nobody else reaches it. chmod: mkfifo's
-        // mode is subject to the umask.
-        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
-            .map_err(|e| Error::sys("exec.fifo", e))?;
-        std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
-            .map_err(|e| Error::io(&fifo, e))?;
-        let fifo_fd = sys::open(
-            &CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap_or_default(),
-            libc::O_PATH,
-            0,
-        )
-        .map_err(|e| Error::sys("exec.fifo", e))?;
-        let needs_cgroup_mounts = spec
-            .mounts()
-            .iter()
-            .flatten()
-            .any(|m| matches!(m.typ().as_deref(), Some("cgroup") | Some("cgroup2")));
-        let hierarchies = if needs_cgroup_mounts {
-            CgroupHierarchy::of_host()
-        } else {
-            Vec::new()
-        };
-        let plan = InitPlan {
-            spec: &spec,
-            rootfs: &rootfs,
-            bundle: &bundle,
-            proc_fd: proc_fd.as_fd(),
-            fifo: fifo_fd.as_fd(),
-            console: console.as_ref().map(|c| c.as_fd()),
-            userns: config::new_namespace(&spec, LinuxNamespaceType::User),
-            cgroupns: config::new_namespace(&spec, LinuxNamespaceType::Cgroup),
-            // New, or joined by path (validated as not the runtime's own).
-            utsns: crate::host_guard::own_namespace(&spec, LinuxNamespaceType::Uts)?,
-            no_pivot: opts.no_pivot,
-            cgroups: &hierarchies,
-            preserve_fds: opts.preserve_fds,
-            creds: creds.as_ref(),
-            seccomp: seccomp.as_ref(),
-            argv: &argv,
-            envp: &envp,
-            hooks: &hooks,
-            attrs: &attrs,
-        };
-        let hooks_ran = std::cell::Cell::new(false);
-        let pre_pivot = |pid: i32| -> std::result::Result<Vec<u8>, crate::hooks::HookError> {
-            hooks_ran.set(true);
-            // The create-time hooks see `created`, as crun reports and runtime-tools'
-            // hooks_stdin expects of prestart (module doc of `hooks`).
-            let created = self.hook_state(&record, Status::Created, pid);
-            let runtime = crate::hooks::Runner::Runtime;
-            crate::hooks::run_all(&hooks.prestart, &created, runtime)?;
-            crate::hooks::run_all(&hooks.create_runtime, &created, runtime)?;
-            let mut out = created.clone();
-            out.push(b'\n');
-            out.extend(created);
-            Ok(out)
-        };
-        // config-linux.md "Seccomp": the listener goes to the agent at listenerPath with
-        // the container process state.
-        let on_listener =
-            |pid: i32, fd: OwnedFd| -> std::result::Result<(), process::ProcessError> {
-                self.hand_listener(&record, seccomp.as_ref(), Status::Creating, pid, fd.as_fd())
-                    .map_err(process::ProcessError::Init)
-            };
-        crate::fault::fault_point("before-clone");
-        let spawned = process::spawn(
-            &plan,
-            &ns,
-            &namespaces::time_offsets(&spec),
-            Some(cg.as_ref()),
-            Some(&pre_pivot),
-            Some(&on_listener),
-        );
-        let Spawned { pid, pidfd } = match spawned {
-            Ok(s) => s,
-            Err(e) => {
-                // runtime.md "Lifecycle": a failed hook stops the container; it is
-                // destroyed (by `undo`) and the poststop hooks run.
-                if hooks_ran.get() {
-                    let st = self.hook_state(&record, Status::Stopped, 0);
-                    crate::hooks::run_all_warn(&hooks.poststop, &st, &|m| self.log.warn(m));
-                }
-                return Err(e.into());
-            }
-        };
-        let abort = |e: Error| -> Error {
-            let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
-            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-            e
-        };
-        crate::fault::fault_point("before-state");
-        record.pid = pid;
-        record.start_time = match state::proc_stat(pid) {
-            Some((_, t)) => t,
-            None => {
-                return Err(abort(Error::Init(
-                    "container init exited during setup".into(),
-                )))
-            }
-        };
-        if let Err(e) = self.store.save(&record) {
-            return Err(abort(e.into()));
-        }
-        if let Some(p) = &opts.pid_file {
-            if let Err(e) = write_pid_file(p, pid) {
-                return Err(abort(e));
-            }
-        }
-        undo.armed = false;
-        drop(lock);
-        Ok(Container {
-            id: id.to_string(),
-            pid,
-            pidfd,
-        })
     }
 
     /// The status of a container from its record.

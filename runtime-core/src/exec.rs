@@ -1,32 +1,34 @@
 //! `exec` (runc's exec; not part of the OCI runtime operations but what every engine
 //! uses): a new process inside a running container, beside create/start/kill/delete in
-//! `container`. The runtime opens the init's namespace files and root before anything
-//! else; a forked, single-threaded helper joins them (user first, mount last), then
-//! clones the process (`CLONE_PARENT`: it is the runtime's child, and after a detached
-//! exec the caller's subreaper's) into the container's pid namespace and cgroup; what
-//! the process does until its execve is `process::exec`. The exec closes the channel
-//! (close-on-exec), which is how the runtime learns it succeeded; an error arrives as a
-//! message.
+//! `container` and `create`. The runtime opens the init's namespace files and root
+//! before anything else, then the spawn primitive (`process::spawn`) joins them in
+//! `namespaces::JOIN_ORDER` and clones the process as the runtime's child (after a
+//! detached exec, the caller's subreaper's) into the container's pid namespace and
+//! cgroup; what the process does until its execve is `process::exec`. The exec closes
+//! the channel (close-on-exec), which is how the runtime learns it succeeded; an error
+//! arrives as a message.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use nix::sched::CloneFlags;
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::Pid;
 use oci_spec::runtime::Process;
 
-use crate::cgroups;
-use crate::process::channel::{Channel, Msg};
-use crate::process::exec::{helper, Plan};
-use crate::security::process::ProcessAttrs;
+use crate::cgroups::{self, Cgroup};
+use crate::process::channel::Msg;
+use crate::process::exec::Plan;
+use crate::process::exec_cgroup::{self, SubCgroups};
+use crate::process::spawn::{self, Spawn, Spawned};
+use crate::process::ProcessHandle;
+use crate::security::mempolicy::MemPolicy;
+use crate::security::process::{initial_affinity, ProcessAttrs};
 use crate::security::Credentials;
 use crate::shared::{cstrings, seccomp_filter, verified_proc, write_pid_file};
 use crate::state::{self, Status};
-use crate::sys::{self, Fork};
-use crate::{Error, Result, Runtime};
+use crate::store::Record;
+use crate::{sys, Error, Result, Runtime};
 
 /// Options of `exec`.
 #[derive(Debug, Clone)]
@@ -49,74 +51,29 @@ pub struct ExecOptions {
 }
 
 /// A process started by [`Runtime::exec`].
-#[derive(Debug)]
-pub struct ExecProcess {
-    /// Host pid.
-    pub pid: i32,
-    pidfd: OwnedFd,
+pub type ExecProcess = ProcessHandle;
+
+/// What the exec needs, checked and opened before the clone.
+struct Prepared {
+    process: Process,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    creds: Credentials,
+    attrs: ProcessAttrs,
+    mempolicy: Option<MemPolicy>,
+    seccomp: Option<casulo_seccomp::Filter>,
+    console: Option<OwnedFd>,
+    proc_fd: OwnedFd,
+    namespaces: Vec<(CloneFlags, OwnedFd)>,
+    root: OwnedFd,
+    sub: SubCgroups,
+    cgroup: Option<Box<dyn Cgroup>>,
 }
 
-impl ExecProcess {
-    /// The process's pidfd (readable once it exits).
-    pub fn pidfd(&self) -> BorrowedFd<'_> {
-        self.pidfd.as_fd()
-    }
-
-    /// Sends a signal to exactly this process.
-    pub fn signal(&self, sig: i32) -> Result<()> {
-        sys::pidfd_send_signal(self.pidfd.as_fd(), sig).map_err(|e| Error::sys("kill", e))
-    }
-
-    /// Waits for the process (the caller must be its parent: the process that called
-    /// [`Runtime::exec`]); its exit code, 128+N when killed by signal N.
-    pub fn wait(&self) -> Result<i32> {
-        loop {
-            match waitpid(Pid::from_raw(self.pid), None) {
-                Ok(WaitStatus::Exited(_, code)) => return Ok(code),
-                Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
-                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(Error::sys("waiting for the exec'd process", e)),
-            }
-        }
-    }
-}
-
-/// Namespace files in join order: user first (it grants the rights for the others),
-/// mount last (after it, host paths mean the container's).
-const NAMESPACES: [(&str, libc::c_int); 8] = [
-    ("user", libc::CLONE_NEWUSER),
-    ("ipc", libc::CLONE_NEWIPC),
-    ("uts", libc::CLONE_NEWUTS),
-    ("net", libc::CLONE_NEWNET),
-    ("pid", libc::CLONE_NEWPID),
-    ("cgroup", libc::CLONE_NEWCGROUP),
-    ("time", libc::CLONE_NEWTIME),
-    ("mnt", libc::CLONE_NEWNS),
-];
-
-fn ns_id(path: &str) -> Option<(u64, u64)> {
-    nix::sys::stat::stat(path)
-        .ok()
-        .map(|s| (s.st_dev, s.st_ino))
-}
-
-/// Opens the init's namespaces that differ from ours.
-fn open_namespaces(pid: i32) -> Result<Vec<(OwnedFd, CloneFlags)>> {
-    let mut out = Vec::new();
-    for (name, flag) in NAMESPACES {
-        let theirs = format!("/proc/{pid}/ns/{name}");
-        let Some(id) = ns_id(&theirs) else {
-            continue; // kernel without this namespace type
-        };
-        if ns_id(&format!("/proc/self/ns/{name}")) == Some(id) {
-            continue;
-        }
-        let c = CString::new(theirs.clone()).expect("no NUL");
-        let fd = sys::open(&c, libc::O_RDONLY | libc::O_CLOEXEC, 0)
-            .map_err(|e| Error::sys(&theirs, e))?;
-        out.push((fd, CloneFlags::from_bits_retain(flag)));
-    }
-    Ok(out)
+fn not_running(id: &str) -> Error {
+    Error::State(format!(
+        "cannot exec in a stopped container {id}: container not running"
+    ))
 }
 
 impl Runtime {
@@ -146,11 +103,7 @@ impl Runtime {
         let rec = self.store().load(id)?;
         crate::exe::check(self.logger(), false)?;
         match self.state(id)?.status {
-            Status::Stopped | Status::Creating => {
-                return Err(Error::State(format!(
-                    "cannot exec in a stopped container {id}: container not running"
-                )))
-            }
+            Status::Stopped | Status::Creating => return Err(not_running(id)),
             Status::Paused if !opts.ignore_paused => {
                 return Err(Error::State(format!(
                     "cannot exec in a paused container {id} (use --ignore-paused to override)"
@@ -158,28 +111,69 @@ impl Runtime {
             }
             _ => {}
         }
-        let merged = inherit_from_container(&opts.process, rec.config.process().as_ref());
-        let p = &merged;
-        let argv = cstrings(p.args().iter().flatten(), "process.args")?;
+        let prep = self.prepare_exec(&rec, opts)?;
+        let plan = Plan {
+            root: prep.root.as_fd(),
+            proc_fd: prep.proc_fd.as_fd(),
+            process: &prep.process,
+            creds: &prep.creds,
+            attrs: &prep.attrs,
+            mempolicy: prep.mempolicy.as_ref(),
+            seccomp: prep.seccomp.as_ref(),
+            console: prep.console.as_ref().map(|c| c.as_fd()),
+            preserve_fds: opts.preserve_fds,
+            argv: &prep.argv,
+            envp: &prep.envp,
+        };
+        let s = Spawn {
+            join: &prep.namespaces,
+            new: CloneFlags::empty(),
+            new_time: None,
+            cgroup: prep.cgroup.as_deref(),
+            // CVE-2019-5736: the process is a copy of the runtime binary until its
+            // execve, inside the container's pid namespace: non-dumpable (inherited by
+            // the clone, reset by execve), no container process can open its
+            // /proc/<pid>/exe. Kept dumpable in a user namespace, as the init.
+            non_dumpable: !prep
+                .namespaces
+                .iter()
+                .any(|(f, _)| f.contains(CloneFlags::CLONE_NEWUSER)),
+            cpus: initial_affinity(&prep.process).map(String::as_str),
+            proc_fd: prep.proc_fd.as_fd(),
+        };
+        let spawned = spawn::clone_process(&s, |chan| crate::process::exec::child(&plan, chan))?;
+        drop(prep.console);
+        let cgroup = prep.cgroup.as_deref();
+        self.until_exec(&rec, &spawned, cgroup, &prep.sub, prep.seccomp.as_ref())?;
+        if let Some(f) = &opts.pid_file {
+            write_pid_file(f, spawned.process.pid)?;
+        }
+        Ok(spawned.process)
+    }
+
+    /// Checks the process and opens the init's namespaces, root and cgroup.
+    fn prepare_exec(&self, rec: &Record, opts: &ExecOptions) -> Result<Prepared> {
+        let process = inherit_from_container(&opts.process, rec.config.process().as_ref());
+        let argv = cstrings(process.args().iter().flatten(), "process.args")?;
         if argv.is_empty() {
             return Err(Error::Invalid("process.args: must not be empty".into()));
         }
-        let envp = cstrings(p.env().iter().flatten(), "process.env")?;
-        let creds = Credentials::from_spec(p)?;
+        let envp = cstrings(process.env().iter().flatten(), "process.env")?;
+        let creds = Credentials::from_spec(&process)?;
         // ioPriority, scheduler, personality and LSM labels, checked as for create: the
         // container's config with this process.
         let mut spec = rec.config.clone();
-        spec.set_process(Some(p.clone()));
+        spec.set_process(Some(process.clone()));
         let attrs = ProcessAttrs::from_spec(&spec, self.logger())?;
-        let mempolicy = crate::security::mempolicy::MemPolicy::from_spec(&rec.config)?;
+        let mempolicy = MemPolicy::from_spec(&rec.config)?;
         let seccomp = seccomp_filter(&rec.config)?;
         let console = crate::tty::process_console(
-            p.terminal().unwrap_or(false),
+            process.terminal().unwrap_or(false),
             opts.console_socket.as_deref(),
             opts.console.as_deref(),
         )?;
         let proc_fd = verified_proc()?;
-        let namespaces = open_namespaces(rec.pid)?;
+        let namespaces = crate::namespaces::open_of(proc_fd.as_fd(), rec.pid)?;
         let root_path = CString::new(format!("/proc/{}/root", rec.pid)).expect("no NUL");
         let root = sys::open(
             &root_path,
@@ -189,90 +183,59 @@ impl Runtime {
         .map_err(|e| Error::sys("opening the container's root", e))?;
         // Everything above names the init by pid: make sure it is still the same process.
         if !state::alive(rec.pid, rec.start_time) {
-            return Err(Error::State(format!(
-                "cannot exec in a stopped container {id}: container not running"
-            )));
+            return Err(not_running(&rec.id));
         }
         let layout = match rec.cgroup_path {
             Some(_) => cgroups::detect::layout()?,
             None => cgroups::Layout::V2,
         };
-        let sub = crate::process::exec_cgroup::parse(
-            rec.cgroup_path.as_deref(),
-            &opts.sub_cgroups,
-            layout,
-        )?;
-        let cg = crate::process::exec_cgroup::open_all(&sub)?;
-        // CLONE_INTO_CGROUP checks that the caller's own cgroup is inside its cgroup
-        // namespace (ENOENT otherwise): after joining the container's cgroup namespace
-        // the helper's is not, so then the runtime moves the process instead.
-        let joins_cgroupns = namespaces
-            .iter()
-            .any(|(_, f)| f.contains(CloneFlags::CLONE_NEWCGROUP));
-        let into_cgroup = cg
-            .as_ref()
-            .filter(|_| !joins_cgroupns)
-            .and_then(|c| c.clone_into_fd());
-        let plan = Plan {
-            root: root.as_fd(),
-            proc_fd: proc_fd.as_fd(),
-            process: p,
-            creds: &creds,
-            attrs: &attrs,
-            mempolicy: mempolicy.as_ref(),
-            seccomp: seccomp.as_ref(),
-            console: console.as_ref().map(|c| c.as_fd()),
-            preserve_fds: opts.preserve_fds,
-            argv: &argv,
-            envp: &envp,
-        };
-        let (ours, theirs) = Channel::pair().map_err(|e| Error::sys("socketpair", e))?;
-        let helper_pid = match sys::fork().map_err(|e| Error::sys("fork", e))? {
-            Fork::Child => {
-                drop(ours);
-                helper(&plan, &namespaces, into_cgroup.as_ref(), theirs)
-            }
-            Fork::Parent(pid) => pid,
-        };
-        drop(theirs);
-        drop(console);
-        let first = ours.recv();
-        let _ = waitpid(Pid::from_raw(helper_pid), None);
-        let pid = match first {
-            Ok(Some(Msg::Pid(pid))) => pid,
-            Ok(Some(Msg::Error(e))) => return Err(Error::Init(e)),
-            _ => return Err(Error::Init("exec: the helper exited without a word".into())),
-        };
-        let pidfd = sys::pidfd_open(pid).map_err(|e| Error::sys("pidfd_open", e))?;
-        let proc = ExecProcess { pid, pidfd };
+        let sub = exec_cgroup::parse(rec.cgroup_path.as_deref(), &opts.sub_cgroups, layout)?;
+        let cgroup = exec_cgroup::open_all(&sub)?;
+        Ok(Prepared {
+            process,
+            argv,
+            envp,
+            creds,
+            attrs,
+            mempolicy,
+            seccomp,
+            console,
+            proc_fd,
+            namespaces,
+            root,
+            sub,
+            cgroup,
+        })
+    }
+
+    /// The runtime's side after the clone: the cgroup, `Go`, the notify listener, until
+    /// the exec closes the channel; on failure the process is killed and reaped.
+    fn until_exec(
+        &self,
+        rec: &Record,
+        spawned: &Spawned,
+        cgroup: Option<&dyn Cgroup>,
+        sub: &SubCgroups,
+        seccomp: Option<&casulo_seccomp::Filter>,
+    ) -> Result<()> {
+        let (proc, ours) = (&spawned.process, &spawned.chan);
         let abort = |e: Error| -> Error {
-            let _ = proc.signal(libc::SIGKILL);
-            let _ = proc.wait();
+            proc.kill_and_reap();
             e
         };
-        if let Some(cg) = &cg {
-            if into_cgroup.is_none() {
-                if let Err(e) = cg.add_process(pid) {
-                    return Err(abort(e.into()));
-                }
-            }
+        if let Some(cg) = cgroup {
+            spawned.enter_cgroup(cg).map_err(|e| abort(e.into()))?;
         }
-        if let Err(e) = crate::process::exec_cgroup::join_per_controller(&sub, pid) {
-            return Err(abort(e));
-        }
-        if let Err(e) = ours.send(&Msg::Go) {
-            return Err(abort(Error::sys("signalling the exec'd process", e)));
-        }
+        exec_cgroup::join_per_controller(sub, proc.pid).map_err(abort)?;
+        ours.send(&Msg::Go)
+            .map_err(|e| abort(Error::sys("signalling the exec'd process", e)))?;
         loop {
             match ours.recv_fd() {
-                Ok((None, _)) => break,
+                Ok((None, _)) => return Ok(()),
                 // SCMP_ACT_NOTIFY: the listener goes to the agent, as create's does.
                 Ok((Some(Msg::Listener), Some(fd))) => {
-                    let st = crate::state::Status::Running;
-                    if let Err(e) = self.hand_listener(&rec, seccomp.as_ref(), st, pid, fd.as_fd())
-                    {
-                        return Err(abort(Error::Init(e)));
-                    }
+                    self.hand_listener(rec, seccomp, Status::Running, proc.pid, fd.as_fd())
+                        .map_err(|e| abort(Error::Init(e)))?;
                 }
                 Ok((Some(Msg::Error(e)), _)) => {
                     let _ = proc.wait();
@@ -281,10 +244,6 @@ impl Runtime {
                 _ => return Err(abort(Error::Init("exec: unexpected message".into()))),
             }
         }
-        if let Some(f) = &opts.pid_file {
-            write_pid_file(f, pid)?;
-        }
-        Ok(proc)
     }
 }
 

@@ -70,6 +70,7 @@ internal_mods!(cgroups, state);
 
 pub mod config;
 mod container;
+mod create;
 pub mod exe;
 mod exec;
 mod fault;

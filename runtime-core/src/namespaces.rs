@@ -2,8 +2,11 @@
 //! Time Namespace"): which are new and which are joined, in what order, and the user
 //! namespace id maps the runtime writes for the init.
 
-use std::os::fd::OwnedFd;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
+
+use nix::errno::Errno;
 
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
@@ -46,8 +49,7 @@ pub fn flag(typ: LinuxNamespaceType) -> CloneFlags {
 }
 
 /// The namespaces of a container: new ones as clone flags, joined ones as open fds in
-/// the order they must be entered (user first, so the others can be joined with its
-/// privileges; mount last, since it changes path lookups).
+/// the order they must be entered ([`JOIN_ORDER`]).
 pub struct Namespaces {
     /// Flags for the new namespaces created by the init's clone (time excluded: it is
     /// unshared by the helper so its offsets can be written first).
@@ -58,7 +60,23 @@ pub struct Namespaces {
     pub join: Vec<(CloneFlags, OwnedFd)>,
 }
 
-pub(crate) const JOIN_ORDER: [LinuxNamespaceType; 8] = [
+/// The one order in which create's helper and exec's helper join namespaces (and
+/// create opens the config's paths), and why:
+///
+/// - **user first**: joining a user namespace grants the capabilities in it that
+///   joining the namespaces it owns needs (and drops those over the others, which a
+///   container's namespaces never are). When creating, a *new* user namespace comes
+///   with the clone, after every join: the joined namespaces stay the caller's.
+/// - **pid and time next**: they apply only to children (`pid_for_children`,
+///   `time_for_children`), so they must be joined before the clone that makes the
+///   process, and joining them changes nothing for the helper's later steps.
+/// - ipc, uts, network, cgroup: no order among them matters (a joined cgroup namespace
+///   rules out `CLONE_INTO_CGROUP`: see `process::spawn`).
+/// - **mount last**: after it, path lookups (`/proc/<pid>/ns/*`, `/proc/self/…`) would
+///   mean the container's files, so every namespace fd is opened before the first
+///   join, and nothing after the joins resolves a path except through the verified
+///   host procfs handle.
+pub const JOIN_ORDER: [LinuxNamespaceType; 8] = [
     LinuxNamespaceType::User,
     LinuxNamespaceType::Pid,
     LinuxNamespaceType::Time,
@@ -68,6 +86,66 @@ pub(crate) const JOIN_ORDER: [LinuxNamespaceType; 8] = [
     LinuxNamespaceType::Cgroup,
     LinuxNamespaceType::Mount,
 ];
+
+/// The name of a namespace in `/proc/<pid>/ns/`.
+pub fn proc_name(typ: LinuxNamespaceType) -> &'static str {
+    match typ {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// The `/proc/<pid>/ns/` name of a single namespace clone flag ("?" for anything else).
+pub fn name(flag: CloneFlags) -> &'static str {
+    JOIN_ORDER
+        .into_iter()
+        .find(|t| self::flag(*t) == flag)
+        .map_or("?", proc_name)
+}
+
+/// Opens a namespace file (a magic link) relative to the host procfs handle.
+fn open_ns(proc_fd: BorrowedFd<'_>, path: &str) -> Result<OwnedFd, Errno> {
+    let c = CString::new(path).map_err(|_| Errno::EINVAL)?;
+    crate::sys::openat(proc_fd, &c, libc::O_RDONLY, 0)
+}
+
+fn ns_id(proc_fd: BorrowedFd<'_>, path: &str) -> Option<(u64, u64)> {
+    let fd = open_ns(proc_fd, path).ok()?;
+    nix::sys::stat::fstat(fd.as_raw_fd())
+        .ok()
+        .map(|s| (s.st_dev, s.st_ino))
+}
+
+/// The namespaces of process `pid` that differ from the runtime's own, opened in
+/// [`JOIN_ORDER`] through the host procfs handle (exec joins the init's).
+pub fn open_of(
+    proc_fd: BorrowedFd<'_>,
+    pid: i32,
+) -> Result<Vec<(CloneFlags, OwnedFd)>, NamespaceError> {
+    let mut out = Vec::new();
+    for typ in JOIN_ORDER {
+        let theirs = format!("{pid}/ns/{}", proc_name(typ));
+        let Some(id) = ns_id(proc_fd, &theirs) else {
+            continue; // kernel without this namespace type
+        };
+        if ns_id(proc_fd, &format!("self/ns/{}", proc_name(typ))) == Some(id) {
+            continue;
+        }
+        let fd = open_ns(proc_fd, &theirs).map_err(|e| NamespaceError::Open {
+            typ: typ.to_string(),
+            path: format!("/proc/{theirs}"),
+            source: e.into(),
+        })?;
+        out.push((flag(typ), fd));
+    }
+    Ok(out)
+}
 
 impl Namespaces {
     /// Reads the config's namespaces and opens those to join.

@@ -1,19 +1,17 @@
-//! The exec'd process's side of `exec` (the operation is `crate::exec`): the helper
-//! joins the container's namespaces and clones the process, which enters the
-//! container's root (`/proc/<init>/root`, opened before the mount namespace was joined:
+//! The exec'd process's side of `exec` (the operation is `crate::exec`, the clone
+//! `process::spawn`): the process enters the container's root (`/proc/<init>/root`, opened before the mount namespace was joined:
 //! setns does not change the root), sets up its terminal, limits, seccomp, user and
 //! capabilities, and execs.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 
-use nix::sched::{setns, CloneFlags};
 use oci_spec::runtime::Process;
 
 use super::channel::{Channel, Msg};
-use crate::security::process::{final_affinity, initial_affinity, set_cpu_affinity, ProcessAttrs};
+use crate::security::process::{final_affinity, set_cpu_affinity, ProcessAttrs};
 use crate::security::Credentials;
-use crate::sys::{self, Fork};
+use crate::sys;
 
 /// What the exec'd process needs, prepared before the fork.
 pub(crate) struct Plan<'a> {
@@ -30,56 +28,9 @@ pub(crate) struct Plan<'a> {
     pub(crate) envp: &'a [CString],
 }
 
-/// The forked helper: joins the namespaces and clones the process into them.
-pub(crate) fn helper(
-    plan: &Plan<'_>,
-    namespaces: &[(OwnedFd, CloneFlags)],
-    cgroup_fd: Option<&OwnedFd>,
-    chan: Channel,
-) -> ! {
-    let fail = |chan: &Channel, msg: String| -> ! {
-        let _ = chan.send(&Msg::Error(msg));
-        sys::exit_now(1)
-    };
-    // CVE-2019-5736: the process is a copy of the runtime binary until its execve, inside
-    // the container's pid namespace: non-dumpable (inherited by the clone, reset by
-    // execve), no container process can open its /proc/<pid>/exe. Kept dumpable in a
-    // user namespace, as the init (see process::init::main).
-    if !namespaces
-        .iter()
-        .any(|(_, f)| f.contains(CloneFlags::CLONE_NEWUSER))
-    {
-        let _ = nix::sys::prctl::set_dumpable(false);
-    }
-    // execCPUAffinity.initial: before the process joins the container's cgroup.
-    if let Some(cpus) = initial_affinity(plan.process) {
-        if let Err(e) = set_cpu_affinity("process.execCPUAffinity.initial", cpus) {
-            fail(&chan, e.to_string());
-        }
-    }
-    for (fd, flag) in namespaces {
-        if let Err(e) = setns(fd, *flag) {
-            fail(
-                &chan,
-                format!("exec: joining {flag:?}: {}", e.desc().to_lowercase()),
-            );
-        }
-    }
-    let mut flags = libc::CLONE_PARENT as u64;
-    if cgroup_fd.is_some() {
-        flags |= sys::CLONE_INTO_CGROUP;
-    }
-    match sys::clone3(flags, None, cgroup_fd.map(|f| f.as_fd())) {
-        Ok(Fork::Child) => child(plan, chan),
-        Ok(Fork::Parent(pid)) => {
-            let _ = chan.send(&Msg::Pid(pid));
-            sys::exit_now(0)
-        }
-        Err(e) => fail(&chan, format!("clone3: {}", e.desc().to_lowercase())),
-    }
-}
-
-fn child(plan: &Plan<'_>, chan: Channel) -> ! {
+/// The exec'd process, from the clone: waits for `Go` (it is in the cgroup), takes
+/// its steps and execs; an error goes to the runtime over the channel.
+pub(crate) fn child(plan: &Plan<'_>, chan: Channel) -> ! {
     match chan.recv() {
         Ok(Some(Msg::Go)) => {}
         _ => sys::exit_now(1),
@@ -128,47 +79,11 @@ fn prepare(
         .map_err(|e| e.to_string())?;
     // CVE-2024-21626: no fd reaching the host (procfs handle, namespace and cgroup fds,
     // whatever the runtime held) stays open while container paths resolve.
-    let mut keep: Vec<i32> = vec![0, 1, 2, chan.as_fd().as_raw_fd(), plan.root.as_raw_fd()];
-    keep.extend((3..3 + plan.preserve_fds).map(|f| f as i32));
-    sys::close_fds_except(&keep).map_err(|e| text("close_range", e))?;
+    super::finish::close_fds(chan, plan.preserve_fds, &[plan.root.as_raw_fd()])?;
     crate::rootfs::enter_cwd(plan.root, plan.process.cwd(), false).map_err(|e| e.to_string())?;
     let exe = super::finish::find_executable(plan.root, plan.argv, plan.envp)?;
     let envp = super::finish::with_home(plan.root, creds.uid(), plan.envp);
-    for fd in 3..3 + plan.preserve_fds {
-        match sys::clear_cloexec(fd as i32) {
-            Ok(()) | Err(nix::errno::Errno::EBADF) => {}
-            Err(e) => return Err(text("--preserve-fds", e)),
-        }
-    }
-    sys::cloexec_from(3 + plan.preserve_fds).map_err(|e| text("close_range", e))?;
-    sys::reset_signals();
-    // Issue 13 class 1: after the filter only the user switch, no_new_privs and the
-    // exec. Without no_new_privs it needs CAP_SYS_ADMIN: before the user switch.
-    if let Some(f) = plan.seccomp {
-        if !creds.no_new_privs() {
-            install_seccomp(f, chan)?;
-        }
-    }
-    creds.apply_user().map_err(|e| e.to_string())?;
-    creds.apply_no_new_privs().map_err(|e| e.to_string())?;
-    if let Some(f) = plan.seccomp {
-        if creds.no_new_privs() {
-            install_seccomp(f, chan)?;
-        }
-    }
+    super::finish::mark_cloexec(plan.preserve_fds)?;
+    super::finish::become_process(creds, plan.seccomp, Some(chan))?;
     Ok((exe, envp))
-}
-
-/// Installs the filter; a notify listener goes to the runtime (which hands it to the
-/// agent at `listenerPath`) and this process's copy is closed before execve.
-fn install_seccomp(f: &casulo_seccomp::Filter, chan: &Channel) -> std::result::Result<(), String> {
-    if let Some(fd) = f.install().map_err(|e| format!("linux.seccomp: {e}"))? {
-        chan.send_fd(&Msg::Listener, fd.as_fd()).map_err(|e| {
-            format!(
-                "linux.seccomp: sending the listener: {}",
-                e.desc().to_lowercase()
-            )
-        })?;
-    }
-    Ok(())
 }

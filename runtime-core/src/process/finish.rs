@@ -1,16 +1,20 @@
-//! The last steps shared by the container init and the exec child (CVE-2024-21626
-//! class): the executable is resolved inside the container (never through a magic link,
-//! with no fd reaching the host open any more) and exec'd through the fd it resolved
-//! to; `HOME` is filled in from the container's own /etc/passwd.
+//! The process-side steps shared by the container init and the exec child: the fds
+//! closed before any container path resolves and marked close-on-exec after
+//! (CVE-2024-21626 class); the executable resolved inside the container (never through a
+//! magic link, with no fd reaching the host open any more) and exec'd through the fd it
+//! resolved to; `HOME` filled in from the container's own /etc/passwd; the seccomp
+//! filter, user and no_new_privs in their one order.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::errno::Errno;
 use nix::sys::stat::SFlag;
 
+use super::channel::{Channel, Msg};
 use crate::rootfs::paths;
+use crate::security::Credentials;
 use crate::sys;
 
 /// `process.args[0]` resolved inside the container.
@@ -31,7 +35,7 @@ fn errno_text(e: Errno) -> String {
 
 fn open_exe(root: BorrowedFd<'_>, p: &Path) -> Result<OwnedFd, Errno> {
     let fd = paths::open_container_path(root, p)?;
-    let st = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&fd))?;
+    let st = nix::sys::stat::fstat(fd.as_raw_fd())?;
     if SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT) != SFlag::S_IFREG
         || st.st_mode & 0o111 == 0
     {
@@ -108,4 +112,62 @@ pub(crate) fn exec(exe: &Executable, argv: &[CString], envp: &[CString]) -> Stri
     }
     let arg0 = argv[0].to_string_lossy();
     format!("exec: {arg0:?}: {}", errno_text(e))
+}
+
+/// CVE-2024-21626: closes every fd but stdio, the channel, `--preserve-fds` (3..3+N)
+/// and `extra`, so no fd reaching the host is open while container paths resolve.
+pub(crate) fn close_fds(chan: &Channel, preserve_fds: u32, extra: &[RawFd]) -> Result<(), String> {
+    let mut keep: Vec<RawFd> = vec![0, 1, 2, chan.as_fd().as_raw_fd()];
+    keep.extend((3..3 + preserve_fds).map(|f| f as RawFd));
+    keep.extend_from_slice(extra);
+    sys::close_fds_except(&keep).map_err(|e| format!("close_range: {}", errno_text(e)))
+}
+
+/// Marks every fd above stdio and the preserved ones close-on-exec; the preserved ones
+/// are handed over open.
+pub(crate) fn mark_cloexec(preserve: u32) -> Result<(), String> {
+    for fd in 3..3 + preserve {
+        match sys::clear_cloexec(fd as i32) {
+            Ok(()) | Err(Errno::EBADF) => {}
+            Err(e) => return Err(format!("--preserve-fds: fd {fd}: {}", errno_text(e))),
+        }
+    }
+    sys::cloexec_from(3 + preserve).map_err(|e| format!("close_range: {}", errno_text(e)))
+}
+
+/// Installs the filter; a notify listener goes to the runtime over `chan` (it hands it
+/// to the agent at `listenerPath`), and this process's copy is closed.
+pub(crate) fn install_seccomp(
+    f: &casulo_seccomp::Filter,
+    chan: Option<&Channel>,
+) -> Result<(), String> {
+    let listener = f.install().map_err(|e| format!("linux.seccomp: {e}"))?;
+    if let Some(fd) = listener {
+        let chan = chan.ok_or("linux.seccomp: unexpected notify listener")?;
+        chan.send_fd(&Msg::Listener, fd.as_fd())
+            .map_err(|e| format!("linux.seccomp: sending the listener: {}", errno_text(e)))?;
+    }
+    Ok(())
+}
+
+/// The steps right before execve, the same for the init and an exec'd process: signals
+/// reset, then (issue 13 class 1: after the filter only the user switch, no_new_privs
+/// and the exec) the seccomp filter, the user and capabilities, no_new_privs. Without
+/// no_new_privs installing the filter needs CAP_SYS_ADMIN: before the user switch drops
+/// it (as runc does); with it, right before the exec.
+pub(crate) fn become_process(
+    creds: &Credentials,
+    filter: Option<&casulo_seccomp::Filter>,
+    chan: Option<&Channel>,
+) -> Result<(), String> {
+    sys::reset_signals();
+    if let Some(f) = filter.filter(|_| !creds.no_new_privs()) {
+        install_seccomp(f, chan)?;
+    }
+    creds.apply_user().map_err(|e| e.to_string())?;
+    creds.apply_no_new_privs().map_err(|e| e.to_string())?;
+    if let Some(f) = filter.filter(|_| creds.no_new_privs()) {
+        install_seccomp(f, chan)?;
+    }
+    Ok(())
 }

@@ -128,11 +128,86 @@ fn setup(
     chan: &Channel,
     start_state: &std::cell::RefCell<Vec<u8>>,
 ) -> Result<Option<Final>, String> {
-    // Before `Go`, the runtime may send bind sources it opened (rootfs::sources).
+    let sources = receive_sources(chan)?;
+    if plan.userns {
+        become_userns_root()?;
+    }
+    setsid().map_err(|e| format!("setsid: {}", errno_text(e)))?;
+    let root = build_rootfs(plan, chan, &sources, start_state)?;
+    if let Some(socket) = plan.console {
+        crate::tty::setup(&crate::tty::Console {
+            socket,
+            size: crate::tty::console_size(plan.spec.process().as_ref()),
+            dev_console: Some((root.as_fd(), plan.proc_fd)),
+        })
+        .map_err(|e| format!("process.terminal: {e}"))?;
+    }
+    if plan.utsns {
+        if let Some(h) = plan.spec.hostname() {
+            sethostname(h).map_err(|e| format!("hostname: {}", errno_text(e)))?;
+        }
+        if let Some(d) = plan.spec.domainname() {
+            sys::setdomainname(d.as_bytes())
+                .map_err(|e| format!("domainname: {}", errno_text(e)))?;
+        }
+    }
+    write_sysctls(plan)?;
+    crate::security::mempolicy::apply(plan.spec)?;
+    let Some(creds) = plan.creds else {
+        return Ok(None);
+    };
+    process_steps(plan, chan, creds, root).map(Some)
+}
+
+/// The process's own steps after the rootfs: limits and attributes, then (with no fd
+/// reaching the host open) the container paths it needs, until `Ready`.
+fn process_steps(
+    plan: &InitPlan<'_>,
+    chan: &Channel,
+    creds: &Credentials,
+    root: OwnedFd,
+) -> Result<Final, String> {
+    creds
+        .apply_limits(plan.proc_fd)
+        .map_err(|e| e.to_string())?;
+    plan.attrs.apply().map_err(|e| e.to_string())?;
+    let lsm = plan
+        .attrs
+        .open_lsm(plan.proc_fd)
+        .map_err(|e| e.to_string())?;
+    // CVE-2024-21626: from here on no fd reaching the host is open (the procfs handle
+    // is parked, the state directory's lock, cgroup and console fds are closed) while
+    // container paths (cwd, args[0], PATH, /etc/passwd, startContainer hooks) resolve.
+    let stash = Stash::park(plan.proc_fd)?;
+    let mut keep = vec![plan.fifo.as_raw_fd(), root.as_raw_fd()];
+    keep.extend(stash.fds());
+    keep.extend(lsm.fds());
+    finish::close_fds(chan, plan.preserve_fds, &keep)?;
+    let process = plan.spec.process().as_ref().expect("creds imply a process");
+    rootfs::enter_cwd(root.as_fd(), process.cwd(), true).map_err(|e| e.to_string())?;
+    let exe = finish::find_executable(root.as_fd(), plan.argv, plan.envp)?;
+    let envp = finish::with_home(root.as_fd(), creds.uid(), plan.envp);
+    finish::mark_cloexec(plan.preserve_fds)?;
+    // A notify listener must reach the runtime before it exits: such a filter is
+    // installed now, while the init still has every capability.
+    if let Some(f) = plan.seccomp.filter(|f| f.needs_listener()) {
+        finish::install_seccomp(f, Some(chan))?;
+    }
+    Ok(Final {
+        exe,
+        envp,
+        stash,
+        lsm,
+        root,
+    })
+}
+
+/// Before `Go`, the runtime may send bind sources it opened (rootfs::sources).
+fn receive_sources(chan: &Channel) -> Result<rootfs::MountSources, String> {
     let sources = rootfs::MountSources::default();
     loop {
         match chan.recv_fd() {
-            Ok((Some(Msg::Go), _)) => break,
+            Ok((Some(Msg::Go), _)) => return Ok(sources),
             Ok((Some(Msg::MountSource { index, tree }), Some(fd))) => {
                 sources.insert(rootfs::Source {
                     index: index as usize,
@@ -145,15 +220,27 @@ fn setup(
             }
         }
     }
-    if plan.userns {
-        // Become root of the new user namespace (its maps are written now), so mounts
-        // and files are made by a mapped user.
-        let root = (nix::unistd::Gid::from_raw(0), nix::unistd::Uid::from_raw(0));
-        nix::unistd::setresgid(root.0, root.0, root.0)
-            .map_err(|e| format!("linux.gidMappings: container gid 0: {}", errno_text(e)))?;
-        nix::unistd::setresuid(root.1, root.1, root.1)
-            .map_err(|e| format!("linux.uidMappings: container uid 0: {}", errno_text(e)))?;
-    }
+}
+
+/// Becomes root of the new user namespace (its maps are written now), so mounts and
+/// files are made by a mapped user.
+fn become_userns_root() -> Result<(), String> {
+    let root = (nix::unistd::Gid::from_raw(0), nix::unistd::Uid::from_raw(0));
+    nix::unistd::setresgid(root.0, root.0, root.0)
+        .map_err(|e| format!("linux.gidMappings: container gid 0: {}", errno_text(e)))?;
+    nix::unistd::setresuid(root.1, root.1, root.1)
+        .map_err(|e| format!("linux.uidMappings: container uid 0: {}", errno_text(e)))?;
+    Ok(())
+}
+
+/// The rootfs (rootfs::setup), answering the runtime's `InCgroup` and running the
+/// createContainer hooks on the way; returns the container root.
+fn build_rootfs(
+    plan: &InitPlan<'_>,
+    chan: &Channel,
+    sources: &rootfs::MountSources,
+    start_state: &std::cell::RefCell<Vec<u8>>,
+) -> Result<OwnedFd, String> {
     let joined = std::cell::Cell::new(false);
     let in_cgroup = || -> Result<(), String> {
         if joined.get() {
@@ -171,7 +258,6 @@ fn setup(
         }
         Ok(())
     };
-    setsid().map_err(|e| format!("setsid: {}", errno_text(e)))?;
     let before_pivot = || -> Result<(), String> {
         if !plan.hooks.needs_sync() {
             return Ok(());
@@ -196,7 +282,7 @@ fn setup(
         spec: plan.spec,
         rootfs: plan.rootfs,
         bundle: plan.bundle,
-        sources: &sources,
+        sources,
         proc_fd: plan.proc_fd,
         userns: plan.userns,
         no_pivot: plan.no_pivot,
@@ -207,75 +293,7 @@ fn setup(
     };
     // rootfs::setup calls `in_cgroup` before the first `cgroup` mount and, in any case,
     // before the device nodes: the init is in its cgroup before the hooks and user code.
-    let root = rootfs::setup(&plan_fs).map_err(|e| e.to_string())?;
-    if let Some(socket) = plan.console {
-        crate::tty::setup(&crate::tty::Console {
-            socket,
-            size: crate::tty::console_size(plan.spec.process().as_ref()),
-            dev_console: Some((root.as_fd(), plan.proc_fd)),
-        })
-        .map_err(|e| format!("process.terminal: {e}"))?;
-    }
-    if plan.utsns {
-        if let Some(h) = plan.spec.hostname() {
-            sethostname(h).map_err(|e| format!("hostname: {}", errno_text(e)))?;
-        }
-        if let Some(d) = plan.spec.domainname() {
-            sys::setdomainname(d.as_bytes())
-                .map_err(|e| format!("domainname: {}", errno_text(e)))?;
-        }
-    }
-    write_sysctls(plan)?;
-    crate::security::mempolicy::apply(plan.spec)?;
-    let Some(creds) = plan.creds else {
-        return Ok(None);
-    };
-    creds
-        .apply_limits(plan.proc_fd)
-        .map_err(|e| e.to_string())?;
-    plan.attrs.apply().map_err(|e| e.to_string())?;
-    let lsm = plan
-        .attrs
-        .open_lsm(plan.proc_fd)
-        .map_err(|e| e.to_string())?;
-    // CVE-2024-21626: from here on no fd reaching the host is open (the procfs handle
-    // is parked, the state directory's lock, cgroup and console fds are closed) while
-    // container paths (cwd, args[0], PATH, /etc/passwd, startContainer hooks) resolve.
-    let stash = Stash::park(plan.proc_fd)?;
-    let mut keep: Vec<i32> = vec![0, 1, 2, chan.as_fd().as_raw_fd(), plan.fifo.as_raw_fd()];
-    keep.extend((3..3 + plan.preserve_fds).map(|f| f as i32));
-    keep.extend(stash.fds());
-    keep.extend(lsm.fds());
-    keep.push(root.as_raw_fd());
-    sys::close_fds_except(&keep).map_err(|e| format!("close_range: {}", errno_text(e)))?;
-    let process = plan.spec.process().as_ref().expect("creds imply a process");
-    rootfs::enter_cwd(root.as_fd(), process.cwd(), true).map_err(|e| e.to_string())?;
-    let exe = finish::find_executable(root.as_fd(), plan.argv, plan.envp)?;
-    let envp = finish::with_home(root.as_fd(), creds.uid(), plan.envp);
-    mark_cloexec(plan.preserve_fds)?;
-    // A notify listener must reach the runtime before it exits: such a filter is
-    // installed now, while the init still has every capability.
-    if let Some(f) = plan.seccomp.filter(|f| f.needs_listener()) {
-        install_seccomp(f, chan)?;
-    }
-    Ok(Some(Final {
-        exe,
-        envp,
-        stash,
-        lsm,
-        root,
-    }))
-}
-
-/// Installs the filter; a notify listener goes to the runtime over the channel (it
-/// forwards it to the agent at `listenerPath`), and this process's copy is closed.
-fn install_seccomp(f: &casulo_seccomp::Filter, chan: &Channel) -> Result<(), String> {
-    let listener = f.install().map_err(|e| format!("linux.seccomp: {e}"))?;
-    if let Some(fd) = listener {
-        chan.send_fd(&Msg::Listener, fd.as_fd())
-            .map_err(|e| format!("linux.seccomp: sending the listener: {}", errno_text(e)))?;
-    }
-    Ok(())
+    rootfs::setup(&plan_fs).map_err(|e| e.to_string())
 }
 
 fn write_sysctls(plan: &InitPlan<'_>) -> Result<(), String> {
@@ -294,18 +312,6 @@ fn write_sysctls(plan: &InitPlan<'_>) -> Result<(), String> {
             .map_err(|e| format!("linux.sysctl.{k}: {}", errno_text(e)))?;
     }
     Ok(())
-}
-
-/// Marks every fd above stdio and the preserved ones close-on-exec; the preserved ones
-/// are handed over open.
-fn mark_cloexec(preserve: u32) -> Result<(), String> {
-    for fd in 3..3 + preserve {
-        match sys::clear_cloexec(fd as i32) {
-            Ok(()) | Err(Errno::EBADF) => {}
-            Err(e) => return Err(format!("--preserve-fds: fd {fd}: {}", errno_text(e))),
-        }
-    }
-    sys::cloexec_from(3 + preserve).map_err(|e| format!("close_range: {}", errno_text(e)))
 }
 
 /// Blocks until `start` opens the exec fifo, then execs. On failure the error text goes
@@ -354,25 +360,10 @@ fn wait_and_exec(plan: &InitPlan<'_>, fin: Option<Final>, start_state: &[u8]) ->
         return fail(e.to_string());
     }
     drop(fin.root);
-    sys::reset_signals();
+    // The notify filter (if any) is installed already.
     let filter = plan.seccomp.filter(|f| !f.needs_listener());
-    // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: before the user
-    // switch drops capabilities (as runc does); with it, right before the exec.
-    if let Some(f) = filter.filter(|_| !creds.no_new_privs()) {
-        if let Err(e) = f.install() {
-            return fail(format!("linux.seccomp: {e}"));
-        }
-    }
-    if let Err(e) = creds.apply_user() {
-        return fail(e.to_string());
-    }
-    if let Err(e) = creds.apply_no_new_privs() {
-        return fail(e.to_string());
-    }
-    if let Some(f) = filter.filter(|_| creds.no_new_privs()) {
-        if let Err(e) = f.install() {
-            return fail(format!("linux.seccomp: {e}"));
-        }
+    if let Err(e) = finish::become_process(creds, filter, None) {
+        return fail(e);
     }
     let text = finish::exec(&fin.exe, plan.argv, &fin.envp);
     let _ = sys::write_all(w.as_fd(), text.as_bytes());
