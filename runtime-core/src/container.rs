@@ -101,6 +101,8 @@ impl Drop for Undo<'_> {
         if let Some(cg) = &self.cgroup {
             let _ = cg.destroy();
         }
+        let dir = self.store.dir(self.id);
+        let _ = crate::rootfs::host_mounts::release(&dir, &crate::log::Logger::default());
         let _ = self.store.remove(self.id);
     }
 }
@@ -285,6 +287,7 @@ impl Runtime {
             started: false,
         };
         self.store.save(&record)?;
+        crate::rootfs::host_mounts::prepare(&dir, &spec, &rootfs, proc_fd.as_fd())?;
         let cg = cgroups::open(&cg_path)?;
         undo.cgroup = Some(cgroups::open(&cg_path)?);
         cg.create(spec.linux().as_ref().and_then(|l| l.resources().as_ref()))?;
@@ -599,6 +602,7 @@ impl Runtime {
         self.kill_and_remove_cgroup(&rec)?;
         let hooks = crate::hooks::HookSet::from_spec(&rec.config);
         let st = self.hook_state(&rec, Status::Stopped, 0);
+        crate::rootfs::host_mounts::release(&self.store.dir(id), &self.log)?;
         self.store.remove(id)?;
         match hooks {
             Ok(h) => crate::hooks::run_all_warn(&h.poststop, &st, &|m| self.log.warn(m)),
