@@ -1,10 +1,11 @@
 //! Issue 13 classes 2 and 3. Namespaces not listed are inherited (config-linux.md), the
-//! mount namespace included: the container then runs in the runtime's namespaces, is
-//! only chrooted into its rootfs, and nothing is mounted (casulo itself runs inside
-//! `unshare -m --propagation private` here, so even a broken runtime cannot touch the
-//! host's mount table; that namespace's and the host's mountinfo are compared before
-//! and after). A uts namespace joined by path is the container's own: `hostname` is set
-//! there (never in the runtime's).
+//! mount namespace included: the container then runs in the runtime's namespaces and is
+//! chrooted into its rootfs; without mounts in the config nothing is mounted, with them
+//! they are made under the rootfs only, as runc does, and `delete` removes them (casulo
+//! itself runs inside `unshare -m --propagation private` here, so even a broken runtime
+//! cannot touch the host's mount table; that namespace's and the host's mountinfo are
+//! compared before and after). A uts namespace joined by path is the container's own:
+//! `hostname` is set there (never in the runtime's).
 
 mod common;
 
@@ -51,6 +52,35 @@ fn host_mountinfo() -> String {
     std::fs::read_to_string("/proc/self/mountinfo").unwrap()
 }
 
+/// Runs `script` (which creates the container) in a private mount namespace, then saves
+/// that namespace's mountinfo as `mi.created`, starts the container, waits until it
+/// stopped, deletes it and saves `mi.after`. Asserts that all of it succeeded and that the
+/// test's own mount table did not change; returns the standard output.
+fn run_to_delete(env: &Env, b: &Bundle, script: &str) -> String {
+    let host_before = host_mountinfo();
+    let script = format!(
+        "{script}{}",
+        r#"
+        cat /proc/self/mountinfo > "$BUNDLE/mi.created"
+        "$CASULO" --root "$ROOT" start "$ID"
+        i=0
+        while [ $i -lt 500 ] && ! "$CASULO" --root "$ROOT" state "$ID" | grep -q '"stopped"'; do
+            sleep 0.02; i=$((i+1))
+        done
+        "$CASULO" --root "$ROOT" delete "$ID"
+        cat /proc/self/mountinfo > "$BUNDLE/mi.after"
+    "#
+    );
+    let (code, out, err) = in_private_mount_ns(env, b, &script);
+    assert_eq!(
+        host_mountinfo(),
+        host_before,
+        "the host's mount table changed"
+    );
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    out
+}
+
 #[test]
 fn empty_namespace_list_runs_in_the_runtimes_namespaces_without_mounting() {
     if !is_root() {
@@ -59,7 +89,6 @@ fn empty_namespace_list_runs_in_the_runtimes_namespaces_without_mounting() {
     let env = Env::new("ns-inherit");
     let mut b = Bundle::new(&["sh", "-c", "ls /; echo container-done"]);
     inherit_everything(&mut b);
-    let host_before = host_mountinfo();
     let script = r#"
         set -e
         cat /proc/self/mountinfo > "$BUNDLE/mi.before"
@@ -69,22 +98,8 @@ fn empty_namespace_list_runs_in_the_runtimes_namespaces_without_mounting() {
             [ "$(readlink /proc/$pid/ns/$n)" = "$(readlink /proc/self/ns/$n)" ] || echo "new-ns $n"
         done
         [ "$(stat -L -c %d:%i /proc/$pid/root)" = "$(stat -c %d:%i "$BUNDLE/rootfs")" ] && echo "root-is-rootfs"
-        cat /proc/self/mountinfo > "$BUNDLE/mi.created"
-        "$CASULO" --root "$ROOT" start "$ID"
-        i=0
-        while [ $i -lt 500 ] && ! "$CASULO" --root "$ROOT" state "$ID" | grep -q '"stopped"'; do
-            sleep 0.02; i=$((i+1))
-        done
-        "$CASULO" --root "$ROOT" delete "$ID"
-        cat /proc/self/mountinfo > "$BUNDLE/mi.after"
     "#;
-    let (code, out, err) = in_private_mount_ns(&env, &b, script);
-    assert_eq!(
-        host_mountinfo(),
-        host_before,
-        "the host's mount table changed"
-    );
-    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    let out = run_to_delete(&env, &b, script);
     assert!(
         !out.contains("new-ns"),
         "namespaces are the runtime's: {out}"
@@ -100,8 +115,122 @@ fn empty_namespace_list_runs_in_the_runtimes_namespaces_without_mounting() {
     assert_eq!(read("mi.after"), read("mi.before"), "nothing mounted");
 }
 
+/// The mount points (field 5) of the lines of `after` that are not in `before`.
+fn new_mount_points(before: &str, after: &str) -> Vec<String> {
+    let old: std::collections::HashSet<&str> = before.lines().collect();
+    after
+        .lines()
+        .filter(|l| !old.contains(l))
+        .map(|l| l.split(' ').nth(4).unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn empty_namespace_list_mounts_under_the_rootfs_only_and_delete_removes_them() {
+    if !is_root() {
+        return;
+    }
+    let env = Env::new("ns-inherit-mounts");
+    // The default config's mounts, masked and readonly paths, devices and read-only
+    // root, with no namespace listed (no hostname: that needs a uts namespace), plus a
+    // bind of a *shared* mount with a masked directory inside it: had the bind joined
+    // the source's peer group, the mask would show up in the source.
+    let mut b = Bundle::new(&["/checker", "/config.json"]);
+    let src = b.dir.join("shared");
+    edit(&mut b, |v| {
+        v.as_object_mut().unwrap().remove("hostname");
+        v["linux"]["namespaces"] = json!([]);
+        v["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/mnt/shared", "type": "bind", "source": src,
+            "options": ["rbind", "rw"]
+        }));
+        v["linux"]["maskedPaths"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("/mnt/shared/sub"));
+    });
+    let script = r#"
+        set -e
+        mkdir -p "$BUNDLE/shared/sub" "$BUNDLE/rootfs/mnt/shared"
+        mount --bind "$BUNDLE/shared" "$BUNDLE/shared"
+        mount --make-shared "$BUNDLE/shared"
+        cat /proc/self/mountinfo > "$BUNDLE/mi.before"
+        "$CASULO" --root "$ROOT" create --bundle "$BUNDLE" "$ID"
+    "#;
+    let out = run_to_delete(&env, &b, script);
+    // From inside: the checker verified the mounts, masked and readonly paths, devices
+    // and the read-only root of the config.
+    let tap = casulo_integration::parse_tap(&out);
+    assert!(
+        tap.failed == 0 && tap.per_section.contains_key("Masked Paths"),
+        "{:?}\n{out}",
+        tap.failures
+    );
+    // From the runtime's mount namespace: every new mount is under the rootfs.
+    let read = |n: &str| std::fs::read_to_string(b.dir.join(n)).unwrap();
+    let rootfs = format!("{}/rootfs", b.dir.display());
+    let made = new_mount_points(&read("mi.before"), &read("mi.created"));
+    for want in ["/proc", "/dev", "/sys", "/mnt/shared", "/mnt/shared/sub"] {
+        assert!(
+            made.contains(&format!("{rootfs}{want}")),
+            "{want}: {made:?}"
+        );
+    }
+    assert!(
+        made.iter()
+            .all(|m| m.starts_with(&format!("{rootfs}/")) || *m == rootfs),
+        "mounted outside the rootfs: {made:?}"
+    );
+    // And delete removed all of them.
+    assert_eq!(
+        read("mi.after"),
+        read("mi.before"),
+        "mounts left after delete"
+    );
+}
+
+#[test]
+fn empty_namespace_list_with_a_failing_mount_leaves_nothing_mounted() {
+    if !is_root() {
+        return;
+    }
+    let env = Env::new("ns-inherit-fail");
+    let mut b = Bundle::new(&["true"]);
+    edit(&mut b, |v| {
+        v.as_object_mut().unwrap().remove("hostname");
+        v["linux"]["namespaces"] = json!([]);
+        v["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/mnt", "type": "no-such-fs", "source": "none"}));
+    });
+    let script = r#"
+        cat /proc/self/mountinfo > "$BUNDLE/mi.before"
+        "$CASULO" --root "$ROOT" create --bundle "$BUNDLE" "$ID"
+        echo "create=$?"
+        cat /proc/self/mountinfo > "$BUNDLE/mi.after"
+    "#;
+    let (_, out, err) = in_private_mount_ns(&env, &b, script);
+    assert!(out.contains("create=1"), "{out} {err}");
+    assert!(err.contains("mounts["), "{err}");
+    let read = |n: &str| std::fs::read_to_string(b.dir.join(n)).unwrap();
+    assert_eq!(
+        read("mi.after"),
+        read("mi.before"),
+        "mounts left after a failed create"
+    );
+    env.assert_nothing_left(&b);
+}
+
 /// Makes a config need a mount namespace.
 type Breaker = fn(&mut serde_json::Value);
+
+/// A new user namespace (no mount namespace): it could not mount in the runtime's.
+fn new_userns(v: &mut serde_json::Value) {
+    v["linux"]["namespaces"] = json!([{"type": "user"}]);
+    v["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    v["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+}
 
 #[test]
 fn without_a_mount_namespace_fields_that_need_one_are_refused_by_name() {
@@ -110,7 +239,7 @@ fn without_a_mount_namespace_fields_that_need_one_are_refused_by_name() {
     }
     let env = Env::new("ns-inherit-refuse");
     let host_before = host_mountinfo();
-    let cases: [(&str, Breaker); 5] = [
+    let cases: [(&str, Breaker); 6] = [
         (
             "mounts",
             |v| v["mounts"] = json!([{"destination": "/proc", "type": "proc", "source": "proc"}]),
@@ -123,11 +252,18 @@ fn without_a_mount_namespace_fields_that_need_one_are_refused_by_name() {
         }),
         ("root.readonly", |v| v["root"]["readonly"] = json!(true)),
         ("hostname", |v| v["hostname"] = json!("other")),
+        ("process.terminal", |v| {
+            v["process"]["terminal"] = json!(true)
+        }),
     ];
     for (field, f) in cases {
         let mut b = Bundle::new(&["true"]);
         inherit_everything(&mut b);
         edit(&mut b, f);
+        // Mounts are made without a mount namespace, but not from a new user namespace.
+        if !matches!(field, "hostname" | "process.terminal") {
+            edit(&mut b, new_userns);
+        }
         let (code, out, err) = in_private_mount_ns(
             &env,
             &b,

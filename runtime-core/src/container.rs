@@ -317,6 +317,7 @@ impl Runtime {
         self.kill_and_remove_cgroup(&rec)?;
         let hooks = crate::hooks::HookSet::from_spec(&rec.config);
         let st = self.hook_state(&rec, Status::Stopped, 0);
+        crate::rootfs::host_mounts::release(&self.store.dir(id), &self.log)?;
         self.store.remove(id)?;
         match hooks {
             Ok(h) => crate::hooks::run_all_warn(&h.poststop, &st, &|m| self.log.warn(m)),

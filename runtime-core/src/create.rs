@@ -43,6 +43,8 @@ impl Drop for Undo<'_> {
         if let Some(cg) = &self.cgroup {
             let _ = cg.destroy();
         }
+        let dir = self.store.dir(self.id);
+        let _ = crate::rootfs::host_mounts::release(&dir, &crate::log::Logger::default());
         let _ = self.store.remove(self.id);
     }
 }
@@ -197,6 +199,12 @@ impl Runtime {
             started: false,
         };
         self.store.save(&record)?;
+        crate::rootfs::host_mounts::prepare(
+            &self.store.dir(id),
+            spec,
+            &prep.rootfs,
+            prep.proc_fd.as_fd(),
+        )?;
         let cgroup = cgroups::open(&prep.cg_path)?;
         undo.cgroup = Some(cgroups::open(&prep.cg_path)?);
         cgroup.create(spec.linux().as_ref().and_then(|l| l.resources().as_ref()))?;

@@ -1,7 +1,8 @@
 //! Checks that keep a config from changing the runtime's own (the host's) kernel state
 //! through the container: `linux.sysctl` keys need the namespace that isolates them
 //! (runc's rules), `hostname`/`domainname` need a uts namespace of the container's own,
-//! and a container without a mount namespace of its own gets no mounts at all. All run
+//! and a container without a mount namespace of its own gets its mounts only when it
+//! has no new user namespace either. All run
 //! in [`crate::config::validate`], before anything is created.
 
 use std::os::unix::fs::MetadataExt;
@@ -155,13 +156,28 @@ fn check_uts(spec: &Spec) -> Result<(), ConfigError> {
 }
 
 /// Without a mount namespace of its own the container shares the runtime's mount table:
-/// Casulo then mounts nothing (it only chroots into the rootfs), so every field that
-/// needs a mount is refused by name.
+/// its mounts are made under the rootfs only (`rootfs::host_mounts`), which a new user
+/// namespace cannot do (it owns no mount namespace), so with one every field that needs
+/// a mount is refused by name. `process.terminal` is refused without a mount namespace.
 fn check_no_mount_ns(spec: &Spec) -> Result<(), ConfigError> {
     if namespace(spec, LinuxNamespaceType::Mount).is_some() {
         return Ok(());
     }
-    let why = "needs a mount namespace in linux.namespaces (nothing is mounted in the runtime's)";
+    if spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false)
+    {
+        return Err(invalid(
+            "process.terminal",
+            "needs a mount namespace in linux.namespaces",
+        ));
+    }
+    if !crate::config::new_namespace(spec, LinuxNamespaceType::User) {
+        return Ok(());
+    }
+    let why = "needs a mount namespace in linux.namespaces with a new user namespace (it cannot mount in the runtime's)";
     if spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
         return Err(invalid("mounts", why));
     }
@@ -172,14 +188,6 @@ fn check_no_mount_ns(spec: &Spec) -> Result<(), ConfigError> {
         .unwrap_or(false)
     {
         return Err(invalid("root.readonly", why));
-    }
-    if spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.terminal())
-        .unwrap_or(false)
-    {
-        return Err(invalid("process.terminal", why));
     }
     let Some(linux) = spec.linux() else {
         return Ok(());

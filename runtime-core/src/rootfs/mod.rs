@@ -9,6 +9,7 @@
 
 mod copyup;
 mod devices;
+pub(crate) mod host_mounts;
 mod mounts;
 pub mod options;
 pub(crate) mod paths;
@@ -104,7 +105,10 @@ pub struct RootfsPlan<'a> {
 /// new root (for later in-root lookups such as the cwd check).
 pub fn setup(plan: &RootfsPlan<'_>) -> Result<OwnedFd> {
     if crate::config::namespace(plan.spec, oci_spec::runtime::LinuxNamespaceType::Mount).is_none() {
-        return chroot_only(plan);
+        return match host_mounts::needed(plan.spec) {
+            true => host_mounts::setup(plan),
+            false => chroot_only(plan),
+        };
     }
     let linux = plan.spec.linux().as_ref();
     let prop = linux
@@ -135,13 +139,40 @@ pub fn setup(plan: &RootfsPlan<'_>) -> Result<OwnedFd> {
     )?;
     fchdir(plan.proc_fd.as_raw_fd()).map_err(sys_err("entering procfs"))?;
 
-    let m = mounts::Mounter {
-        root: root.as_fd(),
+    let m = mounter(plan, root.as_fd(), pre, false);
+    mount_all(plan, &m)?;
+    (plan.before_pivot)().map_err(RootfsError::BeforePivot)?;
+    fchdir(plan.proc_fd.as_raw_fd()).map_err(sys_err("entering procfs"))?;
+    if plan.no_pivot {
+        move_root(plan.rootfs)?;
+    } else {
+        pivot(root.as_fd())?;
+    }
+    fchdir(plan.proc_fd.as_raw_fd()).map_err(sys_err("entering procfs"))?;
+    finish(plan, &m, root.as_fd(), prop)?;
+    chdir("/").map_err(sys_err("chdir /"))?;
+    Ok(root)
+}
+
+/// The mounter of `plan` onto `root` (see [`mounts::Mounter`] for the two flags).
+fn mounter<'a>(
+    plan: &RootfsPlan<'a>,
+    root: BorrowedFd<'a>,
+    base_propagation: MsFlags,
+    slave_binds: bool,
+) -> mounts::Mounter<'a> {
+    mounts::Mounter {
+        root,
         userns: plan.userns,
         bundle: plan.bundle,
         sources: plan.sources,
-        base_propagation: pre,
-    };
+        base_propagation,
+        slave_binds,
+    }
+}
+
+/// The config's mounts in order, then (in the container's cgroup by then) the devices.
+fn mount_all(plan: &RootfsPlan<'_>, m: &mounts::Mounter<'_>) -> Result<()> {
     let mut dev_is_bind = false;
     for (i, entry) in plan.spec.mounts().iter().flatten().enumerate() {
         if matches!(entry.typ().as_deref(), Some("cgroup" | "cgroup2")) {
@@ -153,24 +184,25 @@ pub fn setup(plan: &RootfsPlan<'_>) -> Result<OwnedFd> {
     plan.sources.clear();
     (plan.in_cgroup)().map_err(RootfsError::BeforePivot)?;
     if !dev_is_bind {
-        devices::create(
-            &m,
-            linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]),
-        )?;
+        let linux = plan.spec.linux().as_ref();
+        devices::create(m, linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]))?;
     }
+    Ok(())
+}
 
-    (plan.before_pivot)().map_err(RootfsError::BeforePivot)?;
-    fchdir(plan.proc_fd.as_raw_fd()).map_err(sys_err("entering procfs"))?;
-    if plan.no_pivot {
-        move_root(plan.rootfs)?;
-    } else {
-        pivot(root.as_fd())?;
-    }
-    fchdir(plan.proc_fd.as_raw_fd()).map_err(sys_err("entering procfs"))?;
+/// After the root change (the working directory is procfs again): the root's
+/// propagation, masked and readonly paths, a read-only root.
+fn finish(
+    plan: &RootfsPlan<'_>,
+    m: &mounts::Mounter<'_>,
+    root: BorrowedFd<'_>,
+    prop: Option<MsFlags>,
+) -> Result<()> {
+    let linux = plan.spec.linux().as_ref();
     if let Some(p) = prop {
         mount(
             None::<&str>,
-            &paths::proc_fd_path(root.as_fd())[..],
+            &paths::proc_fd_path(root)[..],
             None::<&str>,
             p,
             None::<&str>,
@@ -190,10 +222,9 @@ pub fn setup(plan: &RootfsPlan<'_>) -> Result<OwnedFd> {
         .and_then(|r| r.readonly())
         .unwrap_or(false)
     {
-        m.remount_readonly(root.as_fd(), "root.readonly")?;
+        m.remount_readonly(root, "root.readonly")?;
     }
-    chdir("/").map_err(sys_err("chdir /"))?;
-    Ok(root)
+    Ok(())
 }
 
 /// A container in the runtime's mount namespace (none listed): nothing is mounted and no

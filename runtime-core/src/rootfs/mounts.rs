@@ -101,6 +101,9 @@ pub struct Mounter<'a> {
     /// What the whole tree was made before the mounts (`MS_SLAVE` or `MS_PRIVATE`, with
     /// `MS_REC`): an idmapped tree cloned from the host's mounts is made the same.
     pub base_propagation: MsFlags,
+    /// Make every bind `base_propagation` right after it is made (in the runtime's mount
+    /// namespace, where a bind of a shared host mount would join its peer group).
+    pub slave_binds: bool,
 }
 
 /// The flags of the mount `fd` is on that a bind remount must keep (the kernel refuses
@@ -208,7 +211,7 @@ impl Mounter<'_> {
             .map_err(sys_err(what))?;
         }
         let target = self.open(dest, what)?;
-        if tree {
+        if tree || self.slave_binds {
             // A clone of the host's mounts shares their peer group: never propagate back.
             let p = self.base_propagation;
             mount(NONE, &proc_fd_path(target.as_fd())[..], NONE, p, NONE).map_err(sys_err(what))?;
@@ -390,6 +393,10 @@ impl Mounter<'_> {
         // A bind keeps the source's flags: nosuid, nodev, noexec (and ro when asked)
         // are set on the container's mount itself, as runc's are.
         let t = self.open(dest, &what)?;
+        if self.slave_binds {
+            let p = self.base_propagation;
+            mount(NONE, &proc_fd_path(t.as_fd())[..], NONE, p, NONE).map_err(sys_err(&what))?;
+        }
         let ro = flags & MsFlags::MS_RDONLY;
         let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | base | ro | kept_flags(t.as_fd());
         mount(NONE, &proc_fd_path(t.as_fd())[..], NONE, remount, NONE).map_err(sys_err(&what))?;
