@@ -65,7 +65,11 @@ pub fn run(cli: &Cli, log: &Logger) -> Result<i32> {
                 .map_err(|e| format!("{}: {e}", path.display()))?;
             Ok(0)
         }
-        Command::Ps { format, id } => ps(&rt, id, format),
+        Command::Ps {
+            format,
+            id,
+            ps_args,
+        } => ps(&rt, id, format, ps_args),
         Command::Pause { id } => rt.pause(id).map(|_| 0).map_err(err),
         Command::Resume { id } => rt.resume(id).map(|_| 0).map_err(err),
         Command::Update(a) => crate::update::run(&rt, a),
@@ -225,30 +229,11 @@ fn list(rt: &Runtime, format: &str, quiet: bool) -> Result<i32> {
     Ok(0)
 }
 
-fn ps(rt: &Runtime, id: &str, format: &str) -> Result<i32> {
+fn ps(rt: &Runtime, id: &str, format: &str, args: &[String]) -> Result<i32> {
     let pids = rt.pids(id).map_err(err)?;
     match format {
         "json" => crate::out::line(serde_json::to_string(&pids).map_err(err)?)?,
-        "table" => {
-            let out = std::process::Command::new("ps")
-                .arg("-ef")
-                .output()
-                .map_err(|e| format!("ps: {e}"))?;
-            let text = String::from_utf8_lossy(&out.stdout);
-            let mut lines = text.lines();
-            if let Some(h) = lines.next() {
-                crate::out::line(h)?;
-            }
-            for l in lines {
-                if l.split_whitespace()
-                    .nth(1)
-                    .and_then(|p| p.parse::<i32>().ok())
-                    .is_some_and(|p| pids.contains(&p))
-                {
-                    crate::out::line(l)?;
-                }
-            }
-        }
+        "table" => crate::ps::table(&pids, args)?,
         f => return Err(format!("invalid format {f:?}: table or json")),
     }
     Ok(0)

@@ -5,6 +5,7 @@ mod events;
 mod exec;
 mod log;
 mod out;
+mod ps;
 mod signals;
 mod tty;
 mod update;
@@ -156,6 +157,9 @@ enum Command {
         format: String,
         /// Container id.
         id: String,
+        /// Options for the host's `ps` (default: the rows of `ps -ef`, read from /proc).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
     },
 }
 

@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use oci_spec::runtime::Spec;
@@ -329,20 +329,15 @@ impl Runtime {
     /// The lock for `delete --force`. A create killed after the clone leaves its lock held
     /// by the init (a clone of the runtime) with pid 0 in the record: the cgroup is killed.
     fn force_lock(&self, rec: &Record) -> Result<crate::store::Lock> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(l) = self.store.try_lock(&rec.id)? {
-                return Ok(l);
-            }
-            let cg = rec.cgroup_path.as_deref().map(cgroups::open);
-            if let (0, Some(Ok(cg))) = (rec.pid, cg) {
-                let _ = cg.kill_all(libc::SIGKILL);
-            }
-            if Instant::now() > deadline {
-                return Err(Error::State(format!("container {} is locked", rec.id)));
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let lock = self
+            .store
+            .lock_waiting(&rec.id, Duration::from_secs(10), || {
+                let cg = rec.cgroup_path.as_deref().map(cgroups::open);
+                if let (0, Some(Ok(cg))) = (rec.pid, cg) {
+                    let _ = cg.kill_all(libc::SIGKILL);
+                }
+            })?;
+        lock.ok_or_else(|| Error::State(format!("container {} is locked", rec.id)))
     }
 }
 

@@ -165,6 +165,49 @@ impl Store {
         }
     }
 
+    /// Takes a container's lock, waiting at most `timeout` for its holder to let go:
+    /// woken when a descriptor of the directory is closed (a flock ends with the
+    /// holder's last descriptor, on exit too), not by a timer. `busy` runs each time
+    /// the lock is found taken. `None` on timeout.
+    pub fn lock_waiting(
+        &self,
+        id: &str,
+        timeout: std::time::Duration,
+        mut busy: impl FnMut(),
+    ) -> Result<Option<Lock>> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::{AsFd, AsRawFd};
+        let deadline = std::time::Instant::now() + timeout;
+        let dir = self.dir(id);
+        // The watch before each try: a release in between still wakes the poll.
+        let mask = libc::IN_CLOSE_WRITE | libc::IN_CLOSE_NOWRITE;
+        let watch = match crate::cgroups::sys::inotify_watch(&dir, mask) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::Missing(id.into()))
+            }
+            Err(e) => return Err(io(&dir)(e)),
+        };
+        loop {
+            if let Some(l) = self.try_lock(id)? {
+                return Ok(Some(l));
+            }
+            busy();
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            let t = PollTimeout::try_from(deadline - now).unwrap_or(PollTimeout::MAX);
+            let mut fds = [PollFd::new(watch.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, t) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(io(&dir)(e.into())),
+            }
+            let mut buf = [0u8; 1024];
+            while nix::unistd::read(watch.as_raw_fd(), &mut buf).is_ok_and(|n| n > 0) {}
+        }
+    }
+
     /// Locks an existing container's directory.
     pub(crate) fn lock(&self, id: &str) -> Result<Lock> {
         validate_id(id)?;
@@ -257,6 +300,38 @@ mod tests {
             assert!(validate_id(bad).is_err(), "{bad:?} accepted");
         }
         assert!(validate_id(&"x".repeat(1024)).is_ok());
+    }
+
+    /// `lock_waiting` returns once the holder's descriptor closes (from another
+    /// thread here), calls `busy` while it waits, and gives up at its timeout.
+    #[test]
+    fn lock_waiting_wakes_on_release_and_times_out() {
+        use std::time::Duration;
+        let root = std::env::temp_dir().join(format!("casulo-lockw-{}", std::process::id()));
+        let store = Store::new(&root);
+        let _ = store.remove("w");
+        drop(store.claim("w").unwrap());
+        let held = store.lock("w").unwrap();
+        let mut busy = 0;
+        let none = store
+            .lock_waiting("w", Duration::from_millis(50), || busy += 1)
+            .unwrap();
+        assert!(none.is_none() && busy >= 1);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let got = std::thread::scope(|s| {
+            s.spawn(move || {
+                rx.recv().unwrap();
+                drop(held);
+            });
+            store
+                .lock_waiting("w", Duration::from_secs(30), || {
+                    let _ = tx.send(());
+                })
+                .unwrap()
+        });
+        assert!(got.is_some());
+        drop(got);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub mod detect;
 pub mod devices;
 pub mod oom;
 pub mod stats;
-mod sys;
+pub(crate) mod sys;
 mod util;
 mod v1;
 mod v2;

@@ -137,6 +137,12 @@ pub fn eventfd() -> std::io::Result<OwnedFd> {
 
 /// A non-blocking inotify fd watching `path` for modification.
 pub fn inotify_modify(path: &std::path::Path) -> std::io::Result<OwnedFd> {
+    inotify_watch(path, libc::IN_MODIFY)
+}
+
+/// A non-blocking, close-on-exec inotify fd watching `path` for the events in `mask`
+/// (`IN_*`).
+pub(crate) fn inotify_watch(path: &std::path::Path, mask: u32) -> std::io::Result<OwnedFd> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
@@ -148,7 +154,7 @@ pub fn inotify_modify(path: &std::path::Path) -> std::io::Result<OwnedFd> {
     let fd = owned(fd.into());
     // SAFETY: `fd` is our inotify fd and `c` a NUL-terminated path that lives
     // across the call.
-    let wd = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), libc::IN_MODIFY) };
+    let wd = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), mask) };
     if wd < 0 {
         return Err(std::io::Error::last_os_error());
     }

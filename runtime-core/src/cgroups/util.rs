@@ -125,8 +125,11 @@ pub(crate) fn mkdir_all(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(created)
 }
 
-/// Removes a cgroup directory and its child cgroups (children first), retrying
-/// while the kernel still reports it busy (tasks exiting). Missing is fine.
+/// Removes a cgroup directory and its child cgroups (children first). Missing is fine.
+/// While the kernel reports it busy (its last tasks are still exiting), waits for the
+/// event that ends that: `populated 0` in `cgroup.events` where the directory has one
+/// (cgroup2), else the exit of the tasks `cgroup.procs` lists (their pidfds). Only if
+/// it is still busy once empty does it retry on a short timer.
 pub(crate) fn rmdir_tree(dir: &Path) -> Result<()> {
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
@@ -136,21 +139,49 @@ pub(crate) fn rmdir_tree(dir: &Path) -> Result<()> {
         }
     }
     let deadline = Instant::now() + Duration::from_secs(5);
-    let mut delay = Duration::from_millis(5);
+    let mut delay = Duration::from_millis(1);
+    let mut emptied = false;
     loop {
-        match std::fs::remove_dir(dir) {
+        let e = match std::fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-            Err(e)
-                if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::ENOTEMPTY))
-                    && Instant::now() < deadline =>
-            {
-                std::thread::sleep(delay);
-                delay = (delay * 2).min(Duration::from_millis(100));
-            }
-            Err(e) => return Err(io_err(dir, e)),
+            Err(e) => e,
+        };
+        let busy = matches!(e.raw_os_error(), Some(libc::EBUSY | libc::ENOTEMPTY));
+        let left = deadline.saturating_duration_since(Instant::now());
+        if !busy || left.is_zero() {
+            return Err(io_err(dir, e));
         }
+        if emptied {
+            // Empty, yet still busy (a child cgroup still going offline): no event
+            // tells when that ends.
+            std::thread::sleep(delay.min(left));
+            delay = (delay * 2).min(Duration::from_millis(20));
+        }
+        emptied = if dir.join("cgroup.events").exists() {
+            wait_unpopulated(dir, left)?
+        } else {
+            wait_pids_exit(left, || pids_of(dir))?
+        };
     }
+}
+
+/// The pids in `dir/cgroup.procs` (none once the file is gone).
+fn pids_of(dir: &Path) -> Result<Vec<i32>> {
+    let mut out = Vec::new();
+    read_procs(dir, &mut out)?;
+    Ok(out)
+}
+
+/// Appends the pids of `dir/cgroup.procs` to `out`; false when the file is missing.
+fn read_procs(dir: &Path, out: &mut Vec<i32>) -> Result<bool> {
+    let procs = dir.join("cgroup.procs");
+    match std::fs::read_to_string(&procs) {
+        Ok(s) => out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_err(&procs, e)),
+    }
+    Ok(true)
 }
 
 /// Pids listed in `cgroup.procs` of `dir` and of every descendant cgroup.
@@ -163,11 +194,8 @@ pub(crate) fn pids_recursive(dir: &Path) -> Result<Vec<i32>> {
 }
 
 fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
-    let procs = dir.join("cgroup.procs");
-    match std::fs::read_to_string(&procs) {
-        Ok(s) => out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io_err(&procs, e)),
+    if !read_procs(dir, out)? {
+        return Ok(());
     }
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
@@ -179,43 +207,34 @@ fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
     Ok(())
 }
 
-/// Writes a pid to `dir/cgroup.procs`, retrying briefly on EINVAL (a task that
-/// is still being created cannot be moved yet).
+/// Writes a pid to `dir/cgroup.procs`. No retry: the kernel refuses a task for good
+/// (EINVAL: a kernel thread, a task that may not migrate), never while it is being
+/// created (a fork and a migration exclude each other on the threadgroup lock).
 pub(crate) fn add_pid(dir: &Path, pid: i32) -> Result<()> {
     let path = dir.join("cgroup.procs");
-    let mut last = None;
-    for _ in 0..5 {
-        match std::fs::write(&path, pid.to_string()) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                last = Some(e);
-                std::thread::sleep(Duration::from_millis(30));
-            }
-            Err(e) => return Err(io_err(&path, e)),
-        }
-    }
-    Err(io_err(
-        &path,
-        last.unwrap_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL)),
-    ))
+    std::fs::write(&path, pid.to_string()).map_err(|e| io_err(&path, e))
 }
 
-/// Polls `cond` until it returns true or `timeout` passes.
+/// Polls `cond` until it returns true or `timeout` passes: only for the v1 freezer,
+/// whose `freezer.state` has no change notification. The first checks come quickly
+/// (0.1 ms, doubling up to 10 ms) because a freeze usually completes within a
+/// scheduler tick.
 pub(crate) fn wait_until(
     timeout: Duration,
     mut cond: impl FnMut() -> Result<bool>,
 ) -> Result<bool> {
     let deadline = Instant::now() + timeout;
-    let mut delay = Duration::from_millis(1);
+    let mut delay = Duration::from_micros(100);
     loop {
         if cond()? {
             return Ok(true);
         }
-        if Instant::now() >= deadline {
+        let now = Instant::now();
+        if now >= deadline {
             return Ok(false);
         }
-        std::thread::sleep(delay);
-        delay = (delay * 2).min(Duration::from_millis(50));
+        std::thread::sleep(delay.min(deadline - now));
+        delay = (delay * 2).min(Duration::from_millis(10));
     }
 }
 
@@ -228,21 +247,28 @@ fn left(deadline: Instant) -> Option<nix::poll::PollTimeout> {
 }
 
 /// Waits until the cgroup2 directory `dir` has no process left in it or below
-/// (`populated 0` in `cgroup.events`, woken by inotify: the kernel modifies the file
-/// when the value changes). True when empty, false on timeout; a removed cgroup is empty.
+/// (`populated 0` in `cgroup.events`). True when empty, false on timeout; a removed
+/// cgroup is empty.
 pub(crate) fn wait_unpopulated(dir: &Path, timeout: Duration) -> Result<bool> {
+    wait_events(dir, "populated", 0, timeout)
+}
+
+/// Waits until `key` of the cgroup2 file `dir/cgroup.events` reads `want`, woken by
+/// inotify (the kernel modifies the file when a value changes), never by a timer.
+/// True when it does, false on timeout; a removed cgroup counts as 0.
+pub(crate) fn wait_events(dir: &Path, key: &str, want: u64, timeout: Duration) -> Result<bool> {
     use nix::poll::{poll, PollFd, PollFlags};
     use std::os::fd::AsFd;
     let events = dir.join("cgroup.events");
     // The watch first, then the read: a change in between still wakes the poll.
     let watch = match super::sys::inotify_modify(&events) {
         Ok(fd) => fd,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(true),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(want == 0),
         Err(e) => return Err(io_err(&events, e)),
     };
     let deadline = Instant::now() + timeout;
     loop {
-        if keyed_value(dir, "cgroup.events", "populated").unwrap_or(0) == 0 {
+        if keyed_value(dir, "cgroup.events", key).unwrap_or(0) == want {
             return Ok(true);
         }
         let Some(t) = left(deadline) else {

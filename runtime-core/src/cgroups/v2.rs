@@ -338,11 +338,7 @@ impl V2 {
     }
 
     fn wait_frozen(&self, want: bool) -> Result<bool> {
-        let d = self.dir.as_path();
-        util::wait_until(Duration::from_secs(5), || {
-            let v = util::keyed_value(d, "cgroup.events", "frozen").unwrap_or(0);
-            Ok((v == 1) == want)
-        })
+        util::wait_events(&self.dir, "frozen", u64::from(want), Duration::from_secs(5))
     }
 }
 
