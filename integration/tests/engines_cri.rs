@@ -256,12 +256,11 @@ fn ns_of_pid(pid: u32) -> HashMap<&'static str, String> {
 }
 
 fn pods(tag: &str, runtime: &Path) {
+    let t0 = std::time::Instant::now();
+    let phase = |what: &str| eprintln!("{tag}: {what} done at {:.1} s", t0.elapsed().as_secs_f64());
+    let host_before = host_net();
     let mut cri = Cri::start(tag, runtime);
-    let host_links = engines::run(
-        std::process::Command::new("ip").args(["-o", "link"]),
-        Duration::from_secs(10),
-    )
-    .stdout;
+    phase("containerd started, images imported");
     let v = cri
         .call(cri.rs().version(api::VersionRequest::default()))
         .expect("Version");
@@ -279,10 +278,15 @@ fn pods(tag: &str, runtime: &Path) {
 
     let pids_limited = translate::limit_pod_pids(&pod_cgroup(tag, "pod-a"));
     let a = run_pod(&cri, sandbox_config(&cri, tag, "pod-a", false));
+    phase("pod A");
     lifecycle(&cri, &a);
+    phase("lifecycle");
     translations(&cri, pids_limited, &a);
+    phase("translations");
     let b = run_pod(&cri, sandbox_config(&cri, tag, "pod-b", true));
     network_and_privileged(&cri, &a, &b);
+    assert_eq!(host_net(), host_before, "the host's links and netns with two pods up");
+    phase("network and privileged");
     for p in [&a, &b] {
         cri.call(cri.rs().stop_pod_sandbox(api::StopPodSandboxRequest {
             pod_sandbox_id: p.id.clone(),
@@ -293,19 +297,36 @@ fn pods(tag: &str, runtime: &Path) {
         }))
         .expect("RemovePodSandbox");
     }
+    phase("pods removed");
     nothing_left(&cri, tag, &[&a, &b]);
     cri.stop();
-    let after = engines::run(
-        std::process::Command::new("ip").args(["-o", "link"]),
-        Duration::from_secs(10),
-    )
-    .stdout;
-    assert!(!after.contains(cri::BRIDGE), "bridge on the host: {after}");
-    assert!(
-        !host_links.contains(cri::BRIDGE),
-        "bridge on the host: {host_links}"
-    );
+    assert_eq!(host_net(), host_before, "the host's links and netns after the test");
     remove_cgroup_parent();
+}
+
+/// What CNI could leave on the host if it ran there: links named like the bridge or
+/// a veth, and `ip netns` entries named like containerd's (`cni-…`).
+fn host_net() -> (Vec<String>, Vec<String>) {
+    let ip = |args: &[&str]| {
+        let r = engines::run(
+            std::process::Command::new("ip").args(args),
+            Duration::from_secs(10),
+        );
+        assert_eq!(r.code, 0, "ip {args:?}: {r:?}");
+        r.stdout
+    };
+    let links = ip(&["-o", "link"])
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .filter(|n| n.starts_with("veth") || n == cri::BRIDGE)
+        .collect();
+    let netns = ip(&["netns", "list"])
+        .lines()
+        .filter(|l| l.starts_with("cni-"))
+        .map(str::to_string)
+        .collect();
+    (links, netns)
 }
 
 /// Two containers in pod A: status, exec, logs, shared namespaces, stop with SIGTERM

@@ -140,7 +140,8 @@ fn resources(cri: &Cri, sec: &str, pids_limited: bool) {
         // cpu.weight from shares 512: 1 + ((512 - 2) * 9999) / 262142 = 20.
         assert_eq!(l[1..], ["20", "50000 100000"], "cpu: {got}");
     }
-    // Pids: the pod's parent allows POD_PIDS_MAX tasks in all of the pod.
+    // Pids: the pod's parent allows POD_PIDS_MAX tasks in all of the pod (the sleeps
+    // that did start die with the container, stopped right after).
     if pids_limited {
         let (_, out, err) = exec(
             cri,
@@ -148,13 +149,14 @@ fn resources(cri: &Cri, sec: &str, pids_limited: bool) {
             &[
                 "sh",
                 "-c",
-                "p=; for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30; do sleep 30 & p=\"$p $!\"; done; kill $p; echo done",
+                "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30; do sleep 30 </dev/null >/dev/null 2>&1 & done; echo all-forked",
             ],
         );
         assert!(
             err.contains("can't fork") || err.contains("Resource temporarily unavailable"),
             "the pod's pids.max reached: {out} {err}"
         );
+        assert!(!out.contains("all-forked"), "{out} {err}");
     }
 }
 
