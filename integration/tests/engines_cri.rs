@@ -285,7 +285,11 @@ fn pods(tag: &str, runtime: &Path) {
     phase("translations");
     let b = run_pod(&cri, sandbox_config(&cri, tag, "pod-b", true));
     network_and_privileged(&cri, &a, &b);
-    assert_eq!(host_net(), host_before, "the host's links and netns with two pods up");
+    assert_eq!(
+        host_net(),
+        host_before,
+        "the host's links and netns with two pods up"
+    );
     phase("network and privileged");
     for p in [&a, &b] {
         cri.call(cri.rs().stop_pod_sandbox(api::StopPodSandboxRequest {
@@ -300,7 +304,11 @@ fn pods(tag: &str, runtime: &Path) {
     phase("pods removed");
     nothing_left(&cri, tag, &[&a, &b]);
     cri.stop();
-    assert_eq!(host_net(), host_before, "the host's links and netns after the test");
+    assert_eq!(
+        host_net(),
+        host_before,
+        "the host's links and netns after the test"
+    );
     remove_cgroup_parent();
 }
 
@@ -377,6 +385,28 @@ fn lifecycle(cri: &Cri, a: &Pod) {
         }))
         .expect_err("exec of a missing binary");
     assert!(e.message().contains("executable file not found"), "{e}");
+    // A streaming Exec through containerd's streaming server (websocket, channel v4).
+    let url = cri
+        .call(
+            cri.rs().exec(api::ExecRequest {
+                container_id: c1.clone(),
+                cmd: ["sh", "-c", "echo s-out; echo s-err >&2; exit 3"]
+                    .map(String::from)
+                    .to_vec(),
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            }),
+        )
+        .expect("Exec")
+        .url;
+    let got = stream::exec_stream(cri.pid(), &url);
+    assert_eq!(got.stdout, "s-out\n", "{got:?}");
+    assert_eq!(got.stderr, "s-err\n", "{got:?}");
+    assert!(
+        got.status.contains("NonZeroExitCode") && got.status.contains("\"3\""),
+        "exit code 3 in the status: {got:?}"
+    );
     // The sandbox's network, ipc and uts namespaces, from inside both containers; a
     // pid namespace of their own (NamespaceMode CONTAINER); the pod's hostname.
     let pause = ns_of_pid(a.pause_pid);
@@ -504,6 +534,8 @@ fn network_and_privileged(cri: &Cri, a: &Pod, b: &Pod) {
     }
 }
 
+#[path = "cri/stream.rs"]
+mod stream;
 #[path = "cri/translate.rs"]
 mod translate;
 use translate::translations;
