@@ -34,8 +34,6 @@ pub struct Cri {
     pub dir: TempDir,
     /// containerd's socket.
     pub sock: PathBuf,
-    /// The runtime binary behind the `casulo` handler.
-    pub runtime: PathBuf,
     /// The handler's runtime root (`Root` of the runc shim options).
     pub runtime_root: PathBuf,
 }
@@ -208,7 +206,6 @@ impl Cri {
             runtime_root: dir.join("runtime-root"),
             sock,
             dir,
-            runtime: runtime.to_path_buf(),
         };
         cri.import(&engines::busybox_image(&cri.dir.path));
         cri.import(&pause_image(&cri.dir.path));
@@ -271,11 +268,6 @@ impl Cri {
             .block_on(async { tokio::time::timeout(Duration::from_secs(120), f).await })
             .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("test timeout (120 s)")))
             .map(tonic::Response::into_inner)
-    }
-
-    /// Runs an async block (e.g. a TCP client of the streaming server).
-    pub fn block_on<T>(&self, f: impl Future<Output = T>) -> T {
-        self.rt.block_on(f)
     }
 
     /// containerd's log so far.
