@@ -235,6 +235,30 @@ impl Drop for Daemon {
     }
 }
 
+/// The head of a private containerd's config.toml: its own root, state, sockets (gRPC
+/// at `sock`, ttrpc and debug beside it) and managed-opt dir, all under `dir`;
+/// `top_level` (e.g. `disabled_plugins = [...]`) goes before the first table. Callers
+/// append their plugin tables.
+pub fn containerd_config(dir: &Path, sock: &Path, top_level: &str) -> String {
+    format!(
+        r#"version = 2
+root = "{dir}/root"
+state = "{dir}/state"
+{top_level}
+[grpc]
+  address = "{sock}"
+[ttrpc]
+  address = "{sock}.ttrpc"
+[debug]
+  address = "{dir}/debug.sock"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{dir}/opt"
+"#,
+        dir = dir.display(),
+        sock = sock.display(),
+    )
+}
+
 /// Applets linked in the image's /bin.
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "ls", "sleep", "true", "false", "id", "hostname", "ps", "kill", "env",

@@ -520,18 +520,22 @@ fn network_and_privileged(cri: &Cri, a: &Pod, b: &Pod) {
         &["sh", "-c", "grep -c ' /proc/timer_list ' /proc/self/mounts"],
     );
     assert_eq!(masked.trim(), "0", "nothing masked when privileged");
-    for (p, c) in [(a, &srv), (b, &cli)] {
-        let _ = p;
-        cri.call(cri.rs().stop_container(api::StopContainerRequest {
-            container_id: c.clone(),
-            timeout: 0,
-        }))
-        .expect("StopContainer");
-        cri.call(cri.rs().remove_container(api::RemoveContainerRequest {
-            container_id: c.clone(),
-        }))
-        .expect("RemoveContainer");
+    for c in [&srv, &cli] {
+        stop_remove(cri, c);
     }
+}
+
+/// StopContainer (SIGKILL at once, timeout 0) and RemoveContainer.
+fn stop_remove(cri: &Cri, id: &str) {
+    cri.call(cri.rs().stop_container(api::StopContainerRequest {
+        container_id: id.into(),
+        timeout: 0,
+    }))
+    .expect("StopContainer");
+    cri.call(cri.rs().remove_container(api::RemoveContainerRequest {
+        container_id: id.into(),
+    }))
+    .expect("RemoveContainer");
 }
 
 #[path = "cri/stream.rs"]

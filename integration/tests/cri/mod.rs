@@ -43,19 +43,9 @@ pub struct Cri {
 /// not exist (so a pod that does not ask for `casulo` fails), the native snapshotter,
 /// streaming on loopback, the netns mounts under the state dir, CNI from `net.d`.
 pub fn containerd_config(dir: &Path, sock: &Path, runtime: &Path) -> String {
+    let head = engines::containerd_config(dir, sock, "");
     format!(
-        r#"version = 2
-root = "{dir}/root"
-state = "{dir}/state"
-[grpc]
-  address = "{sock}"
-[ttrpc]
-  address = "{sock}.ttrpc"
-[debug]
-  address = "{dir}/debug.sock"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{dir}/opt"
-[plugins."io.containerd.grpc.v1.cri"]
+        r#"{head}[plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{PAUSE_IMAGE}"
   disable_apparmor = true
   enable_selinux = false
@@ -83,7 +73,6 @@ state = "{dir}/state"
     max_conf_num = 1
 "#,
         dir = dir.display(),
-        sock = sock.display(),
         runtime = runtime.display(),
         restrict_oom = !has_sys_resource(),
     )

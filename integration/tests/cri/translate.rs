@@ -6,7 +6,7 @@
 
 use std::fs;
 
-use super::{api, container, create_start, exec, security, sh, Cri, Pod};
+use super::{api, container, create_start, exec, security, sh, stop_remove, Cri, Pod};
 
 /// The pids limit put on pod A's cgroup parent before its sandbox starts (cgroup v1's
 /// pids hierarchy; kubelet does this for a pod's pids limit).
@@ -158,18 +158,6 @@ fn resources(cri: &Cri, sec: &str, pids_limited: bool) {
         );
         assert!(!out.contains("all-forked"), "{out} {err}");
     }
-}
-
-fn stop_remove(cri: &Cri, id: &str) {
-    cri.call(cri.rs().stop_container(api::StopContainerRequest {
-        container_id: id.into(),
-        timeout: 0,
-    }))
-    .expect("StopContainer");
-    cri.call(cri.rs().remove_container(api::RemoveContainerRequest {
-        container_id: id.into(),
-    }))
-    .expect("RemoveContainer");
 }
 
 /// Root with NET_ADMIN added and CHOWN dropped; a Localhost seccomp profile that makes
