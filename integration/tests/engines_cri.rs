@@ -481,6 +481,15 @@ fn network_and_privileged(cri: &Cri, a: &Pod, b: &Pod) {
     assert!(out.contains("1 packets received"), "{out}");
     let addrs = sh(cri, &srv, "busybox ip -o -4 addr show eth0");
     assert!(addrs.contains(&format!("{}/24", a.ip)), "{addrs}");
+    // containerd's mount namespace holds each pod's netns bind mount (under its state
+    // dir) while the pods run: what nothing_left then finds gone.
+    let mi = fs::read_to_string(format!("/proc/{}/mountinfo", cri.pid())).unwrap();
+    let netns_dir = cri.dir.join("state/io.containerd.grpc.v1.cri/netns");
+    let n = mi
+        .lines()
+        .filter(|l| l.contains(&*netns_dir.to_string_lossy()))
+        .count();
+    assert_eq!(n, 2, "two pod netns mounts: {mi}");
     // Inside containerd's netns: the bridge and two veths.
     let links = cri.in_netns(&["ip", "-o", "link"]);
     assert!(links.stdout.contains(cri::BRIDGE), "{links:?}");

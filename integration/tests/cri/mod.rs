@@ -274,6 +274,8 @@ impl Cri {
 impl Drop for Cri {
     fn drop(&mut self) {
         self.stop();
+        // The pods' cgroup parents (also after a failed assertion).
+        casulo_integration::bundle::remove_cgroup_parent();
     }
 }
 
