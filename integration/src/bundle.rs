@@ -305,6 +305,14 @@ fn build_checker() -> PathBuf {
     if let Some(p) = std::env::var_os("CASULO_CHECKER") {
         return PathBuf::from(p);
     }
+    static_bin("casulo-checker")
+}
+
+/// Builds one of this crate's binaries statically (`cargo static-release --bin NAME`,
+/// the workspace alias in .cargo/config.toml, built like `cargo dist` so they share
+/// their dependencies' artifacts) in `CARGO_TARGET_DIR` (run time, else compile time,
+/// else the workspace `target/`) and returns its path.
+pub fn static_bin(name: &str) -> PathBuf {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -312,14 +320,12 @@ fn build_checker() -> PathBuf {
         .unwrap_or_else(|| manifest_dir.join("../target"));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
-        // The workspace's `static-release` alias (.cargo/config.toml): a static binary,
-        // built like `cargo dist` so the two share their dependencies' artifacts.
         .current_dir(manifest_dir)
         .args([
             "static-release",
             "--quiet",
             "--bin",
-            "casulo-checker",
+            name,
             "--manifest-path",
         ])
         .arg(manifest_dir.join("Cargo.toml"))
@@ -328,9 +334,11 @@ fn build_checker() -> PathBuf {
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_BUILD_RUSTFLAGS")
         .status()
-        .expect("spawn cargo to build casulo-checker");
-    assert!(status.success(), "building casulo-checker failed");
-    let path = target_dir.join("x86_64-unknown-linux-gnu/release/casulo-checker");
+        .unwrap_or_else(|e| panic!("spawn cargo to build {name}: {e}"));
+    assert!(status.success(), "building {name} failed");
+    let path = target_dir
+        .join("x86_64-unknown-linux-gnu/release")
+        .join(name);
     assert!(path.is_file(), "{} missing after build", path.display());
     path
 }

@@ -235,6 +235,30 @@ impl Drop for Daemon {
     }
 }
 
+/// The head of a private containerd's config.toml: its own root, state, sockets (gRPC
+/// at `sock`, ttrpc and debug beside it) and managed-opt dir, all under `dir`;
+/// `top_level` (e.g. `disabled_plugins = [...]`) goes before the first table. Callers
+/// append their plugin tables.
+pub fn containerd_config(dir: &Path, sock: &Path, top_level: &str) -> String {
+    format!(
+        r#"version = 2
+root = "{dir}/root"
+state = "{dir}/state"
+{top_level}
+[grpc]
+  address = "{sock}"
+[ttrpc]
+  address = "{sock}.ttrpc"
+[debug]
+  address = "{dir}/debug.sock"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{dir}/opt"
+"#,
+        dir = dir.display(),
+        sock = sock.display(),
+    )
+}
+
 /// Applets linked in the image's /bin.
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "ls", "sleep", "true", "false", "id", "hostname", "ps", "kill", "env",
@@ -289,20 +313,36 @@ pub fn busybox_image(dir: &Path) -> PathBuf {
     )
     .expect("passwd");
     fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").expect("group");
-    let out = work.join("out");
-    fs::create_dir_all(&out).expect("mkdir out");
+    let image = dir.join("image.tar");
+    let config = serde_json::json!({
+        "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+        "Cmd": ["sh"],
+        "WorkingDir": "/"
+    });
+    docker_archive(&rootfs, &work.join("out"), &image, IMAGE, config);
+    let _ = fs::remove_dir_all(&work);
+    image
+}
+
+/// Writes `image`: a docker-archive (manifest.json, repositories, the image config with
+/// `config` as its `config` section, one layer of `rootfs`) tagged `tag`
+/// (`docker.io/<repo>:<tag>`), built in the empty scratch directory `out`.
+pub fn docker_archive(
+    rootfs: &Path,
+    out: &Path,
+    image: &Path,
+    tag: &str,
+    config: serde_json::Value,
+) {
+    fs::create_dir_all(out).expect("mkdir out");
     let layer = out.join("layer.tar");
-    tar(&rootfs, &layer, &["."]);
+    tar(rootfs, &layer, &["."]);
     let diff_id = sha256(&layer);
     let config = serde_json::json!({
         "architecture": "amd64",
         "os": "linux",
         "created": "2026-01-01T00:00:00Z",
-        "config": {
-            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-            "Cmd": ["sh"],
-            "WorkingDir": "/"
-        },
+        "config": config,
         "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{diff_id}")]},
         "history": [{"created": "2026-01-01T00:00:00Z", "created_by": "casulo tests"}]
     })
@@ -316,21 +356,20 @@ pub fn busybox_image(dir: &Path) -> PathBuf {
     fs::rename(&layer, layer_dir.join("layer.tar")).expect("move layer");
     let manifest = serde_json::json!([{
         "Config": format!("{cfg_id}.json"),
-        "RepoTags": [IMAGE],
+        "RepoTags": [tag],
         "Layers": [format!("{diff_id}/layer.tar")]
     }]);
     fs::write(out.join("manifest.json"), manifest.to_string()).expect("manifest");
-    let repos = serde_json::json!({"casulo-test/busybox": {"latest": diff_id}});
+    let short = tag.trim_start_matches("docker.io/");
+    let (repo, version) = short.rsplit_once(':').unwrap_or((short, "latest"));
+    let repos = serde_json::json!({ repo: { version: diff_id } });
     fs::write(out.join("repositories"), repos.to_string()).expect("repositories");
-    let image = dir.join("image.tar");
     let cfg_name = format!("{cfg_id}.json");
     tar(
-        &out,
-        &image,
+        out,
+        image,
         &["manifest.json", "repositories", &cfg_name, &diff_id],
     );
-    let _ = fs::remove_dir_all(&work);
-    image
 }
 
 /// The cgroup parent the engine tests put their containers under: `/casulo-it-<pid>`.

@@ -71,24 +71,10 @@ fn start() -> Option<Ctr> {
     }
     let dir = TempDir::new("containerd");
     let sock = dir.join("containerd.sock");
-    let config = format!(
-        r#"version = 2
-root = "{root}"
-state = "{state}"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "{sock}"
-[ttrpc]
-  address = "{sock}.ttrpc"
-[debug]
-  address = "{dir}/debug.sock"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{dir}/opt"
-"#,
-        root = dir.join("root").display(),
-        state = dir.join("state").display(),
-        sock = sock.display(),
-        dir = dir.path.display(),
+    let config = engines::containerd_config(
+        &dir.path,
+        &sock,
+        r#"disabled_plugins = ["io.containerd.grpc.v1.cri"]"#,
     );
     let cfg = dir.join("config.toml");
     std::fs::write(&cfg, config).unwrap();
