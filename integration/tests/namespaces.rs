@@ -222,6 +222,47 @@ fn empty_namespace_list_with_a_failing_mount_leaves_nothing_mounted() {
     env.assert_nothing_left(&b);
 }
 
+#[test]
+fn empty_namespace_list_force_delete_of_a_running_container_removes_its_mounts() {
+    if !is_root() {
+        return;
+    }
+    let env = Env::new("ns-inherit-force");
+    let mut b = Bundle::new(&["sleep", "100"]);
+    edit(&mut b, |v| {
+        v.as_object_mut().unwrap().remove("hostname");
+        v["linux"]["namespaces"] = json!([]);
+    });
+    let script = r#"
+        set -e
+        cat /proc/self/mountinfo > "$BUNDLE/mi.before"
+        "$CASULO" --root "$ROOT" create --bundle "$BUNDLE" "$ID"
+        "$CASULO" --root "$ROOT" start "$ID"
+        grep -c " $BUNDLE/rootfs" /proc/self/mountinfo
+        "$CASULO" --root "$ROOT" delete --force "$ID"
+        cat /proc/self/mountinfo > "$BUNDLE/mi.after"
+    "#;
+    let host_before = host_mountinfo();
+    let (code, out, err) = in_private_mount_ns(&env, &b, script);
+    assert_eq!(
+        host_mountinfo(),
+        host_before,
+        "the host's mount table changed"
+    );
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    assert!(
+        out.trim().parse::<u32>().unwrap_or(0) > 5,
+        "mounted while running: {out}"
+    );
+    let read = |n: &str| std::fs::read_to_string(b.dir.join(n)).unwrap();
+    assert_eq!(
+        read("mi.after"),
+        read("mi.before"),
+        "mounts left after delete --force"
+    );
+    env.assert_nothing_left(&b);
+}
+
 /// Makes a config need a mount namespace.
 type Breaker = fn(&mut serde_json::Value);
 
