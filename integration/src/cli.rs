@@ -18,21 +18,29 @@ pub fn casulo_bin() -> PathBuf {
         if let Some(p) = std::env::var_os("CASULO_BIN") {
             return PathBuf::from(p);
         }
-        let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| manifest_dir.join("../target"));
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "casulo", "--manifest-path"])
-            .arg(manifest_dir.join("../Cargo.toml"))
-            .env("CARGO_TARGET_DIR", &target_dir)
-            .status()
-            .expect("spawn cargo to build casulo");
-        assert!(status.success(), "building casulo failed");
-        target_dir.join("debug/casulo")
+        cargo_build(&["-p", "casulo"], "debug/casulo")
     })
     .clone()
+}
+
+/// Runs `cargo build --quiet <args>` on this workspace (debug, in `CARGO_TARGET_DIR` or
+/// the workspace's `target/`) and returns the path of `artifact` in the target directory.
+pub fn cargo_build(args: &[&str], artifact: &str) -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest_dir.join("../target"));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--quiet"])
+        .args(args)
+        .arg("--manifest-path")
+        .arg(manifest_dir.join("../Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .status()
+        .expect("spawn cargo build");
+    assert!(status.success(), "cargo build {args:?} failed");
+    target_dir.join(artifact)
 }
 
 /// One runtime invocation's result.

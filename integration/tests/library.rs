@@ -64,28 +64,10 @@ fn library_errors_name_the_bundle_and_the_missing_container() {
 /// `runtime-core/examples/run_bundle.rs`, built as an embedder builds it (`cargo build
 /// --example`, the crate's public API only: no `internals` feature).
 fn example_bin() -> std::path::PathBuf {
-    use std::path::{Path, PathBuf};
-    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| manifest_dir.join("../target"));
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "casulo-core",
-            "--example",
-            "run_bundle",
-        ])
-        .arg("--manifest-path")
-        .arg(manifest_dir.join("../Cargo.toml"))
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .status()
-        .expect("spawn cargo to build the example");
-    assert!(status.success(), "building the run_bundle example failed");
-    target_dir.join("debug/examples/run_bundle")
+    casulo_integration::cli::cargo_build(
+        &["-p", "casulo-core", "--example", "run_bundle"],
+        "debug/examples/run_bundle",
+    )
 }
 
 #[test]

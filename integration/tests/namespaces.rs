@@ -29,6 +29,13 @@ fn inherit_everything(b: &mut Bundle) {
     });
 }
 
+/// Lists no namespace and leaves out `hostname` (which needs a uts namespace), keeping
+/// the default config's mounts, masked and readonly paths and read-only root.
+fn no_namespaces(v: &mut serde_json::Value) {
+    v.as_object_mut().unwrap().remove("hostname");
+    v["linux"]["namespaces"] = json!([]);
+}
+
 /// Runs `script` (sh) in a new private mount namespace with `$CASULO`, `$ROOT`,
 /// `$BUNDLE`, `$ID` set; returns (exit code, stdout, stderr).
 fn in_private_mount_ns(env: &Env, b: &Bundle, script: &str) -> (i32, String, String) {
@@ -138,8 +145,7 @@ fn empty_namespace_list_mounts_under_the_rootfs_only_and_delete_removes_them() {
     let mut b = Bundle::new(&["/checker", "/config.json"]);
     let src = b.dir.join("shared");
     edit(&mut b, |v| {
-        v.as_object_mut().unwrap().remove("hostname");
-        v["linux"]["namespaces"] = json!([]);
+        no_namespaces(v);
         v["mounts"].as_array_mut().unwrap().push(json!({
             "destination": "/mnt/shared", "type": "bind", "source": src,
             "options": ["rbind", "rw"]
@@ -197,8 +203,7 @@ fn empty_namespace_list_with_a_failing_mount_leaves_nothing_mounted() {
     let env = Env::new("ns-inherit-fail");
     let mut b = Bundle::new(&["true"]);
     edit(&mut b, |v| {
-        v.as_object_mut().unwrap().remove("hostname");
-        v["linux"]["namespaces"] = json!([]);
+        no_namespaces(v);
         v["mounts"]
             .as_array_mut()
             .unwrap()
@@ -218,6 +223,44 @@ fn empty_namespace_list_with_a_failing_mount_leaves_nothing_mounted() {
         read("mi.after"),
         read("mi.before"),
         "mounts left after a failed create"
+    );
+    env.assert_nothing_left(&b);
+}
+
+#[test]
+fn empty_namespace_list_force_delete_of_a_running_container_removes_its_mounts() {
+    if !is_root() {
+        return;
+    }
+    let env = Env::new("ns-inherit-force");
+    let mut b = Bundle::new(&["sleep", "100"]);
+    edit(&mut b, no_namespaces);
+    let script = r#"
+        set -e
+        cat /proc/self/mountinfo > "$BUNDLE/mi.before"
+        "$CASULO" --root "$ROOT" create --bundle "$BUNDLE" "$ID"
+        "$CASULO" --root "$ROOT" start "$ID"
+        grep -c " $BUNDLE/rootfs" /proc/self/mountinfo
+        "$CASULO" --root "$ROOT" delete --force "$ID"
+        cat /proc/self/mountinfo > "$BUNDLE/mi.after"
+    "#;
+    let host_before = host_mountinfo();
+    let (code, out, err) = in_private_mount_ns(&env, &b, script);
+    assert_eq!(
+        host_mountinfo(),
+        host_before,
+        "the host's mount table changed"
+    );
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    assert!(
+        out.trim().parse::<u32>().unwrap_or(0) > 5,
+        "mounted while running: {out}"
+    );
+    let read = |n: &str| std::fs::read_to_string(b.dir.join(n)).unwrap();
+    assert_eq!(
+        read("mi.after"),
+        read("mi.before"),
+        "mounts left after delete --force"
     );
     env.assert_nothing_left(&b);
 }

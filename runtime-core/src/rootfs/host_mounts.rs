@@ -51,11 +51,7 @@ pub(crate) fn needed(spec: &Spec) -> bool {
 }
 
 fn open_dir(path: &Path) -> std::result::Result<OwnedFd, Errno> {
-    crate::sys::open(
-        &super::cpath(path),
-        libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-        0,
-    )
+    crate::sys::open(&super::cpath(path), libc::O_PATH | libc::O_DIRECTORY, 0)
 }
 
 /// The id of the mount `fd` is on (`mnt_id` of its fdinfo, read through `proc`).
