@@ -83,6 +83,7 @@ impl Container {
 pub struct Runtime {
     store: Store,
     log: crate::log::Logger,
+    rootless: crate::rootless::Mode,
 }
 
 /// Removes what a failed create made, in reverse order.
@@ -139,7 +140,15 @@ impl Runtime {
         Runtime {
             store: Store::new(root),
             log: crate::log::Logger::default(),
+            rootless: crate::rootless::Mode::Auto,
         }
+    }
+
+    /// `--rootless`: whether a container may run without the cgroups its caller cannot
+    /// write (default: auto, see [`crate::rootless::Mode`]).
+    pub fn with_rootless(mut self, mode: crate::rootless::Mode) -> Runtime {
+        self.rootless = mode;
+        self
     }
 
     /// Sends the runtime's warnings (failed poststart/poststop hooks) and debug lines
@@ -212,6 +221,7 @@ impl Runtime {
         // Unknown capability names are a warning, not an error (config.md).
         let spec = crate::security::unknown_caps::load_config(&bundle, &self.log)?;
         config::validate(&spec, &bundle)?;
+        crate::rootless::check_mounts(&spec)?;
         if crate::exe::spec_needs_protection(&spec) {
             crate::exe::check(&self.log, opts.refuse_unprotected_exe)?;
         }
@@ -261,6 +271,7 @@ impl Runtime {
                 .and_then(|p| p.to_str()),
             id,
         )?;
+        let use_cgroup = crate::rootless::use_cgroup(self.rootless, &spec, &cg_path)?;
         let proc_fd = verified_proc()?;
 
         let lock = self.store.claim(id)?;
@@ -279,15 +290,20 @@ impl Runtime {
             rootfs: rootfs.clone(),
             created: state::now_rfc3339(),
             owner: String::new(),
-            cgroup_path: Some(cg_path.clone()),
+            cgroup_path: use_cgroup.then(|| cg_path.clone()),
             annotations: spec.annotations().clone().unwrap_or_default(),
             config: spec.clone(),
             started: false,
         };
         self.store.save(&record)?;
-        let cg = cgroups::open(&cg_path)?;
-        undo.cgroup = Some(cgroups::open(&cg_path)?);
-        cg.create(spec.linux().as_ref().and_then(|l| l.resources().as_ref()))?;
+        let cg = match use_cgroup {
+            true => Some(cgroups::open(&cg_path)?),
+            false => None,
+        };
+        if let Some(cg) = &cg {
+            undo.cgroup = Some(cgroups::open(&cg_path)?);
+            cg.create(spec.linux().as_ref().and_then(|l| l.resources().as_ref()))?;
+        }
 
         let fifo = dir.join("exec.fifo");
         // Writable by the container's user (the init opens it after switching user);
@@ -360,7 +376,7 @@ impl Runtime {
             &plan,
             &ns,
             &namespaces::time_offsets(&spec),
-            Some(cg.as_ref()),
+            cg.as_deref(),
             Some(&pre_pivot),
             Some(&on_listener),
         );

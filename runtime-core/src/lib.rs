@@ -39,6 +39,7 @@ pub mod netdev;
 pub mod pause;
 pub mod process;
 pub mod rootfs;
+pub mod rootless;
 pub mod security;
 pub mod state;
 pub mod store;
