@@ -65,7 +65,7 @@ pub fn spec(default: &str) -> Result<String, String> {
                 });
                 continue;
             }
-            if let Some(opts) = m["options"].as_array_mut() {
+            if let Some(opts) = m.get_mut("options").and_then(Value::as_array_mut) {
                 opts.retain(|o| {
                     !o.as_str()
                         .is_some_and(|o| o.starts_with("uid=") || o.starts_with("gid="))

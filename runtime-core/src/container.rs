@@ -302,7 +302,7 @@ impl Runtime {
         };
         if let Some(cg) = &cg {
             undo.cgroup = Some(cgroups::open(&cg_path)?);
-            cg.create(spec.linux().as_ref().and_then(|l| l.resources().as_ref()))?;
+            cg.create(crate::rootless::resources(&spec).as_deref())?;
         }
 
         let fifo = dir.join("exec.fifo");

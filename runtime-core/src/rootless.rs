@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, LinuxResources, Spec};
 
 use crate::config::{self, ConfigError};
 use crate::namespaces::NamespaceError;
@@ -174,6 +174,24 @@ pub fn use_cgroup(mode: Mode, spec: &Spec, path: &str) -> Result<bool, ConfigErr
             ),
         )),
     }
+}
+
+/// The resources to apply to a container's cgroup: for a caller without privilege in
+/// the initial user namespace, `devices` rules that only deny are left out (cgroup v1's
+/// `devices.deny` needs CAP_SYS_ADMIN there; the container cannot mknod anyway, and
+/// sees only the nodes bound from the host, as with runc).
+pub fn resources(spec: &Spec) -> Option<std::borrow::Cow<'_, LinuxResources>> {
+    let res = spec.linux().as_ref()?.resources().as_ref()?;
+    let deny_only = res
+        .devices()
+        .as_ref()
+        .is_some_and(|d| !d.is_empty() && d.iter().all(|r| !r.allow()));
+    if privileged() || !deny_only {
+        return Some(std::borrow::Cow::Borrowed(res));
+    }
+    let mut res = res.clone();
+    res.set_devices(None);
+    Some(std::borrow::Cow::Owned(res))
 }
 
 /// File system types the kernel lets a user namespace mount (FS_USERNS_MOUNT).
