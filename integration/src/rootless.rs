@@ -13,7 +13,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use serde_json::{json, Value};
+
 use crate::cli::Run;
+use crate::Bundle;
 
 /// The unprivileged user's name.
 pub const USER: &str = "casulo-rl";
@@ -112,6 +115,9 @@ pub struct Sandbox {
     pub bin: PathBuf,
     /// `XDG_RUNTIME_DIR` (0700, the user's); casulo's state root is `<xdg>/casulo`.
     pub xdg: PathBuf,
+    /// Directories of the bundles made by [`Sandbox::bundle`] (their processes are
+    /// killed on drop).
+    bundles: std::cell::RefCell<Vec<PathBuf>>,
 }
 
 impl Sandbox {
@@ -131,6 +137,7 @@ impl Sandbox {
             dir,
             bin,
             xdg,
+            bundles: Default::default(),
         };
         sb.own(&sb.dir);
         Some(sb)
@@ -145,6 +152,45 @@ impl Sandbox {
             .status()
             .expect("run chown");
         assert!(st.success(), "chown {}", path.display());
+    }
+
+    /// A bundle for the sandbox's user: `Bundle::new(args)` plus a user namespace mapping
+    /// the user's uid/gid to 0 (`maps` overrides the mappings), owned by the user.
+    pub fn bundle(&self, args: &[&str], maps: Option<(Value, Value)>) -> Bundle {
+        let mut b = Bundle::new(args);
+        self.bundles.borrow_mut().push(b.dir.clone());
+        let mut v = serde_json::to_value(&b.spec).unwrap();
+        v["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        let (u, g) = maps.unwrap_or_else(|| {
+            (
+                json!([{"containerID": 0, "hostID": self.user.uid, "size": 1}]),
+                json!([{"containerID": 0, "hostID": self.user.gid, "size": 1}]),
+            )
+        });
+        // As `spec --rootless` writes it: no gid= of an unmapped group on devpts.
+        for m in v["mounts"].as_array_mut().unwrap() {
+            if let Some(o) = m.get_mut("options").and_then(Value::as_array_mut) {
+                o.retain(|o| !o.as_str().unwrap_or_default().starts_with("gid="));
+            }
+        }
+        v["linux"]["uidMappings"] = u;
+        v["linux"]["gidMappings"] = g;
+        b.spec = serde_json::from_value(v).unwrap();
+        b.write_config();
+        self.own(&b.dir);
+        b
+    }
+
+    /// Edits the bundle's config as JSON, writes it and gives the bundle to the user.
+        pub fn edit(&self, b: &mut Bundle, f: impl FnOnce(&mut Value)) {
+        let mut v = serde_json::to_value(&b.spec).unwrap();
+        f(&mut v);
+        b.spec = serde_json::from_value(v).unwrap();
+        b.write_config();
+        self.own(&b.dir);
     }
 
     /// A directory in the sandbox, the user's.
@@ -218,7 +264,7 @@ impl Sandbox {
     pub fn processes_in(&self, dirs: &[&Path]) -> Vec<i32> {
         use std::os::unix::fs::MetadataExt;
         let me = std::process::id() as i32;
-        let tags: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+        let tags: Vec<String> = dirs.iter().map(|d| format!("{}/", d.display())).collect();
         let mut out = Vec::new();
         for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
@@ -261,7 +307,9 @@ impl Drop for Sandbox {
                 let _ = self.casulo(&["delete", "--force", &e.file_name().to_string_lossy()]);
             }
         }
-        self.kill_leftovers(&[Path::new(&format!("/tmp/casulo-it-{}-", std::process::id()))]);
+        let bundles = self.bundles.take();
+        let extra: Vec<&Path> = bundles.iter().map(|b| b.as_path()).collect();
+        self.kill_leftovers(&extra);
         let _ = Command::new("rm")
             .arg("-rf")
             .arg(&self.dir)

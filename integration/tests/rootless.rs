@@ -12,42 +12,6 @@ use casulo_integration::rootless::{sub_range, Sandbox};
 use casulo_integration::{parse_tap, Bundle};
 use serde_json::{json, Value};
 
-/// A bundle for the sandbox's user: `Bundle::new(args)` plus a user namespace mapping
-/// the user's uid/gid to 0 (`maps` overrides the mappings), owned by the user.
-fn bundle(sb: &Sandbox, args: &[&str], maps: Option<(Value, Value)>) -> Bundle {
-    let mut b = Bundle::new(args);
-    let mut v = serde_json::to_value(&b.spec).unwrap();
-    v["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": "user"}));
-    let (u, g) = maps.unwrap_or_else(|| {
-        (
-            json!([{"containerID": 0, "hostID": sb.user.uid, "size": 1}]),
-            json!([{"containerID": 0, "hostID": sb.user.gid, "size": 1}]),
-        )
-    });
-    // As `spec --rootless` writes it: no gid= of an unmapped group on devpts.
-    for m in v["mounts"].as_array_mut().unwrap() {
-        if let Some(o) = m.get_mut("options").and_then(Value::as_array_mut) {
-            o.retain(|o| !o.as_str().unwrap_or_default().starts_with("gid="));
-        }
-    }
-    v["linux"]["uidMappings"] = u;
-    v["linux"]["gidMappings"] = g;
-    b.spec = serde_json::from_value(v).unwrap();
-    b.write_config();
-    sb.own(&b.dir);
-    b
-}
-
-fn edit(sb: &Sandbox, b: &mut Bundle, f: impl FnOnce(&mut Value)) {
-    let mut v = serde_json::to_value(&b.spec).unwrap();
-    f(&mut v);
-    b.spec = serde_json::from_value(v).unwrap();
-    b.write_config();
-    sb.own(&b.dir);
-}
 
 fn dir(b: &Bundle) -> &str {
     b.dir.to_str().unwrap()
@@ -121,7 +85,7 @@ fn rootless_flag_and_state_root() {
     let r = sb.casulo(&["--rootless", "sometimes", "list"]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("--rootless"), "{r:?}");
-    let b = bundle(&sb, &["true"], None);
+    let b = sb.bundle(&["true"], None);
     // Cgroups required: the user cannot create them.
     let r = sb.casulo(&["--rootless=false", "run", "--bundle", dir(&b), &b.id()]);
     assert_ne!(r.code, 0, "{r:?}");
@@ -142,7 +106,7 @@ fn lifecycle_single_mapping() {
     let Some(sb) = Sandbox::new("life") else {
         return;
     };
-    let b = bundle(&sb, &["sleep", "1000"], None);
+    let b = sb.bundle(&["sleep", "1000"], None);
     let id = b.id();
     sb.ok(&["create", "--bundle", dir(&b), &id]);
     let st: Value = serde_json::from_str(&sb.ok(&["state", &id]).stdout).unwrap();
@@ -175,7 +139,7 @@ fn lifecycle_single_mapping() {
     sb.ok(&["delete", &id]);
     assert!(sb.casulo(&["state", &id]).code != 0);
     // run: the exit code comes back.
-    let b = bundle(&sb, &["sh", "-c", "echo out; exit 7"], None);
+    let b = sb.bundle(&["sh", "-c", "echo out; exit 7"], None);
     let r = sb.casulo(&["run", "--bundle", dir(&b), &b.id()]);
     assert_eq!((r.code, r.stdout.as_str()), (7, "out\n"), "{r:?}");
     assert!(sb.processes_in(&[&b.dir]).is_empty(), "nothing left running");
@@ -186,8 +150,8 @@ fn checker_passes_as_the_user() {
     let Some(sb) = Sandbox::new("checker") else {
         return;
     };
-    let mut b = bundle(&sb, &["/checker", "/config.json"], None);
-    edit(&sb, &mut b, |v| {
+    let mut b = sb.bundle(&["/checker", "/config.json"], None);
+    sb.edit(&mut b, |v| {
         v["process"]["env"]
             .as_array_mut()
             .unwrap()
@@ -219,8 +183,8 @@ fn subuid_ranges_through_newuidmap() {
         json!([{"containerID": 0, "hostID": sb.user.gid, "size": 1},
                {"containerID": 1, "hostID": sg, "size": 65536}]),
     );
-    let mut b = bundle(&sb, &["sleep", "1000"], Some(maps));
-    edit(&sb, &mut b, |v| {
+    let mut b = sb.bundle(&["sleep", "1000"], Some(maps));
+    sb.edit(&mut b, |v| {
         v["process"]["user"] = json!({"uid": 1000, "gid": 1000, "additionalGids": [5]});
     });
     let id = b.id();
@@ -264,8 +228,8 @@ fn privileged_mounts_are_refused() {
         ),
     ];
     for (m, want) in cases {
-        let mut b = bundle(&sb, &["true"], None);
-        edit(&sb, &mut b, |v| {
+        let mut b = sb.bundle(&["true"], None);
+        sb.edit(&mut b, |v| {
             v["linux"]["namespaces"]
                 .as_array_mut()
                 .unwrap()
@@ -302,8 +266,8 @@ fn cgroups_only_when_writable() {
         return;
     };
     // Resources without a writable cgroup: refused by field, nothing left.
-    let mut b = bundle(&sb, &["true"], None);
-    edit(&sb, &mut b, |v| v["linux"]["resources"]["pids"] = json!({"limit": 20}));
+    let mut b = sb.bundle(&["true"], None);
+    sb.edit(&mut b, |v| v["linux"]["resources"]["pids"] = json!({"limit": 20}));
     let r = sb.casulo(&["run", "--bundle", dir(&b), &b.id()]);
     assert_ne!(r.code, 0, "{r:?}");
     assert!(r.stderr.contains("linux.resources.pids") && r.stderr.contains("not writable"), "{r:?}");
@@ -323,7 +287,7 @@ fn cgroups_only_when_writable() {
         }
         sb.own(&d);
     }
-    edit(&sb, &mut b, |v| {
+    sb.edit(&mut b, |v| {
         v["linux"]["cgroupsPath"] = json!(format!("/{parent}/{}", "c1"));
         v["process"]["args"] = json!(["sleep", "1000"]);
     });
