@@ -77,12 +77,16 @@ pub fn in_initial_userns() -> bool {
 }
 
 /// The default state root of a rootless caller: `$XDG_RUNTIME_DIR/casulo` (runc:
-/// `$XDG_RUNTIME_DIR/runc`), when the variable is set and the caller's euid is not 0.
+/// `$XDG_RUNTIME_DIR/runc`), when the variable is set and the caller's euid is not 0,
+/// or it is 0 in a user namespace other than the initial one and `USER` is not `root`
+/// (rootless podman runs the runtime so), as runc decides.
 pub fn default_root() -> Option<PathBuf> {
-    if nix::unistd::geteuid().is_root() {
-        return None;
-    }
     let dir = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty())?;
+    if nix::unistd::geteuid().is_root() {
+        if in_initial_userns() || std::env::var("USER").is_ok_and(|u| u == "root") {
+            return None;
+        }
+    }
     Some(Path::new(&dir).join("casulo"))
 }
 
