@@ -185,7 +185,7 @@ impl Sandbox {
     }
 
     /// Edits the bundle's config as JSON, writes it and gives the bundle to the user.
-        pub fn edit(&self, b: &mut Bundle, f: impl FnOnce(&mut Value)) {
+    pub fn edit(&self, b: &mut Bundle, f: impl FnOnce(&mut Value)) {
         let mut v = serde_json::to_value(&b.spec).unwrap();
         f(&mut v);
         b.spec = serde_json::from_value(v).unwrap();
@@ -273,7 +273,9 @@ impl Sandbox {
             if pid == me || e.metadata().map(|m| m.uid()).ok() != Some(self.user.uid) {
                 continue;
             }
-            let mut seen = String::from_utf8_lossy(&fs::read(e.path().join("cmdline")).unwrap_or_default()).into_owned();
+            let mut seen =
+                String::from_utf8_lossy(&fs::read(e.path().join("cmdline")).unwrap_or_default())
+                    .into_owned();
             for link in ["root", "cwd", "exe"] {
                 if let Ok(p) = fs::read_link(e.path().join(link)) {
                     seen.push(' ');

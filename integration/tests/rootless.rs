@@ -12,7 +12,6 @@ use casulo_integration::rootless::{sub_range, Sandbox};
 use casulo_integration::{parse_tap, Bundle};
 use serde_json::{json, Value};
 
-
 fn dir(b: &Bundle) -> &str {
     b.dir.to_str().unwrap()
 }
@@ -48,15 +47,18 @@ fn spec_rootless_is_runcs() {
         .iter()
         .map(|n| n["type"].as_str().unwrap())
         .collect();
-    assert!(types.contains(&"user") && !types.contains(&"network"), "{types:?}");
+    assert!(
+        types.contains(&"user") && !types.contains(&"network"),
+        "{types:?}"
+    );
     assert!(ours["linux"].get("resources").is_none(), "{ours}");
     let mounts = ours["mounts"].as_array().unwrap();
     let sys = mounts.iter().find(|m| m["destination"] == "/sys").unwrap();
     assert_eq!(sys["source"], "/sys");
     assert!(sys["options"].as_array().unwrap().contains(&json!("rbind")));
     // Not delegated on this host's v1 (see docs): no cgroup mount.
-    let delegated = casulo_core::cgroups::detect::layout().ok()
-        == Some(casulo_core::cgroups::Layout::V2);
+    let delegated =
+        casulo_core::cgroups::detect::layout().ok() == Some(casulo_core::cgroups::Layout::V2);
     if !delegated {
         assert!(!mounts.iter().any(|m| m["destination"] == "/sys/fs/cgroup"));
     }
@@ -97,7 +99,12 @@ fn rootless_flag_and_state_root() {
     }
     // The default state root is $XDG_RUNTIME_DIR/casulo.
     sb.ok(&["create", "--bundle", dir(&b), &b.id()]);
-    assert!(sb.xdg.join("casulo").join(b.id()).join("state.json").exists());
+    assert!(sb
+        .xdg
+        .join("casulo")
+        .join(b.id())
+        .join("state.json")
+        .exists());
     sb.ok(&["delete", "--force", &b.id()]);
 }
 
@@ -126,7 +133,10 @@ fn lifecycle_single_mapping() {
     assert!(ex.stdout.starts_with("0\n"), "{ex:?}");
     sb.ok(&["exec", "--detach", &id, "sleep", "999"]);
     let ps: Vec<i64> = serde_json::from_str(&sb.ok(&["ps", "-f", "json", &id]).stdout).unwrap();
-    assert!(ps.contains(&pid) && ps.len() == 2, "init and the exec'd sleep: {ps:?}");
+    assert!(
+        ps.contains(&pid) && ps.len() == 2,
+        "init and the exec'd sleep: {ps:?}"
+    );
     let host_uid = std::fs::metadata(format!("/proc/{pid}"))
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
         .unwrap();
@@ -142,7 +152,10 @@ fn lifecycle_single_mapping() {
     let b = sb.bundle(&["sh", "-c", "echo out; exit 7"], None);
     let r = sb.casulo(&["run", "--bundle", dir(&b), &b.id()]);
     assert_eq!((r.code, r.stdout.as_str()), (7, "out\n"), "{r:?}");
-    assert!(sb.processes_in(&[&b.dir]).is_empty(), "nothing left running");
+    assert!(
+        sb.processes_in(&[&b.dir]).is_empty(),
+        "nothing left running"
+    );
 }
 
 #[test]
@@ -172,7 +185,9 @@ fn subuid_ranges_through_newuidmap() {
         return;
     };
     if casulo_integration::engines::which("newuidmap").is_none() {
-        casulo_integration::prereq::skip("newuidmap is not installed (.ci/packages.d/base: uidmap)");
+        casulo_integration::prereq::skip(
+            "newuidmap is not installed (.ci/packages.d/base: uidmap)",
+        );
         return;
     }
     let (su, _) = sub_range("/etc/subuid").expect("subuid range");
@@ -208,7 +223,10 @@ fn subuid_ranges_through_newuidmap() {
     assert_eq!(read(format!("/proc/{pid}/uid_map")).lines().count(), 2);
     // newgidmap leaves setgroups allowed: additionalGids are set.
     let ex = sb.ok(&["exec", &id, "id"]);
-    assert!(ex.stdout.contains("uid=1000") && ex.stdout.contains("groups=5"), "{ex:?}");
+    assert!(
+        ex.stdout.contains("uid=1000") && ex.stdout.contains("groups=5"),
+        "{ex:?}"
+    );
     sb.ok(&["delete", "--force", &id]);
 }
 
@@ -234,12 +252,18 @@ fn privileged_mounts_are_refused() {
                 .as_array_mut()
                 .unwrap()
                 .retain(|n| n["type"] != "network");
-            v["mounts"].as_array_mut().unwrap().retain(|m| m["destination"] != "/sys");
+            v["mounts"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|m| m["destination"] != "/sys");
             v["mounts"].as_array_mut().unwrap().push(m.clone());
         });
         let r = sb.casulo(&["create", "--bundle", dir(&b), &b.id()]);
         assert_ne!(r.code, 0, "{m}: {r:?}");
-        assert!(r.stderr.contains("(/mnt)") && r.stderr.contains(want), "{m}: {r:?}");
+        assert!(
+            r.stderr.contains("(/mnt)") && r.stderr.contains(want),
+            "{m}: {r:?}"
+        );
         assert_eq!(r.stderr.trim().lines().count(), 1, "one line: {r:?}");
         assert!(!sb.xdg.join("casulo").join(b.id()).exists());
     }
@@ -248,7 +272,11 @@ fn privileged_mounts_are_refused() {
 /// The cgroup directories of `rel` (relative to each hierarchy's root).
 fn cgroup_dirs(rel: &str) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
-    for e in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+    for e in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let p = e.path();
         if p.join("cgroup.procs").exists() && !e.file_type().unwrap().is_symlink() {
             out.push(p.join(rel));
@@ -267,10 +295,15 @@ fn cgroups_only_when_writable() {
     };
     // Resources without a writable cgroup: refused by field, nothing left.
     let mut b = sb.bundle(&["true"], None);
-    sb.edit(&mut b, |v| v["linux"]["resources"]["pids"] = json!({"limit": 20}));
+    sb.edit(&mut b, |v| {
+        v["linux"]["resources"]["pids"] = json!({"limit": 20})
+    });
     let r = sb.casulo(&["run", "--bundle", dir(&b), &b.id()]);
     assert_ne!(r.code, 0, "{r:?}");
-    assert!(r.stderr.contains("linux.resources.pids") && r.stderr.contains("not writable"), "{r:?}");
+    assert!(
+        r.stderr.contains("linux.resources.pids") && r.stderr.contains("not writable"),
+        "{r:?}"
+    );
     assert!(!sb.xdg.join("casulo").join(b.id()).exists());
     // Delegated (a parent the user owns in every hierarchy): used, limits applied.
     let parent = format!("{}/rl-deleg", cgroup_parent().trim_start_matches('/'));
@@ -293,8 +326,18 @@ fn cgroups_only_when_writable() {
     });
     // The user's runtime runs inside its delegated subtree (cgroup v2 moves a process
     // only within a subtree whose cgroup.procs the mover can write).
-    let procs: Vec<_> = cgroup_dirs(&parent).iter().map(|d| d.join("cgroup.procs")).collect();
-    let argv = [sb.bin.to_str().unwrap(), "run", "--detach", "--bundle", dir(&b), &b.id()];
+    let procs: Vec<_> = cgroup_dirs(&parent)
+        .iter()
+        .map(|d| d.join("cgroup.procs"))
+        .collect();
+    let argv = [
+        sb.bin.to_str().unwrap(),
+        "run",
+        "--detach",
+        "--bundle",
+        dir(&b),
+        &b.id(),
+    ];
     let r = sb.run_in_cgroups(&sb.dir, &argv, &[], &procs);
     assert_eq!(r.code, 0, "{r:?}");
     let pid = serde_json::from_str::<Value>(&sb.ok(&["state", &b.id()]).stdout).unwrap()["pid"]

@@ -22,7 +22,11 @@ fn run(sb: &Sandbox, b: &Bundle) -> casulo_integration::Run {
 }
 
 fn assert_nothing_left(sb: &Sandbox, b: &Bundle) {
-    assert!(!sb.xdg.join("casulo").join(b.id()).exists(), "state left for {}", b.id());
+    assert!(
+        !sb.xdg.join("casulo").join(b.id()).exists(),
+        "state left for {}",
+        b.id()
+    );
 }
 
 #[test]
@@ -83,12 +87,22 @@ fn rootless_runtime_binary_cannot_be_overwritten() {
     }
     sb.ok(&["delete", "--force", &b.id()]);
     let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap_or_default();
-    assert_eq!(read("write").trim(), "DENIED", "/proc/1/exe opened for writing");
+    assert_eq!(
+        read("write").trim(),
+        "DENIED",
+        "/proc/1/exe opened for writing"
+    );
     // Every exe in the container (busybox on the read-only root, runtime copies) must
     // refuse writes.
     let caught = read("caught");
-    assert!(caught.is_empty(), "a writable exe in the container: {caught}");
-    assert!(std::fs::read(&sb.bin).unwrap() == before, "the user's casulo binary changed");
+    assert!(
+        caught.is_empty(),
+        "a writable exe in the container: {caught}"
+    );
+    assert!(
+        std::fs::read(&sb.bin).unwrap() == before,
+        "the user's casulo binary changed"
+    );
 }
 
 #[test]
@@ -105,7 +119,11 @@ fn rootless_proc_or_sys_symlink_is_refused() {
         sb.own(&b.dir);
         let r = sb.casulo(&["create", "--bundle", dir(&b), &b.id()]);
         assert_ne!(r.code, 0, "/{d} symlink accepted: {r:?}");
-        assert!(r.stderr.contains(&format!("/{d} in the rootfs is a symlink")), "{r:?}");
+        assert!(
+            r.stderr
+                .contains(&format!("/{d} in the rootfs is a symlink")),
+            "{r:?}"
+        );
         assert_nothing_left(&sb, &b);
     }
 }

@@ -25,15 +25,14 @@ pub fn run(cli: &Cli, log: &Logger) -> Result<i32> {
         casulo_core::exe::ensure_protected().map_err(err)?;
     }
     let sink = log.clone();
-    let rt =
-        Runtime::new(crate::rootless::state_root(cli.root.as_ref()))
-            .with_rootless(rootless)
-            .with_logger(casulo_core::log::Logger::new(move |level, msg| {
-            match level {
+    let rt = Runtime::new(crate::rootless::state_root(cli.root.as_ref()))
+        .with_rootless(rootless)
+        .with_logger(casulo_core::log::Logger::new(
+            move |level, msg| match level {
                 casulo_core::log::Level::Warn => sink.warn(msg),
                 casulo_core::log::Level::Debug => sink.debug(msg),
-            }
-        }));
+            },
+        ));
     match &cli.command {
         Command::Create(a) => {
             create(&rt, &a.id, &create_options(a))?;
@@ -67,8 +66,7 @@ pub fn run(cli: &Cli, log: &Logger) -> Result<i32> {
                 true => crate::rootless::spec(default)?,
                 false => default.to_string(),
             };
-            std::fs::write(&path, text)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
             Ok(0)
         }
         Command::Ps { format, id } => ps(&rt, id, format),

@@ -82,10 +82,9 @@ pub fn in_initial_userns() -> bool {
 /// (rootless podman runs the runtime so), as runc decides.
 pub fn default_root() -> Option<PathBuf> {
     let dir = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty())?;
-    if nix::unistd::geteuid().is_root() {
-        if in_initial_userns() || std::env::var("USER").is_ok_and(|u| u == "root") {
-            return None;
-        }
+    let root_user = std::env::var("USER").is_ok_and(|u| u == "root");
+    if nix::unistd::geteuid().is_root() && (in_initial_userns() || root_user) {
+        return None;
     }
     Some(Path::new(&dir).join("casulo"))
 }
@@ -200,8 +199,18 @@ pub fn resources(spec: &Spec) -> Option<std::borrow::Cow<'_, LinuxResources>> {
 
 /// File system types the kernel lets a user namespace mount (FS_USERNS_MOUNT).
 const USERNS_TYPES: &[&str] = &[
-    "proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "ramfs", "overlay",
-    "fuse", "fuse3", "binfmt_misc",
+    "proc",
+    "sysfs",
+    "tmpfs",
+    "devpts",
+    "mqueue",
+    "cgroup",
+    "cgroup2",
+    "ramfs",
+    "overlay",
+    "fuse",
+    "fuse3",
+    "binfmt_misc",
 ];
 
 /// The namespace a user-namespace mount of `typ` must own (the kernel checks the
@@ -265,7 +274,12 @@ fn write_err(what: &str, source: std::io::Error) -> NamespaceError {
 }
 
 /// Runs `helper <pid> <containerID> <hostID> <size>…`.
-fn run_helper(helper: &str, field: &str, pid: i32, maps: &[LinuxIdMapping]) -> Result<(), NamespaceError> {
+fn run_helper(
+    helper: &str,
+    field: &str,
+    pid: i32,
+    maps: &[LinuxIdMapping],
+) -> Result<(), NamespaceError> {
     let mut cmd = std::process::Command::new(helper);
     cmd.arg(pid.to_string());
     for m in maps {
@@ -294,13 +308,20 @@ fn run_helper(helper: &str, field: &str, pid: i32, maps: &[LinuxIdMapping]) -> R
     }
     let text = String::from_utf8_lossy(&out.stderr);
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    Err(write_err(&what, std::io::Error::other(format!("{}: {text}", out.status))))
+    Err(write_err(
+        &what,
+        std::io::Error::other(format!("{}: {text}", out.status)),
+    ))
 }
 
 /// Writes the id maps of `pid` for an unprivileged caller: its own id mapped once is
 /// written directly (`setgroups` "deny" first, as the kernel requires for gid_map);
 /// anything else through `newuidmap`/`newgidmap`.
-pub fn write_id_maps(pid: i32, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<(), NamespaceError> {
+pub fn write_id_maps(
+    pid: i32,
+    uids: &[LinuxIdMapping],
+    gids: &[LinuxIdMapping],
+) -> Result<(), NamespaceError> {
     let base = Path::new("/proc").join(pid.to_string());
     let write = |file: &str, what: &str, data: String| {
         std::fs::write(base.join(file), data).map_err(|e| write_err(what, e))
@@ -387,6 +408,9 @@ mod tests {
             r#"{"ociVersion":"1.0.2","linux":{"resources":{"pids":{"limit":10}}}}"#,
         )
         .unwrap();
-        assert_eq!(first_resource(&spec).as_deref(), Some("linux.resources.pids"));
+        assert_eq!(
+            first_resource(&spec).as_deref(),
+            Some("linux.resources.pids")
+        );
     }
 }
