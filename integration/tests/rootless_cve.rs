@@ -5,6 +5,8 @@
 //! or /sys is refused (CVE-2019-19921), masking never uses a fake /dev/null
 //! (CVE-2025-31133).
 
+mod common;
+
 use std::os::unix::fs::symlink;
 
 use casulo_integration::rootless::Sandbox;
@@ -39,24 +41,12 @@ fn rootless_no_host_fd_reaches_the_container() {
     assert_eq!(r.code, 0, "{r:?}");
     let fds: Vec<&str> = r.stdout.split_whitespace().collect();
     assert_eq!(fds, ["0", "1", "2", "3"], "{r:?}");
-    for n in [3, 4, 5, 6, 7] {
-        let mut b = sb.bundle(&["sh", "-c", "ls ..; pwd"], None);
-        let cwd = format!("/proc/self/fd/{n}");
+    let bundle = |args: &[&str], cwd: &str| {
+        let mut b = sb.bundle(args, None);
         sb.edit(&mut b, |v| v["process"]["cwd"] = json!(cwd));
-        let r = run(&sb, &b);
-        assert_ne!(r.code, 0, "cwd {cwd} accepted: {r:?}");
-        assert!(r.stderr.contains("process.cwd"), "{r:?}");
-        assert_nothing_left(&sb, &b);
-    }
-    let mut b = sb.bundle(&["ls"], None);
-    symlink("../../../../../../../../..", b.rootfs().join("escape")).unwrap();
-    sb.edit(&mut b, |v| v["process"]["cwd"] = json!("/escape"));
-    let r = run(&sb, &b);
-    assert_eq!(r.code, 0, "{r:?}");
-    assert!(
-        r.stdout.split_whitespace().any(|f| f == "checker"),
-        "cwd is the container's root: {r:?}"
-    );
+        b
+    };
+    common::cwd_cannot_escape(&bundle, &|b| run(&sb, b), &|b| assert_nothing_left(&sb, b));
 }
 
 /// The container's root is the user who owns the binary: a handle on the init's exe
@@ -135,22 +125,8 @@ fn rootless_fake_dev_null_is_not_used_for_masking() {
     };
     for kind in ["symlink", "file"] {
         let mut b = sb.bundle(&["true"], None);
-        let dev = b.dir.join("fakedev");
-        std::fs::create_dir_all(&dev).unwrap();
-        let null = dev.join("null");
-        if kind == "symlink" {
-            symlink("/proc/sys/kernel/core_pattern", &null).unwrap();
-        } else {
-            std::fs::write(&null, "not the null device").unwrap();
-        }
-        let d = dev.to_str().unwrap().to_string();
-        sb.edit(&mut b, |v| {
-            let mounts = v["mounts"].as_array_mut().unwrap();
-            mounts.retain(|m| !m["destination"].as_str().unwrap().starts_with("/dev"));
-            mounts.push(
-                json!({"destination": "/dev", "type": "bind", "source": d, "options": ["rbind"]}),
-            );
-        });
+        let setup = common::fake_dev(&b, kind);
+        sb.edit(&mut b, setup);
         let r = sb.casulo(&["create", "--bundle", dir(&b), &b.id()]);
         assert_ne!(r.code, 0, "{kind} /dev/null used for masking: {r:?}");
         assert!(
