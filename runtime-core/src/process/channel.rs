@@ -119,6 +119,7 @@ impl Channel {
     fn recv_with(&self, flags: MsgFlags) -> Result<(Option<Msg>, Option<OwnedFd>), Errno> {
         let mut buf = vec![0u8; MAX];
         let mut space = nix::cmsg_space!([RawFd; 1]);
+        let mut reset = false;
         let (n, fd) = loop {
             let mut iov = [std::io::IoSliceMut::new(&mut buf)];
             match recvmsg::<()>(
@@ -128,6 +129,10 @@ impl Channel {
                 MsgFlags::MSG_CMSG_CLOEXEC | flags,
             ) {
                 Err(Errno::EINTR) => continue,
+                // A peer that exits with our messages unread leaves ECONNRESET, which
+                // the kernel reports before the messages it queued (its error text):
+                // the error is consumed by this call, so read once more.
+                Err(Errno::ECONNRESET) if !reset => reset = true,
                 Err(e) => return Err(e),
                 Ok(m) => {
                     let mut fd = None;
