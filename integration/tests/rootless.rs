@@ -271,6 +271,9 @@ fn privileged_mounts_are_refused() {
 
 /// The cgroup directories of `rel` (relative to each hierarchy's root).
 fn cgroup_dirs(rel: &str) -> Vec<std::path::PathBuf> {
+    if Path::new("/sys/fs/cgroup/cgroup.procs").exists() {
+        return vec![Path::new("/sys/fs/cgroup").join(rel)];
+    }
     let mut out = Vec::new();
     for e in std::fs::read_dir("/sys/fs/cgroup")
         .into_iter()
@@ -281,9 +284,6 @@ fn cgroup_dirs(rel: &str) -> Vec<std::path::PathBuf> {
         if p.join("cgroup.procs").exists() && !e.file_type().unwrap().is_symlink() {
             out.push(p.join(rel));
         }
-    }
-    if Path::new("/sys/fs/cgroup/cgroup.procs").exists() {
-        out.push(Path::new("/sys/fs/cgroup").join(rel));
     }
     out
 }
@@ -305,18 +305,27 @@ fn cgroups_only_when_writable() {
         "{r:?}"
     );
     assert!(!sb.xdg.join("casulo").join(b.id()).exists());
-    // Delegated (a parent the user owns in every hierarchy): used, limits applied.
+    // Delegated (a parent the user owns in every hierarchy; on v2 with pids enabled):
+    // used, limits applied.
     let parent = format!("{}/rl-deleg", cgroup_parent().trim_start_matches('/'));
     for d in cgroup_dirs(&parent) {
-        std::fs::create_dir_all(&d).unwrap();
+        std::fs::create_dir_all(d.join("rt")).unwrap();
         // v1 cpuset: a delegated subtree has cpus and mems (the admin's part).
-        for level in [d.parent().unwrap(), d.as_path()] {
+        for level in [d.parent().unwrap(), d.as_path(), &d.join("rt")] {
             for f in ["cpuset.cpus", "cpuset.mems"] {
                 if level.join(f).exists() && read(level.join(f)).trim().is_empty() {
                     let up = read(level.parent().unwrap().join(f));
                     std::fs::write(level.join(f), up.trim()).unwrap();
                 }
             }
+        }
+        // v2: the admin enables pids for the subtree; the runtime sits in a leaf `rt`.
+        let up = d.parent().unwrap();
+        if read(up.join("cgroup.controllers"))
+            .split_whitespace()
+            .any(|c| c == "pids")
+        {
+            let _ = std::fs::write(up.join("cgroup.subtree_control"), "+pids");
         }
         sb.own(&d);
     }
@@ -325,10 +334,10 @@ fn cgroups_only_when_writable() {
         v["process"]["args"] = json!(["sleep", "1000"]);
     });
     // The user's runtime runs inside its delegated subtree (cgroup v2 moves a process
-    // only within a subtree whose cgroup.procs the mover can write).
+    // only within a subtree whose cgroup.procs the mover can write), in a leaf.
     let procs: Vec<_> = cgroup_dirs(&parent)
         .iter()
-        .map(|d| d.join("cgroup.procs"))
+        .map(|d| d.join("rt/cgroup.procs"))
         .collect();
     let argv = [
         sb.bin.to_str().unwrap(),
@@ -354,6 +363,7 @@ fn cgroups_only_when_writable() {
     sb.ok(&["delete", "--force", &b.id()]);
     assert!(!pids_dir.exists(), "delete removed the cgroup");
     for d in cgroup_dirs(&parent) {
+        let _ = std::fs::remove_dir(d.join("rt"));
         let _ = std::fs::remove_dir(d);
     }
 }

@@ -37,7 +37,8 @@ fn cgroup_delegated() -> bool {
 }
 
 /// The rootless form of the default config, as `runc spec --rootless` writes it: a user
-/// namespace mapping the caller's euid/egid to 0, no network namespace, `/sys` as a
+/// namespace mapping the caller's euid/egid to 0 (and a cgroup namespace on cgroup v2),
+/// no network namespace, `/sys` as a
 /// read-only rbind of the host's, no `uid=`/`gid=` mount options, no resources; the
 /// `/sys/fs/cgroup` cgroup mount only when the caller's cgroup is delegated to it.
 pub fn spec(default: &str) -> Result<String, String> {
@@ -45,9 +46,14 @@ pub fn spec(default: &str) -> Result<String, String> {
     let uid = nix::unistd::geteuid().as_raw();
     let gid = nix::unistd::getegid().as_raw();
     let delegated = cgroup_delegated();
+    let v2 = casulo_core::cgroups::detect::layout().ok() == Some(casulo_core::cgroups::Layout::V2);
     let linux = &mut v["linux"];
     if let Some(ns) = linux["namespaces"].as_array_mut() {
         ns.retain(|n| !matches!(n["type"].as_str(), Some("network") | Some("user")));
+        // runc lists a cgroup namespace on cgroup v2 hosts.
+        if v2 && !ns.iter().any(|n| n["type"] == "cgroup") {
+            ns.push(json!({"type": "cgroup"}));
+        }
         ns.push(json!({"type": "user"}));
     }
     linux["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}]);
