@@ -141,6 +141,13 @@ fn lifecycle_single_mapping() {
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
         .unwrap();
     assert_eq!(host_uid, sb.user.uid, "the init is the user's on the host");
+    // kill --all without a cgroup: every process of the pid namespace (pid 1 ignores
+    // SIGTERM without a handler; the exec'd sleep dies).
+    sb.ok(&["kill", "--all", &id, "TERM"]);
+    assert!(casulo_integration::cli::eventually(|| {
+        let ps = sb.ok(&["ps", "-f", "json", &id]).stdout;
+        serde_json::from_str::<Vec<i64>>(&ps).unwrap() == [pid]
+    }));
     sb.ok(&["kill", &id, "KILL"]);
     assert!(casulo_integration::cli::eventually(|| {
         serde_json::from_str::<Value>(&sb.ok(&["state", &id]).stdout).unwrap()["status"]

@@ -566,6 +566,9 @@ impl Runtime {
             nix::errno::Errno::ESRCH => Error::State("no such process".into()),
             e => Error::sys("kill", e),
         })?;
+        if all {
+            crate::rootless::signal_others(rec.pid, signal);
+        }
         // A SIGKILLed task in a frozen cgroup dies only once thawed (as runc does).
         if signal == libc::SIGKILL {
             if let Some(p) = &rec.cgroup_path {

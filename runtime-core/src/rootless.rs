@@ -383,6 +383,32 @@ pub fn pids_without_cgroup(init: i32) -> Vec<i32> {
     out
 }
 
+/// `kill --all` of a container without a cgroup: signals every process of
+/// [`pids_without_cgroup`] but the init (signalled by the caller) through a pidfd,
+/// opened first and then checked to still be in the init's pid namespace, so a pid
+/// reused meanwhile is never signalled.
+pub fn signal_others(init: i32, signal: i32) {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let ns = |pid: i32| {
+        std::fs::metadata(format!("/proc/{pid}/ns/pid"))
+            .map(|m| m.ino())
+            .ok()
+    };
+    let init_ns = ns(init);
+    for pid in pids_without_cgroup(init) {
+        if pid == init {
+            continue;
+        }
+        let Ok(fd) = crate::sys::pidfd_open(pid) else {
+            continue;
+        };
+        if ns(pid) == init_ns {
+            let _ = crate::sys::pidfd_send_signal(fd.as_fd(), signal);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
