@@ -22,6 +22,7 @@ pub mod engines;
 pub mod gen;
 pub mod known;
 pub mod prereq;
+pub mod rootless;
 pub mod tap;
 
 pub use bundle::{checker_path, default_spec, Bundle};

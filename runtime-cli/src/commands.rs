@@ -18,21 +18,20 @@ fn err(e: impl std::fmt::Display) -> String {
 /// Runs the parsed command line.
 pub fn run(cli: &Cli, log: &Logger) -> Result<i32> {
     casulo_core::check_systemd_cgroup(cli.systemd_cgroup, None).map_err(err)?;
-    if cli.rootless.as_deref() == Some("true") {
-        return Err("--rootless: rootless containers are not supported yet".into());
-    }
+    let rootless = crate::rootless::mode(cli.rootless.as_deref())?;
     if matches!(cli.command, Command::Exec(_)) {
         // The exec child enters the container's pid namespace as a copy of this binary.
         casulo_core::exe::ensure_protected().map_err(err)?;
     }
     let sink = log.clone();
-    let rt =
-        Runtime::new(&cli.root).with_logger(casulo_core::log::Logger::new(move |level, msg| {
-            match level {
+    let rt = Runtime::new(crate::rootless::state_root(cli.root.as_ref()))
+        .with_rootless(rootless)
+        .with_logger(casulo_core::log::Logger::new(
+            move |level, msg| match level {
                 casulo_core::log::Level::Warn => sink.warn(msg),
                 casulo_core::log::Level::Debug => sink.debug(msg),
-            }
-        }));
+            },
+        ));
     match &cli.command {
         Command::Create(a) => {
             create(&rt, &a.id, &create_options(a))?;
@@ -61,8 +60,12 @@ pub fn run(cli: &Cli, log: &Logger) -> Result<i32> {
             if path.exists() {
                 return Err(format!("{}: file exists; remove it first", path.display()));
             }
-            std::fs::write(&path, include_str!("example-config.json"))
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let default = include_str!("example-config.json");
+            let text = match cli.rootless.is_some() && rootless.is_rootless() {
+                true => crate::rootless::spec(default)?,
+                false => default.to_string(),
+            };
+            std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
             Ok(0)
         }
         Command::Ps {

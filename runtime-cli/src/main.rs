@@ -6,6 +6,7 @@ mod exec;
 mod log;
 mod out;
 mod ps;
+mod rootless;
 mod signals;
 mod tty;
 mod update;
@@ -18,9 +19,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Parser)]
 #[command(name = "casulo", version, about, propagate_version = true)]
 pub struct Cli {
-    /// Root directory for container state.
-    #[arg(long, global = true, default_value = "/run/casulo")]
-    root: PathBuf,
+    /// Root directory for container state [default: /run/casulo; $XDG_RUNTIME_DIR/casulo
+    /// when euid != 0].
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
     /// Log file (errors also go to stderr).
     #[arg(long, global = true)]
     log: Option<PathBuf>,
@@ -33,7 +35,8 @@ pub struct Cli {
     /// Use the systemd cgroup driver.
     #[arg(long = "systemd-cgroup", global = true)]
     systemd_cgroup: bool,
-    /// Rootless mode: true, false or auto.
+    /// Rootless mode: true, false or auto [default: auto]; `spec --rootless` writes the
+    /// rootless default config.
     #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
     rootless: Option<String>,
     #[command(subcommand)]

@@ -243,7 +243,7 @@ fn stime(start: u64, now: u64) -> String {
 
 /// Year, month, day, hour, minute (UTC) of a Unix time.
 fn civil(t: u64) -> (i64, i64, i64, i64, i64) {
-    let ((y, mo, d), rem) = casulo_core::state::utc_date(t as i64);
+    let ((y, mo, d), rem) = casulo_core::utc_date(t as i64);
     (y, mo, d, rem / 3600, rem / 60 % 60)
 }
 

@@ -62,6 +62,7 @@ impl std::ops::Deref for Container {
 pub struct Runtime {
     pub(crate) store: Store,
     pub(crate) log: crate::log::Logger,
+    pub(crate) rootless: crate::rootless::Mode,
 }
 
 impl Runtime {
@@ -70,7 +71,15 @@ impl Runtime {
         Runtime {
             store: Store::new(root),
             log: crate::log::Logger::default(),
+            rootless: crate::rootless::Mode::Auto,
         }
+    }
+
+    /// `--rootless`: whether a container may run without the cgroups its caller cannot
+    /// write (default: auto, see [`crate::rootless::Mode`]).
+    pub fn with_rootless(mut self, mode: crate::rootless::Mode) -> Runtime {
+        self.rootless = mode;
+        self
     }
 
     /// Sends the runtime's warnings (failed poststart/poststop hooks) and debug lines
@@ -268,6 +277,9 @@ impl Runtime {
             nix::errno::Errno::ESRCH => Error::State("no such process".into()),
             e => Error::sys("kill", e),
         })?;
+        if all {
+            crate::rootless::signal_others(rec.pid, signal);
+        }
         // A SIGKILLed task in a frozen cgroup dies only once thawed (as runc does).
         if signal == libc::SIGKILL {
             if let Some(p) = &rec.cgroup_path {

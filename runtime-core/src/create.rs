@@ -63,6 +63,8 @@ struct Prepared {
     argv: Vec<CString>,
     envp: Vec<CString>,
     cg_path: String,
+    /// False for a rootless container that gets no cgroup (crate::rootless).
+    use_cgroup: bool,
     proc_fd: OwnedFd,
 }
 
@@ -71,7 +73,7 @@ struct Claimed<'a> {
     lock: Lock,
     undo: Undo<'a>,
     record: Record,
-    cgroup: Box<dyn Cgroup>,
+    cgroup: Option<Box<dyn Cgroup>>,
     fifo: OwnedFd,
 }
 
@@ -107,6 +109,7 @@ impl Runtime {
         // Unknown capability names are a warning, not an error (config.md).
         let spec = crate::security::unknown_caps::load_config(&bundle, &self.log)?;
         config::validate(&spec, &bundle)?;
+        crate::rootless::check_mounts(&spec)?;
         if crate::exe::spec_needs_protection(&spec) {
             crate::exe::check(&self.log, opts.refuse_unprotected_exe)?;
         }
@@ -156,6 +159,7 @@ impl Runtime {
                 .and_then(|p| p.to_str()),
             id,
         )?;
+        let use_cgroup = crate::rootless::use_cgroup(self.rootless, &spec, &cg_path)?;
         let proc_fd = verified_proc()?;
         Ok(Prepared {
             bundle,
@@ -170,6 +174,7 @@ impl Runtime {
             argv,
             envp,
             cg_path,
+            use_cgroup,
             proc_fd,
         })
     }
@@ -193,7 +198,7 @@ impl Runtime {
             rootfs: prep.rootfs.clone(),
             created: state::now_rfc3339(),
             owner: String::new(),
-            cgroup_path: Some(prep.cg_path.clone()),
+            cgroup_path: prep.use_cgroup.then(|| prep.cg_path.clone()),
             annotations: spec.annotations().clone().unwrap_or_default(),
             config: spec.clone(),
             started: false,
@@ -205,9 +210,14 @@ impl Runtime {
             &prep.rootfs,
             prep.proc_fd.as_fd(),
         )?;
-        let cgroup = cgroups::open(&prep.cg_path)?;
-        undo.cgroup = Some(cgroups::open(&prep.cg_path)?);
-        cgroup.create(spec.linux().as_ref().and_then(|l| l.resources().as_ref()))?;
+        let cgroup = match prep.use_cgroup {
+            true => Some(cgroups::open(&prep.cg_path)?),
+            false => None,
+        };
+        if let Some(cg) = &cgroup {
+            undo.cgroup = Some(cgroups::open(&prep.cg_path)?);
+            cg.create(crate::rootless::resources(spec).as_deref())?;
+        }
         let fifo = make_fifo(&self.store.dir(id).join("exec.fifo"))?;
         Ok(Claimed {
             lock,
@@ -282,7 +292,7 @@ impl Runtime {
             &plan,
             &prep.ns,
             &namespaces::time_offsets(spec),
-            Some(claimed.cgroup.as_ref()),
+            claimed.cgroup.as_deref(),
             Some(&pre_pivot),
             Some(&on_listener),
         );

@@ -84,6 +84,7 @@ mod netdev;
 mod pause;
 mod process;
 mod rootfs;
+pub mod rootless;
 mod security;
 mod shared;
 mod store;
@@ -92,6 +93,8 @@ pub mod tty;
 mod update;
 
 pub use cgroups::detect::cache_mounts_for_process;
+pub use cgroups::detect::layout as cgroup_layout;
+pub use cgroups::Layout as CgroupLayout;
 pub use cgroups::{check_systemd_cgroup, CgroupError, OomNotifier};
 pub use config::ConfigError;
 pub use container::{load_config, Container, CreateOptions, Runtime};
@@ -101,9 +104,10 @@ pub use hooks::HookError;
 pub use log::{Level, Logger};
 pub use namespaces::NamespaceError;
 pub use netdev::NetDevError;
+pub use process::spawn::ProcessHandle;
 pub use process::ProcessError;
 pub use security::SecurityError;
-pub use state::{now_rfc3339, State, Status};
+pub use state::{now_rfc3339, utc_date, State, Status};
 pub use store::{validate_id, Record, Store, StoreError};
 pub use tty::TtyError;
 

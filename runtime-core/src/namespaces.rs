@@ -194,16 +194,20 @@ fn write(path: &Path, what: &str, data: &str) -> Result<(), NamespaceError> {
 }
 
 /// Writes `uid_map` and `gid_map` of process `pid` (the init, waiting in its new user
-/// namespace). `setgroups` is set to `deny` only when the runtime is not root, as the
-/// kernel then requires it; a root runtime leaves setgroups(2) usable in the container.
+/// namespace). A runtime that is not root writes them as [`crate::rootless::write_id_maps`]
+/// does; a root runtime leaves setgroups(2) usable in the container.
 pub fn write_id_maps(pid: i32, spec: &Spec) -> Result<(), NamespaceError> {
     let Some(linux) = spec.linux() else {
         return Ok(());
     };
-    let base = Path::new("/proc").join(pid.to_string());
     if !nix::unistd::geteuid().is_root() {
-        write(&base.join("setgroups"), "setgroups", "deny")?;
+        return crate::rootless::write_id_maps(
+            pid,
+            linux.uid_mappings().as_deref().unwrap_or(&[]),
+            linux.gid_mappings().as_deref().unwrap_or(&[]),
+        );
     }
+    let base = Path::new("/proc").join(pid.to_string());
     write(
         &base.join("uid_map"),
         "linux.uidMappings",

@@ -23,7 +23,7 @@ impl Runtime {
         }
         match &rec.cgroup_path {
             Some(p) => Ok(cgroups::open(p)?.pids()?),
-            None => Ok(vec![rec.pid]),
+            None => Ok(crate::rootless::pids_without_cgroup(rec.pid)),
         }
     }
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use casulo_integration::bundle::remove_cgroup_parent;
 use casulo_integration::{casulo_bin, runtime, Bundle, Run};
 use serde_json::Value;
+use std::os::unix::fs::symlink;
 
 /// A state root of its own per test. Tests of one binary run one at a time: they share
 /// the cgroup parent `/casulo-it-<pid>`, and one test's cleanup (rmdir of the empty
@@ -102,4 +103,52 @@ pub fn edit(b: &mut Bundle, f: impl FnOnce(&mut Value)) {
 /// Writes `raw` as config.json verbatim (for configs oci-spec would refuse or drop).
 pub fn write_raw(b: &Bundle, raw: &Value) {
     std::fs::write(b.dir.join("config.json"), raw.to_string()).unwrap();
+}
+
+/// CVE-2024-21626 through `process.cwd`, for any runner: a cwd of `/proc/self/fd/N`
+/// (N = 3..8) is refused by field and leaves nothing (`left` asserts it); a cwd symlink
+/// climbing out of the rootfs stays inside it. `bundle(args, cwd)` makes a bundle,
+/// `run` runs it to the end and deletes it.
+pub fn cwd_cannot_escape(
+    bundle: &dyn Fn(&[&str], &str) -> Bundle,
+    run: &dyn Fn(&Bundle) -> Run,
+    left: &dyn Fn(&Bundle),
+) {
+    for n in 3..=8 {
+        let cwd = format!("/proc/self/fd/{n}");
+        let b = bundle(&["sh", "-c", "ls .. ; pwd"], &cwd);
+        let r = run(&b);
+        assert_ne!(r.code, 0, "cwd {cwd} accepted: {r:?}");
+        assert!(r.stderr.contains("process.cwd"), "{}", r.stderr);
+        left(&b);
+    }
+    let b = bundle(&["ls"], "/escape");
+    symlink("../../../../../../../../..", b.rootfs().join("escape")).unwrap();
+    let r = run(&b);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.split_whitespace().any(|f| f == "checker"),
+        "cwd is the container's root, not the host's: {r:?}"
+    );
+}
+
+/// CVE-2025-31133 setup: `<bundle>/fakedev` whose `null` is a symlink to a procfs file
+/// (`kind` "symlink") or a plain file, and the config edit that makes it the container's
+/// `/dev` (an rbind replacing every `/dev…` mount).
+pub fn fake_dev(b: &Bundle, kind: &str) -> impl FnOnce(&mut Value) {
+    let dev = host_dir(b, "fakedev");
+    let null = dev.join("null");
+    if kind == "symlink" {
+        symlink("/proc/sys/kernel/core_pattern", &null).unwrap();
+    } else {
+        std::fs::write(&null, "not the null device").unwrap();
+    }
+    let d = dev.to_str().unwrap().to_string();
+    move |v: &mut Value| {
+        let mounts = v["mounts"].as_array_mut().unwrap();
+        mounts.retain(|m| !m["destination"].as_str().unwrap().starts_with("/dev"));
+        mounts.push(
+            serde_json::json!({"destination": "/dev", "type": "bind", "source": d, "options": ["rbind"]}),
+        );
+    }
 }

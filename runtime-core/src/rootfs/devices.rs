@@ -92,8 +92,8 @@ fn make(m: &Mounter<'_>, n: &Node<'_>, what: &str) -> Result<()> {
         Ok(()) | Err(Errno::ENOENT) => {}
         Err(e) => return Err(sys_err(what)(e)),
     }
-    if m.userns {
-        // mknod is not allowed in a user namespace: bind the host's node instead.
+    if m.userns || !crate::rootless::privileged() {
+        // mknod needs CAP_MKNOD in the initial user namespace: bind the host's node.
         let host = crate::sys::open(&cstring(n.path), libc::O_PATH, 0)
             .map_err(sys_err(format!("{what}: host {}", n.path.display())))?;
         let target = paths::ensure(m.root, n.path, false).map_err(sys_err(what))?;

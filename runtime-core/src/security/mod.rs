@@ -186,7 +186,12 @@ impl Credentials {
                 .map(|g| !g.is_empty())
                 .unwrap_or(false)
         {
-            setgroups(&self.groups).map_err(sys("process.user.additionalGids"))?;
+            match setgroups(&self.groups) {
+                // setgroups "deny" (a rootless user namespace): the caller's groups
+                // cannot be dropped, and none were asked for (as runc).
+                Err(nix::errno::Errno::EPERM) if self.groups.is_empty() => {}
+                r => r.map_err(sys("process.user.additionalGids"))?,
+            }
         }
         setresgid(
             Gid::from_raw(self.gid),
