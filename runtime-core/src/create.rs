@@ -96,9 +96,10 @@ impl Runtime {
         // take their numbers and leak into the container.
         for fd in 3..3 + opts.preserve_fds as i32 {
             if nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).is_err() {
-                return Err(Error::Invalid(format!(
-                    "--preserve-fds: fd {fd} is not open"
-                )));
+                return Err(Error::Invalid {
+                    field: "--preserve-fds".into(),
+                    reason: format!("fd {fd} is not open"),
+                });
             }
         }
         let bundle = std::fs::canonicalize(&opts.bundle).map_err(|e| Error::io(&opts.bundle, e))?;
@@ -267,7 +268,6 @@ impl Runtime {
                     pid,
                     fd.as_fd(),
                 )
-                .map_err(process::ProcessError::Init)
             };
         crate::fault::fault_point("before-clone");
         let spawned = process::spawn(
@@ -326,9 +326,9 @@ impl Runtime {
         record.start_time = match state::proc_stat(init.pid) {
             Some((_, t)) => t,
             None => {
-                return Err(abort(Error::Init(
-                    "container init exited during setup".into(),
-                )))
+                return Err(abort(Error::InitExited {
+                    stage: "during setup",
+                }))
             }
         };
         self.store.save(record).map_err(|e| abort(e.into()))?;

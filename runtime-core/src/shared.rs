@@ -17,7 +17,7 @@ pub(crate) fn verified_proc() -> Result<OwnedFd> {
         .map_err(|e| Error::sys("/proc", e))?;
     let st = nix::sys::statfs::fstatfs(&fd).map_err(|e| Error::sys("/proc", e))?;
     if st.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
-        return Err(Error::Unsafe("/proc on the host is not procfs".into()));
+        return Err(Error::ProcNotProcfs);
     }
     Ok(fd)
 }
@@ -29,8 +29,10 @@ pub(crate) fn cstrings<'a>(
 ) -> Result<Vec<CString>> {
     items
         .map(|s| {
-            CString::new(s.as_bytes())
-                .map_err(|_| Error::Invalid(format!("{field}: contains a NUL byte")))
+            CString::new(s.as_bytes()).map_err(|_| Error::Invalid {
+                field: field.into(),
+                reason: "contains a NUL byte".into(),
+            })
         })
         .collect()
 }
@@ -39,8 +41,7 @@ pub(crate) fn cstrings<'a>(
 pub(crate) fn seccomp_filter(spec: &Spec) -> Result<Option<casulo_seccomp::Filter>> {
     match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
         Some(profile) => {
-            let c = casulo_seccomp::compile(profile)
-                .map_err(|e| Error::Invalid(format!("config.json: {e}")))?;
+            let c = casulo_seccomp::compile(profile)?;
             Ok(Some(c.filter))
         }
         None => Ok(None),

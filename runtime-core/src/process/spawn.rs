@@ -25,6 +25,7 @@ use super::channel::{Channel, Msg};
 use super::{sys_err, ProcessError};
 use crate::cgroups::Cgroup;
 use crate::sys::{self, Fork};
+use crate::ChildError;
 
 /// A process the runtime cloned (a container init or an exec'd process): its host pid
 /// and a pidfd, so it is signalled and waited for without pid-reuse races.
@@ -213,33 +214,33 @@ fn helper(
             sys::exit_now(0)
         }
         Err(e) => {
-            let _ = chan.send(&Msg::Error(format!("clone3: {}", e.desc().to_lowercase())));
+            let _ = chan.send(&Msg::Error(ChildError::sys("clone3", e)));
             sys::exit_now(1)
         }
     }
 }
 
-fn helper_steps(s: &Spawn<'_>) -> Result<(), String> {
+fn helper_steps(s: &Spawn<'_>) -> Result<(), ChildError> {
     if s.non_dumpable {
         let _ = nix::sys::prctl::set_dumpable(false);
     }
     // execCPUAffinity.initial: before the process joins the container's cgroup.
     if let Some(cpus) = s.cpus {
         crate::security::process::set_cpu_affinity("process.execCPUAffinity.initial", cpus)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ChildError::of(&e))?;
     }
     for (flag, fd) in s.join {
         setns(fd, *flag).map_err(|e| {
-            format!(
-                "linux.namespaces: joining {}: {}",
-                crate::namespaces::name(*flag),
-                e.desc().to_lowercase()
-            )
+            let what = format!(
+                "linux.namespaces: joining {}",
+                crate::namespaces::name(*flag)
+            );
+            ChildError::sys(what, e)
         })?;
     }
     if let Some(offsets) = s.new_time {
         unshare(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
-            .map_err(|e| format!("linux.namespaces: time: {}", e.desc().to_lowercase()))?;
+            .map_err(|e| ChildError::sys("linux.namespaces: time", e))?;
         if !offsets.is_empty() {
             // Through the host's procfs handle: a mount namespace joined above may have
             // anything at /proc.
@@ -248,9 +249,9 @@ fn helper_steps(s: &Spawn<'_>) -> Result<(), String> {
                 std::path::Path::new("self/timens_offsets"),
                 libc::O_WRONLY,
             )
-            .map_err(|e| format!("linux.timeOffsets: {}", e.desc().to_lowercase()))?;
+            .map_err(|e| ChildError::sys("linux.timeOffsets", e))?;
             sys::write_all(fd.as_fd(), offsets.as_bytes())
-                .map_err(|e| format!("linux.timeOffsets: {}", e.desc().to_lowercase()))?;
+                .map_err(|e| ChildError::sys("linux.timeOffsets", e))?;
         }
     }
     Ok(())
