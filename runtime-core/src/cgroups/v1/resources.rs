@@ -24,7 +24,7 @@ impl V1 {
             return Ok(());
         }
         let dir = self.dir("memory", F)?;
-        let val = limit_text;
+        let val = |v: i64| v.to_string();
         if updating && m.check_before_update() == Some(true) {
             if let Some(l) = m.limit().filter(|l| *l > 0) {
                 let usage: u64 = read(dir, "memory.usage_in_bytes")?.parse().unwrap_or(0);
@@ -232,16 +232,22 @@ impl V1 {
     }
 }
 
-/// A limit as the v1 files take it (-1: unlimited).
-fn limit_text(v: i64) -> String {
-    v.to_string()
-}
-
 /// `memory.limit_in_bytes` and `memory.memsw.limit_in_bytes` (`swap`, memory+swap on v1),
 /// in the order that keeps memsw >= limit at every step.
 fn write_limit_and_swap(dir: &Path, limit: Option<i64>, swap: Option<i64>) -> Result<()> {
     const F: &str = "linux.resources.memory";
-    let val = limit_text;
+    let write_limit = |l: i64| {
+        write(
+            dir,
+            "memory.limit_in_bytes",
+            &l.to_string(),
+            &format!("{F}.limit"),
+        )
+    };
+    let write_swap = |s: i64| {
+        let f = format!("{F}.swap");
+        write(dir, "memory.memsw.limit_in_bytes", &s.to_string(), &f)
+    };
     let has_memsw = dir.join("memory.memsw.limit_in_bytes").exists();
     let swap = swap.filter(|s| *s != -1 || has_memsw);
     match (limit, swap) {
@@ -253,35 +259,15 @@ fn write_limit_and_swap(dir: &Path, limit: Option<i64>, swap: Option<i64>) -> Re
                 .and_then(|v| v.parse::<u64>().ok())
                 .map_or(i64::MAX, |v| v.min(i64::MAX as u64) as i64);
             if s == -1 || l == -1 || l > cur {
-                write(
-                    dir,
-                    "memory.memsw.limit_in_bytes",
-                    &val(s),
-                    &format!("{F}.swap"),
-                )?;
-                write(dir, "memory.limit_in_bytes", &val(l), &format!("{F}.limit"))?;
+                write_swap(s)?;
+                write_limit(l)
             } else {
-                write(dir, "memory.limit_in_bytes", &val(l), &format!("{F}.limit"))?;
-                write(
-                    dir,
-                    "memory.memsw.limit_in_bytes",
-                    &val(s),
-                    &format!("{F}.swap"),
-                )?;
+                write_limit(l)?;
+                write_swap(s)
             }
         }
-        (Some(l), None) => {
-            write(dir, "memory.limit_in_bytes", &val(l), &format!("{F}.limit"))?;
-        }
-        (None, Some(s)) => {
-            write(
-                dir,
-                "memory.memsw.limit_in_bytes",
-                &val(s),
-                &format!("{F}.swap"),
-            )?;
-        }
-        (None, None) => {}
+        (Some(l), None) => write_limit(l),
+        (None, Some(s)) => write_swap(s),
+        (None, None) => Ok(()),
     }
-    Ok(())
 }
