@@ -22,7 +22,7 @@ use crate::process::{self, ProcessHandle};
 use crate::rootfs::CgroupHierarchy;
 use crate::security::process::ProcessAttrs;
 use crate::security::Credentials;
-use crate::shared::{cstrings, seccomp_filter, verified_proc, write_pid_file};
+use crate::shared::{check_exe, cstrings, seccomp_filter, verified_proc, write_pid_file};
 use crate::state::{self, Status};
 use crate::store::{Lock, Record, Store};
 use crate::{config, sys, Error, Result, Runtime};
@@ -107,7 +107,7 @@ impl Runtime {
         let spec = crate::security::unknown_caps::load_config(&bundle, &self.log)?;
         config::validate(&spec, &bundle)?;
         if crate::exe::spec_needs_protection(&spec) {
-            crate::exe::check(&self.log, opts.refuse_unprotected_exe)?;
+            check_exe(&self.log, opts.refuse_unprotected_exe)?;
         }
         crate::security::mempolicy::MemPolicy::from_spec(&spec)?;
         crate::netdev::check(&spec)?;

@@ -17,15 +17,15 @@ use nix::sched::CloneFlags;
 use oci_spec::runtime::Process;
 
 use crate::cgroups::{self, Cgroup};
+use crate::exec_cgroup::{self, SubCgroups};
 use crate::process::channel::Msg;
 use crate::process::exec::Plan;
-use crate::process::exec_cgroup::{self, SubCgroups};
 use crate::process::spawn::{self, Spawn, Spawned};
 use crate::process::ProcessHandle;
 use crate::security::mempolicy::MemPolicy;
 use crate::security::process::{initial_affinity, ProcessAttrs};
 use crate::security::Credentials;
-use crate::shared::{cstrings, seccomp_filter, verified_proc, write_pid_file};
+use crate::shared::{check_exe, cstrings, seccomp_filter, verified_proc, write_pid_file};
 use crate::state::{self, Status};
 use crate::store::Record;
 use crate::{sys, Error, Operation, Result, Runtime};
@@ -97,7 +97,7 @@ impl Runtime {
 
     fn exec_in(&self, id: &str, opts: &ExecOptions) -> Result<ExecProcess> {
         let rec = self.store().load(id)?;
-        crate::exe::check(self.logger(), false)?;
+        check_exe(self.logger(), false)?;
         match self.state(id)?.status {
             Status::Stopped | Status::Creating => return Err(not_running(id)),
             Status::Paused if !opts.ignore_paused => {

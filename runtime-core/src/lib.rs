@@ -25,12 +25,14 @@
 //! single-threaded helper uses a raw `clone3`.
 
 pub mod cgroups;
+mod child_error;
 pub mod config;
 pub mod container;
 mod create;
 mod error;
 pub mod exe;
 pub mod exec;
+mod exec_cgroup;
 pub mod fault;
 pub mod features;
 pub mod hooks;
@@ -50,7 +52,8 @@ mod sys;
 pub mod tty;
 pub mod update;
 
+pub use child_error::ChildError;
 pub use container::{Container, CreateOptions, Runtime};
-pub use error::{ChildError, Error, Operation, Result};
+pub use error::{Error, Operation, Result};
 pub use exec::{ExecOptions, ExecProcess};
 pub use state::{State, Status};

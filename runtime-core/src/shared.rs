@@ -1,6 +1,6 @@
-//! Helpers the operations share (`container`'s create and `exec`): the verified host
-//! procfs handle, config strings as C strings, the seccomp filter compiled from a
-//! config, and the pid file. Nothing here knows about a `Runtime`.
+//! Helpers the operations share (`create` and `exec`): the verified host procfs
+//! handle, config strings as C strings, the seccomp filter compiled from a config, the
+//! pid file, and the check of the runtime binary's protection. Nothing here knows about a `Runtime`.
 
 use std::ffi::CString;
 use std::os::fd::OwnedFd;
@@ -56,4 +56,21 @@ pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     ));
     std::fs::write(&tmp, pid.to_string()).map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// The library's check before an operation that puts a copy of the runtime where
+/// container processes can see it: an unprotected binary is refused (`refuse`) or
+/// warned about.
+pub(crate) fn check_exe(log: &crate::log::Logger, refuse: bool) -> Result<()> {
+    if crate::exe::is_protected() {
+        return Ok(());
+    }
+    if refuse {
+        return Err(Error::UnprotectedExe);
+    }
+    log.warn(
+        "the runtime binary is writable and a container can see this process: \
+         call casulo_core::exe::ensure_protected() at the start of main (CVE-2019-5736)",
+    );
+    Ok(())
 }

@@ -40,6 +40,9 @@ pub enum TtyError {
         #[source]
         source: std::io::Error,
     },
+    /// The connected console socket could not be duplicated.
+    #[error("console socket: {}", crate::config::lower(.0))]
+    ConsoleClone(#[source] std::io::Error),
     /// A console socket for a process without a terminal (runc's text).
     #[error("cannot use console socket if runc will not detach or allocate tty")]
     SocketWithoutTerminal,
@@ -230,7 +233,7 @@ pub fn console_for(
     spec: &oci_spec::runtime::Spec,
     socket: Option<&Path>,
     connected: Option<&OwnedFd>,
-) -> Result<Option<OwnedFd>, crate::Error> {
+) -> Result<Option<OwnedFd>, TtyError> {
     let terminal = spec
         .process()
         .as_ref()
@@ -244,22 +247,18 @@ pub fn process_console(
     terminal: bool,
     socket: Option<&Path>,
     connected: Option<&OwnedFd>,
-) -> Result<Option<OwnedFd>, crate::Error> {
-    use crate::Error;
+) -> Result<Option<OwnedFd>, TtyError> {
     if !terminal {
         if socket.is_some() || connected.is_some() {
-            return Err(TtyError::SocketWithoutTerminal.into());
+            return Err(TtyError::SocketWithoutTerminal);
         }
         return Ok(None);
     }
     if let Some(fd) = connected {
-        return fd
-            .try_clone()
-            .map(Some)
-            .map_err(|e| Error::io(Path::new("console socket"), e));
+        return fd.try_clone().map(Some).map_err(TtyError::ConsoleClone);
     }
     match socket {
         Some(p) => Ok(Some(connect(p)?)),
-        None => Err(TtyError::TerminalWithoutSocket.into()),
+        None => Err(TtyError::TerminalWithoutSocket),
     }
 }

@@ -5,7 +5,6 @@
 
 pub mod channel;
 pub(crate) mod exec;
-pub(crate) mod exec_cgroup;
 pub(crate) mod finish;
 pub mod init;
 pub(crate) mod spawn;

@@ -43,20 +43,20 @@ impl ProcessHandle {
     }
 
     /// Sends a signal to exactly this process.
-    pub fn signal(&self, sig: i32) -> crate::Result<()> {
-        sys::pidfd_send_signal(self.pidfd.as_fd(), sig).map_err(|e| crate::Error::sys("kill", e))
+    pub fn signal(&self, sig: i32) -> Result<(), ProcessError> {
+        sys::pidfd_send_signal(self.pidfd.as_fd(), sig).map_err(sys_err("kill"))
     }
 
     /// Waits for the process (the caller must be its parent: the process that created
     /// it through [`crate::Runtime::create`] or [`crate::Runtime::exec`]) and returns its
     /// exit code, 128+N when killed by signal N.
-    pub fn wait(&self) -> crate::Result<i32> {
+    pub fn wait(&self) -> Result<i32, ProcessError> {
         loop {
             match waitpid(Pid::from_raw(self.pid), None) {
                 Ok(WaitStatus::Exited(_, code)) => return Ok(code),
                 Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
                 Ok(_) | Err(Errno::EINTR) => continue,
-                Err(e) => return Err(crate::Error::sys("waiting for the process", e)),
+                Err(e) => return Err(sys_err("waiting for the process")(e)),
             }
         }
     }

@@ -58,7 +58,11 @@ impl std::fmt::Display for ErrnoText {
     }
 }
 
-impl std::error::Error for ErrnoText {}
+impl std::error::Error for ErrnoText {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
 
 /// Wraps an errno with the name of the object.
 pub(crate) fn sys_err(what: impl Into<String>) -> impl FnOnce(Errno) -> RootfsError {
