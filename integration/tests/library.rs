@@ -45,20 +45,75 @@ fn containers_from_eight_threads_at_once() {
 }
 
 #[test]
-fn library_errors_name_the_bundle_and_the_missing_container() {
+fn library_errors_keep_the_errno_and_the_status() {
+    use casulo_core::{Error, Operation, Status};
+    use nix::errno::Errno;
     let rt = Runtime::new("/nonexistent-casulo-root");
-    let err = rt
-        .create(
-            "x",
-            &CreateOptions {
-                bundle: "/nonexistent-bundle".into(),
-                ..Default::default()
-            },
-        )
-        .unwrap_err();
+    let opts = CreateOptions {
+        bundle: "/nonexistent-bundle".into(),
+        ..Default::default()
+    };
+    let err = rt.create("x", &opts).unwrap_err();
     assert!(err.to_string().contains("/nonexistent-bundle"), "{err}");
+    match &err {
+        Error::Io { path, source } => {
+            assert_eq!(path, std::path::Path::new("/nonexistent-bundle"));
+            assert_eq!(source.raw_os_error(), Some(libc::ENOENT), "{err}");
+        }
+        e => panic!("not an Io error: {e:?}"),
+    }
+    assert_eq!(err.errno(), Some(Errno::ENOENT));
     let err = rt.state("missing").unwrap_err();
     assert!(err.to_string().contains("does not exist"), "{err}");
+    assert!(
+        matches!(&err, Error::Store(casulo_core::StoreError::Missing(id)) if id == "missing"),
+        "{err:?}"
+    );
+    if !casulo_integration::prereq::root() {
+        return;
+    }
+    // A wrong state carries the operation and the status; an exec failure in the
+    // container keeps its errno across the channel.
+    let env = TestEnv::new("typed");
+    let rt = Runtime::new(&env.root);
+    let b = env.bundle(&["sleep", "30"]);
+    let id = b.id();
+    let opts = CreateOptions {
+        bundle: b.dir.clone(),
+        ..Default::default()
+    };
+    let c = rt.create(&id, &opts).unwrap();
+    match rt.delete(&id, false).unwrap_err() {
+        Error::State {
+            op,
+            status,
+            id: which,
+        } => {
+            assert_eq!((op, status), (Operation::Delete, Status::Created));
+            assert_eq!(which, id);
+        }
+        e => panic!("not a State error: {e:?}"),
+    }
+    rt.start(&id).unwrap();
+    let mut process = b.spec.process().clone().unwrap();
+    process.set_args(Some(vec!["/no/such/binary".into()]));
+    let exec = casulo_core::ExecOptions {
+        process,
+        console_socket: None,
+        console: None,
+        pid_file: None,
+        preserve_fds: 0,
+        ignore_paused: false,
+        sub_cgroups: Vec::new(),
+    };
+    let err = rt.exec(&id, &exec).unwrap_err();
+    assert!(err.to_string().contains("/no/such/binary"), "{err}");
+    match &err {
+        Error::Init(child) => assert_eq!(child.errno, Some(Errno::ENOENT), "{err}"),
+        e => panic!("not the process's error: {e:?}"),
+    }
+    rt.delete(&id, true).unwrap();
+    let _ = c.wait();
 }
 
 /// `runtime-core/examples/run_bundle.rs`, built as an embedder builds it (`cargo build

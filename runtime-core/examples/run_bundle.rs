@@ -56,7 +56,9 @@ fn run(root: &std::path::Path, bundle: &std::path::Path, id: &str) -> Result<i32
         }
         r => r?,
     };
-    let result = rt.start(id).and_then(|()| container.wait());
+    let result = rt
+        .start(id)
+        .and_then(|()| container.wait().map_err(Error::from));
     let deleted = rt.delete(id, true);
     let code = result?;
     deleted?;

@@ -13,7 +13,7 @@ use crate::cgroups;
 use crate::process::ProcessHandle;
 use crate::state::{self, State, Status};
 use crate::store::{Record, Store, StoreError};
-use crate::{config, sys, Error, Result};
+use crate::{config, sys, Error, Operation, Result};
 
 /// Options of `create` (runc's flags).
 #[derive(Debug, Clone, Default)]
@@ -111,9 +111,10 @@ impl Runtime {
         status: Status,
         pid: i32,
         fd: std::os::fd::BorrowedFd<'_>,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), crate::process::ProcessError> {
+        use crate::process::ProcessError;
         let Some(l) = filter.and_then(|f| f.listener()) else {
-            return Err("linux.seccomp: unexpected notify listener".into());
+            return Err(ProcessError::UnexpectedListener);
         };
         // The container's state names its init (exec: the record's pid; create: `pid`).
         let init = if rec.pid > 0 { rec.pid } else { pid };
@@ -127,7 +128,7 @@ impl Runtime {
             "state": state,
         });
         casulo_seccomp::send_listener(&l.path, doc.to_string().as_bytes(), fd)
-            .map_err(|e| format!("linux.seccomp.listenerPath: {e}"))
+            .map_err(ProcessError::Listener)
     }
 
     /// The state store.
@@ -207,18 +208,14 @@ impl Runtime {
         let rec = self.store.load(id)?;
         let status = self.status(&rec);
         if status != Status::Created {
-            return Err(Error::State(format!(
-                "cannot start container {id}: it is {status}, not created"
-            )));
+            return Err(Error::state(Operation::Start, id, status));
         }
         if rec.config.process().is_none() {
-            return Err(Error::State(format!(
-                "cannot start container {id}: config.json has no process"
-            )));
+            return Err(Error::NoProcess { id: id.into() });
         }
         let pidfd = self
             .init_pidfd(&rec)
-            .ok_or_else(|| Error::State(format!("container {id} is not running")))?;
+            .ok_or_else(|| Error::state(Operation::Start, id, Status::Stopped))?;
         let fifo = self.store.dir(id).join("exec.fifo");
         let f = std::fs::OpenOptions::new()
             .read(true)
@@ -268,13 +265,13 @@ impl Runtime {
             }
         }
         if status == Status::Stopped || status == Status::Creating {
-            return Err(Error::State("container not running".into()));
+            return Err(Error::state(Operation::Kill, id, status));
         }
         let fd = self
             .init_pidfd(&rec)
-            .ok_or_else(|| Error::State("container not running".into()))?;
+            .ok_or_else(|| Error::state(Operation::Kill, id, Status::Stopped))?;
         sys::pidfd_send_signal(fd.as_fd(), signal).map_err(|e| match e {
-            nix::errno::Errno::ESRCH => Error::State("no such process".into()),
+            nix::errno::Errno::ESRCH => Error::state(Operation::Kill, id, Status::Stopped),
             e => Error::sys("kill", e),
         })?;
         if all {
@@ -322,9 +319,7 @@ impl Runtime {
         };
         let status = self.status(&rec);
         if !force && !matches!(status, Status::Stopped | Status::Creating) {
-            return Err(Error::State(format!(
-                "cannot delete container {id} that is not stopped: {status}"
-            )));
+            return Err(Error::state(Operation::Delete, id, status));
         }
         self.kill_and_remove_cgroup(&rec)?;
         let hooks = crate::hooks::HookSet::from_spec(&rec.config);
@@ -349,7 +344,7 @@ impl Runtime {
                     let _ = cg.kill_all(libc::SIGKILL);
                 }
             })?;
-        lock.ok_or_else(|| Error::State(format!("container {} is locked", rec.id)))
+        lock.ok_or_else(|| Error::Locked { id: rec.id.clone() })
     }
 }
 
@@ -387,10 +382,12 @@ fn await_exec(f: &std::fs::File, pidfd: &OwnedFd) -> Result<()> {
                     if fifo_ev.contains(PollFlags::POLLHUP) {
                         Ok(())
                     } else {
-                        Err(Error::Init("container init exited before start".into()))
+                        Err(Error::InitExited {
+                            stage: "before start",
+                        })
                     }
                 } else {
-                    Err(Error::Init(String::from_utf8_lossy(&msg).into_owned()))
+                    Err(Error::Init(crate::process::channel::decode_error(&msg)))
                 };
             }
         }

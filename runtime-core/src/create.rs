@@ -22,7 +22,7 @@ use crate::process::{self, ProcessHandle};
 use crate::rootfs::CgroupHierarchy;
 use crate::security::process::ProcessAttrs;
 use crate::security::Credentials;
-use crate::shared::{cstrings, seccomp_filter, verified_proc, write_pid_file};
+use crate::shared::{check_exe, cstrings, seccomp_filter, verified_proc, write_pid_file};
 use crate::state::{self, Status};
 use crate::store::{Lock, Record, Store};
 use crate::{config, sys, Error, Result, Runtime};
@@ -100,9 +100,10 @@ impl Runtime {
         // take their numbers and leak into the container.
         for fd in 3..3 + opts.preserve_fds as i32 {
             if nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).is_err() {
-                return Err(Error::Invalid(format!(
-                    "--preserve-fds: fd {fd} is not open"
-                )));
+                return Err(Error::Invalid {
+                    field: "--preserve-fds".into(),
+                    reason: format!("fd {fd} is not open"),
+                });
             }
         }
         let bundle = std::fs::canonicalize(&opts.bundle).map_err(|e| Error::io(&opts.bundle, e))?;
@@ -111,7 +112,7 @@ impl Runtime {
         config::validate(&spec, &bundle)?;
         crate::rootless::check_mounts(&spec)?;
         if crate::exe::spec_needs_protection(&spec) {
-            crate::exe::check(&self.log, opts.refuse_unprotected_exe)?;
+            check_exe(&self.log, opts.refuse_unprotected_exe)?;
         }
         crate::security::mempolicy::MemPolicy::from_spec(&spec)?;
         crate::netdev::check(&spec)?;
@@ -285,7 +286,6 @@ impl Runtime {
                     pid,
                     fd.as_fd(),
                 )
-                .map_err(process::ProcessError::Init)
             };
         crate::fault::fault_point("before-clone");
         let spawned = process::spawn(
@@ -344,9 +344,9 @@ impl Runtime {
         record.start_time = match state::proc_stat(init.pid) {
             Some((_, t)) => t,
             None => {
-                return Err(abort(Error::Init(
-                    "container init exited during setup".into(),
-                )))
+                return Err(abort(Error::InitExited {
+                    stage: "during setup",
+                }))
             }
         };
         self.store.save(record).map_err(|e| abort(e.into()))?;

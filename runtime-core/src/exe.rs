@@ -170,23 +170,6 @@ fn sealed_copy(path: &CStr) -> Result<OwnedFd, ExeError> {
     Ok(mem)
 }
 
-/// The library's check before an operation that puts a copy of the runtime where
-/// container processes can see it: an unprotected binary is refused (`refuse`) or
-/// warned about.
-pub(crate) fn check(log: &crate::log::Logger, refuse: bool) -> crate::Result<()> {
-    if is_protected() {
-        return Ok(());
-    }
-    if refuse {
-        return Err(crate::Error::UnprotectedExe);
-    }
-    log.warn(
-        "the runtime binary is writable and a container can see this process: \
-         call casulo_core::exe::ensure_protected() at the start of main (CVE-2019-5736)",
-    );
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,18 +17,18 @@ use nix::sched::CloneFlags;
 use oci_spec::runtime::Process;
 
 use crate::cgroups::{self, Cgroup};
+use crate::exec_cgroup::{self, SubCgroups};
 use crate::process::channel::Msg;
 use crate::process::exec::Plan;
-use crate::process::exec_cgroup::{self, SubCgroups};
 use crate::process::spawn::{self, Spawn, Spawned};
 use crate::process::ProcessHandle;
 use crate::security::mempolicy::MemPolicy;
 use crate::security::process::{initial_affinity, ProcessAttrs};
 use crate::security::Credentials;
-use crate::shared::{cstrings, seccomp_filter, verified_proc, write_pid_file};
+use crate::shared::{check_exe, cstrings, seccomp_filter, verified_proc, write_pid_file};
 use crate::state::{self, Status};
 use crate::store::Record;
-use crate::{sys, Error, Result, Runtime};
+use crate::{sys, Error, Operation, Result, Runtime};
 
 /// Options of `exec`.
 #[derive(Debug, Clone)]
@@ -71,9 +71,7 @@ struct Prepared {
 }
 
 fn not_running(id: &str) -> Error {
-    Error::State(format!(
-        "cannot exec in a stopped container {id}: container not running"
-    ))
+    Error::state(Operation::Exec, id, Status::Stopped)
 }
 
 impl Runtime {
@@ -92,22 +90,18 @@ impl Runtime {
             Err(crate::store::StoreError::Missing(_)) => {
                 crate::store::StoreError::Missing(id.into()).into()
             }
-            Ok(rec) if rec.pid != 0 && state::going(rec.pid, rec.start_time) => Error::State(
-                format!("cannot exec in a stopped container {id}: container not running"),
-            ),
+            Ok(rec) if rec.pid != 0 && state::going(rec.pid, rec.start_time) => not_running(id),
             _ => e,
         }
     }
 
     fn exec_in(&self, id: &str, opts: &ExecOptions) -> Result<ExecProcess> {
         let rec = self.store().load(id)?;
-        crate::exe::check(self.logger(), false)?;
+        check_exe(self.logger(), false)?;
         match self.state(id)?.status {
             Status::Stopped | Status::Creating => return Err(not_running(id)),
             Status::Paused if !opts.ignore_paused => {
-                return Err(Error::State(format!(
-                    "cannot exec in a paused container {id} (use --ignore-paused to override)"
-                )))
+                return Err(Error::state(Operation::Exec, id, Status::Paused))
             }
             _ => {}
         }
@@ -156,7 +150,10 @@ impl Runtime {
         let process = inherit_from_container(&opts.process, rec.config.process().as_ref());
         let argv = cstrings(process.args().iter().flatten(), "process.args")?;
         if argv.is_empty() {
-            return Err(Error::Invalid("process.args: must not be empty".into()));
+            return Err(Error::Invalid {
+                field: "process.args".into(),
+                reason: "must not be empty".into(),
+            });
         }
         let envp = cstrings(process.env().iter().flatten(), "process.env")?;
         let creds = Credentials::from_spec(&process)?;
@@ -235,13 +232,13 @@ impl Runtime {
                 // SCMP_ACT_NOTIFY: the listener goes to the agent, as create's does.
                 Ok((Some(Msg::Listener), Some(fd))) => {
                     self.hand_listener(rec, seccomp, Status::Running, proc.pid, fd.as_fd())
-                        .map_err(|e| abort(Error::Init(e)))?;
+                        .map_err(|e| abort(e.into()))?;
                 }
                 Ok((Some(Msg::Error(e)), _)) => {
                     let _ = proc.wait();
                     return Err(Error::Init(e));
                 }
-                _ => return Err(abort(Error::Init("exec: unexpected message".into()))),
+                _ => return Err(abort(crate::process::ProcessError::Unexpected.into())),
             }
         }
     }

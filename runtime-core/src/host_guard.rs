@@ -24,20 +24,6 @@ const IPC_KERNEL: &[&str] = &[
     "shm_rmid_forced",
 ];
 
-/// The file name of a namespace type under `/proc/<pid>/ns/`.
-fn ns_file(typ: LinuxNamespaceType) -> &'static str {
-    match typ {
-        LinuxNamespaceType::Mount => "mnt",
-        LinuxNamespaceType::Cgroup => "cgroup",
-        LinuxNamespaceType::Uts => "uts",
-        LinuxNamespaceType::Ipc => "ipc",
-        LinuxNamespaceType::User => "user",
-        LinuxNamespaceType::Pid => "pid",
-        LinuxNamespaceType::Network => "net",
-        LinuxNamespaceType::Time => "time",
-    }
-}
-
 /// True when the container has a namespace of `typ` that is not the runtime's: a new
 /// one, or one joined by a path whose namespace differs (device and inode) from the
 /// runtime's `/proc/self/ns/<typ>`. A namespace that is not listed is the runtime's.
@@ -48,14 +34,17 @@ pub fn own_namespace(spec: &Spec, typ: LinuxNamespaceType) -> Result<bool, Confi
     let Some(path) = ns.path() else {
         return Ok(true);
     };
-    let field = format!("linux.namespaces.{}.path", ns_file(typ));
+    let field = format!(
+        "linux.namespaces.{}.path",
+        crate::namespaces::proc_name(typ)
+    );
     let joined = std::fs::metadata(path).map_err(|e| {
         invalid(
             &field,
             format!("{}: {}", path.display(), crate::config::lower(&e)),
         )
     })?;
-    let mine = format!("/proc/self/ns/{}", ns_file(typ));
+    let mine = format!("/proc/self/ns/{}", crate::namespaces::proc_name(typ));
     let mine = std::fs::metadata(&mine)
         .map_err(|e| invalid(&field, format!("{mine}: {}", crate::config::lower(&e))))?;
     Ok((joined.dev(), joined.ino()) != (mine.dev(), mine.ino()))
@@ -119,7 +108,7 @@ fn check_sysctls(spec: &Spec) -> Result<(), ConfigError> {
                 &field,
                 format!(
                     "not allowed in the runtime's {} namespace; refusing to set it for the host",
-                    ns_file(typ)
+                    crate::namespaces::proc_name(typ)
                 ),
             ));
         }

@@ -68,11 +68,15 @@ macro_rules! internal_mods {
 
 internal_mods!(cgroups, state);
 
+mod child_error;
+
 pub mod config;
 mod container;
 mod create;
+mod error;
 pub mod exe;
 mod exec;
+mod exec_cgroup;
 mod fault;
 pub mod features;
 mod hooks;
@@ -96,8 +100,10 @@ pub use cgroups::detect::cache_mounts_for_process;
 pub use cgroups::detect::layout as cgroup_layout;
 pub use cgroups::Layout as CgroupLayout;
 pub use cgroups::{check_systemd_cgroup, CgroupError, OomNotifier};
+pub use child_error::ChildError;
 pub use config::ConfigError;
 pub use container::{load_config, Container, CreateOptions, Runtime};
+pub use error::{Error, Operation, Result};
 pub use exe::ExeError;
 pub use exec::{ExecOptions, ExecProcess};
 pub use hooks::HookError;
@@ -125,94 +131,3 @@ pub mod spec_compat {
     pub use crate::security::process::spec_sched_flag_names;
     pub use crate::security::unknown_caps::{known, strip, warn};
 }
-
-use std::path::Path;
-
-/// The library's error: module errors with their context, one line each.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// config.json could not be loaded or is invalid.
-    #[error(transparent)]
-    Config(#[from] config::ConfigError),
-    /// The state store (ids, state files, locks).
-    #[error(transparent)]
-    Store(#[from] store::StoreError),
-    /// Namespaces.
-    #[error(transparent)]
-    Namespace(#[from] namespaces::NamespaceError),
-    /// cgroups.
-    #[error(transparent)]
-    Cgroup(#[from] cgroups::CgroupError),
-    /// The security context (capabilities, user).
-    #[error(transparent)]
-    Security(#[from] security::SecurityError),
-    /// `linux.netDevices`.
-    #[error(transparent)]
-    NetDev(#[from] netdev::NetDevError),
-    /// The create path.
-    #[error(transparent)]
-    Process(#[from] process::ProcessError),
-    /// Hooks.
-    #[error(transparent)]
-    Hook(#[from] hooks::HookError),
-    /// Terminal setup.
-    #[error(transparent)]
-    Tty(#[from] tty::TtyError),
-    /// The container init reported an error.
-    #[error("{0}")]
-    Init(String),
-    /// The operation is not allowed in the container's current state.
-    #[error("{0}")]
-    State(String),
-    /// A config value the runtime refuses.
-    #[error("{0}")]
-    Invalid(String),
-    /// A feature that is not implemented yet.
-    #[error("{0}")]
-    Unsupported(String),
-    /// Something unsafe was refused.
-    #[error("{0}")]
-    Unsafe(String),
-    /// The runtime binary is a writable host file while the operation would put a copy
-    /// of it where container processes can see it (CVE-2019-5736).
-    #[error("the runtime binary is not protected against overwrites from a container: call casulo_core::exe::ensure_protected() first (CVE-2019-5736)")]
-    UnprotectedExe,
-    /// Protecting the runtime binary failed.
-    #[error(transparent)]
-    Exe(#[from] exe::ExeError),
-    /// A file operation failed.
-    #[error("{path}: {msg}")]
-    Io {
-        /// The file.
-        path: String,
-        /// Lower-case error text.
-        msg: String,
-    },
-    /// A syscall failed.
-    #[error("{what}: {msg}")]
-    Sys {
-        /// What was being done.
-        what: String,
-        /// Lower-case error text.
-        msg: String,
-    },
-}
-
-impl Error {
-    pub(crate) fn io(path: &Path, e: std::io::Error) -> Error {
-        Error::Io {
-            path: path.display().to_string(),
-            msg: config::lower(&e),
-        }
-    }
-
-    pub(crate) fn sys(what: &str, e: nix::errno::Errno) -> Error {
-        Error::Sys {
-            what: what.to_string(),
-            msg: e.desc().to_lowercase(),
-        }
-    }
-}
-
-/// Result of the library.
-pub type Result<T> = std::result::Result<T, Error>;

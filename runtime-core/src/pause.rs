@@ -9,7 +9,7 @@ use crate::cgroups;
 use crate::container::Runtime;
 use crate::state::Status;
 use crate::store::Record;
-use crate::{sys, Error, Result};
+use crate::{sys, Error, Operation, Result};
 
 /// How long `delete` waits for a killed container's processes to exit.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -19,7 +19,7 @@ impl Runtime {
     pub fn pids(&self, id: &str) -> Result<Vec<i32>> {
         let rec = self.store().load(id)?;
         if self.status(&rec) == Status::Stopped {
-            return Err(Error::State("container not running".into()));
+            return Err(Error::state(Operation::Pids, id, Status::Stopped));
         }
         match &rec.cgroup_path {
             Some(p) => Ok(cgroups::open(p)?.pids()?),
@@ -49,15 +49,17 @@ impl Runtime {
             Status::Paused
         };
         if status != want {
-            let verb = if freeze { "pause" } else { "resume" };
-            return Err(Error::State(format!(
-                "cannot {verb} container {id}: it is {status}, not {want}"
-            )));
+            let verb = if freeze {
+                Operation::Pause
+            } else {
+                Operation::Resume
+            };
+            return Err(Error::state(verb, id, status));
         }
         let path = rec
             .cgroup_path
             .as_deref()
-            .ok_or_else(|| Error::State(format!("container {id} has no cgroup")))?;
+            .ok_or_else(|| Error::NoCgroup { id: id.into() })?;
         Ok(cgroups::open(path)?.freeze(freeze)?)
     }
 }
@@ -84,11 +86,11 @@ impl Runtime {
         };
         let cg = cgroups::open(path)?;
         if !cg.pids()?.is_empty() && !cg.kill_and_wait(EXIT_TIMEOUT)? {
-            return Err(Error::State(format!(
-                "container {}: processes of cgroup {path} did not exit within {} s of SIGKILL",
-                rec.id,
-                EXIT_TIMEOUT.as_secs()
-            )));
+            return Err(Error::KillTimeout {
+                id: rec.id.clone(),
+                cgroup: path.clone(),
+                secs: EXIT_TIMEOUT.as_secs(),
+            });
         }
         Ok(cg.destroy()?)
     }

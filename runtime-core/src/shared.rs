@@ -1,6 +1,6 @@
-//! Helpers the operations share (`container`'s create and `exec`): the verified host
-//! procfs handle, config strings as C strings, the seccomp filter compiled from a
-//! config, and the pid file. Nothing here knows about a `Runtime`.
+//! Helpers the operations share (`create` and `exec`): the verified host procfs
+//! handle, config strings as C strings, the seccomp filter compiled from a config, the
+//! pid file, and the check of the runtime binary's protection. Nothing here knows about a `Runtime`.
 
 use std::ffi::CString;
 use std::os::fd::OwnedFd;
@@ -17,7 +17,7 @@ pub(crate) fn verified_proc() -> Result<OwnedFd> {
         .map_err(|e| Error::sys("/proc", e))?;
     let st = nix::sys::statfs::fstatfs(&fd).map_err(|e| Error::sys("/proc", e))?;
     if st.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
-        return Err(Error::Unsafe("/proc on the host is not procfs".into()));
+        return Err(Error::ProcNotProcfs);
     }
     Ok(fd)
 }
@@ -29,8 +29,10 @@ pub(crate) fn cstrings<'a>(
 ) -> Result<Vec<CString>> {
     items
         .map(|s| {
-            CString::new(s.as_bytes())
-                .map_err(|_| Error::Invalid(format!("{field}: contains a NUL byte")))
+            CString::new(s.as_bytes()).map_err(|_| Error::Invalid {
+                field: field.into(),
+                reason: "contains a NUL byte".into(),
+            })
         })
         .collect()
 }
@@ -39,8 +41,7 @@ pub(crate) fn cstrings<'a>(
 pub(crate) fn seccomp_filter(spec: &Spec) -> Result<Option<casulo_seccomp::Filter>> {
     match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
         Some(profile) => {
-            let c = casulo_seccomp::compile(profile)
-                .map_err(|e| Error::Invalid(format!("config.json: {e}")))?;
+            let c = casulo_seccomp::compile(profile)?;
             Ok(Some(c.filter))
         }
         None => Ok(None),
@@ -55,4 +56,21 @@ pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     ));
     std::fs::write(&tmp, pid.to_string()).map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// The library's check before an operation that puts a copy of the runtime where
+/// container processes can see it: an unprotected binary is refused (`refuse`) or
+/// warned about.
+pub(crate) fn check_exe(log: &crate::log::Logger, refuse: bool) -> Result<()> {
+    if crate::exe::is_protected() {
+        return Ok(());
+    }
+    if refuse {
+        return Err(Error::UnprotectedExe);
+    }
+    log.warn(
+        "the runtime binary is writable and a container can see this process: \
+         call casulo_core::exe::ensure_protected() at the start of main (CVE-2019-5736)",
+    );
+    Ok(())
 }

@@ -31,6 +31,24 @@ pub enum TtyError {
     /// Something in the rootfs was refused.
     #[error("{0}")]
     Unsafe(String),
+    /// `--console-socket` cannot be connected to.
+    #[error("--console-socket {}: {}", .path.display(), crate::config::lower(.source))]
+    ConsoleSocket {
+        /// The socket.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The connected console socket could not be duplicated.
+    #[error("console socket: {}", crate::config::lower(.0))]
+    ConsoleClone(#[source] std::io::Error),
+    /// A console socket for a process without a terminal (runc's text).
+    #[error("cannot use console socket if runc will not detach or allocate tty")]
+    SocketWithoutTerminal,
+    /// A terminal without a console socket while detaching (runc's text).
+    #[error("cannot allocate tty if runc will detach without setting console socket")]
+    TerminalWithoutSocket,
 }
 
 fn sys_err(what: &'static str) -> impl FnOnce(Errno) -> TtyError {
@@ -200,15 +218,12 @@ pub fn console_pair() -> Result<(OwnedFd, OwnedFd), TtyError> {
 
 /// Connects to a console socket given by path (done by the runtime before the clone;
 /// the container process inherits the connected fd).
-pub(crate) fn connect(path: &Path) -> Result<OwnedFd, String> {
+pub(crate) fn connect(path: &Path) -> Result<OwnedFd, TtyError> {
     std::os::unix::net::UnixStream::connect(path)
         .map(OwnedFd::from)
-        .map_err(|e| {
-            format!(
-                "--console-socket {}: {}",
-                path.display(),
-                crate::config::lower(&e)
-            )
+        .map_err(|source| TtyError::ConsoleSocket {
+            path: path.to_path_buf(),
+            source,
         })
 }
 
@@ -218,7 +233,7 @@ pub(crate) fn console_for(
     spec: &oci_spec::runtime::Spec,
     socket: Option<&Path>,
     connected: Option<&OwnedFd>,
-) -> Result<Option<OwnedFd>, crate::Error> {
+) -> Result<Option<OwnedFd>, TtyError> {
     let terminal = spec
         .process()
         .as_ref()
@@ -232,26 +247,18 @@ pub(crate) fn process_console(
     terminal: bool,
     socket: Option<&Path>,
     connected: Option<&OwnedFd>,
-) -> Result<Option<OwnedFd>, crate::Error> {
-    use crate::Error;
+) -> Result<Option<OwnedFd>, TtyError> {
     if !terminal {
         if socket.is_some() || connected.is_some() {
-            return Err(Error::Invalid(
-                "cannot use console socket if runc will not detach or allocate tty".into(),
-            ));
+            return Err(TtyError::SocketWithoutTerminal);
         }
         return Ok(None);
     }
     if let Some(fd) = connected {
-        return fd
-            .try_clone()
-            .map(Some)
-            .map_err(|e| Error::io(Path::new("console socket"), e));
+        return fd.try_clone().map(Some).map_err(TtyError::ConsoleClone);
     }
     match socket {
-        Some(p) => connect(p).map(Some).map_err(Error::Invalid),
-        None => Err(Error::Invalid(
-            "cannot allocate tty if runc will detach without setting console socket".into(),
-        )),
+        Some(p) => Ok(Some(connect(p)?)),
+        None => Err(TtyError::TerminalWithoutSocket),
     }
 }

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::cgroups::{self, Cgroup, OomNotifier, Stats};
 use crate::state::Status;
 use crate::store::Record;
-use crate::{Error, Result, Runtime};
+use crate::{Error, Operation, Result, Runtime};
 
 /// Fields whose zero is meaningful and is therefore kept.
 const ZERO_MEANINGFUL: &[&str] = &["swappiness"];
@@ -48,10 +48,9 @@ fn drop_unset(v: &mut Value) {
 
 /// `resources` without the fields that are "unset" by their zero value.
 pub fn normalize(resources: &LinuxResources) -> Result<LinuxResources> {
-    let mut v = serde_json::to_value(resources)
-        .map_err(|e| Error::Invalid(format!("linux.resources: {e}")))?;
+    let mut v = serde_json::to_value(resources).map_err(Error::Resources)?;
     drop_unset(&mut v);
-    serde_json::from_value(v).map_err(|e| Error::Invalid(format!("linux.resources: {e}")))
+    serde_json::from_value(v).map_err(Error::Resources)
 }
 
 /// Overlays `upd` onto `base`: objects merge key by key, anything else replaces.
@@ -68,9 +67,7 @@ fn overlay(base: &mut Map<String, Value>, upd: &Map<String, Value>) {
 
 /// `base` with every field set in `upd` replaced (both already normalized).
 pub fn merge(base: Option<&LinuxResources>, upd: &LinuxResources) -> Result<LinuxResources> {
-    let to = |r: &LinuxResources| {
-        serde_json::to_value(r).map_err(|e| Error::Invalid(format!("linux.resources: {e}")))
-    };
+    let to = |r: &LinuxResources| serde_json::to_value(r).map_err(Error::Resources);
     let mut b = match base {
         Some(r) => to(r)?,
         None => Value::Object(Map::new()),
@@ -78,23 +75,21 @@ pub fn merge(base: Option<&LinuxResources>, upd: &LinuxResources) -> Result<Linu
     if let (Value::Object(b), Value::Object(u)) = (&mut b, to(upd)?) {
         overlay(b, &u);
     }
-    serde_json::from_value(b).map_err(|e| Error::Invalid(format!("linux.resources: {e}")))
+    serde_json::from_value(b).map_err(Error::Resources)
 }
 
 impl Runtime {
     /// The record and cgroup of a container that is not stopped.
-    fn live_cgroup(&self, id: &str, verb: &str) -> Result<(Record, Box<dyn Cgroup>)> {
+    fn live_cgroup(&self, id: &str, op: Operation) -> Result<(Record, Box<dyn Cgroup>)> {
         let rec = self.store().load(id)?;
         let status = self.status(&rec);
         if matches!(status, Status::Stopped | Status::Creating) {
-            return Err(Error::State(format!(
-                "cannot {verb} container {id}: it is {status}"
-            )));
+            return Err(Error::state(op, id, status));
         }
         let path = rec
             .cgroup_path
             .clone()
-            .ok_or_else(|| Error::State(format!("container {id} has no cgroup")))?;
+            .ok_or_else(|| Error::NoCgroup { id: id.into() })?;
         Ok((rec, cgroups::open(&path)?))
     }
 
@@ -102,7 +97,7 @@ impl Runtime {
     /// records them in its stored configuration. Zero values mean "unset".
     pub fn update(&self, id: &str, resources: &LinuxResources) -> Result<()> {
         let _lock = self.store().lock(id)?;
-        let (mut rec, cg) = self.live_cgroup(id, "update")?;
+        let (mut rec, cg) = self.live_cgroup(id, Operation::Update)?;
         let upd = normalize(resources)?;
         cgroups::validate(&upd)?;
         let current = rec
@@ -122,13 +117,13 @@ impl Runtime {
 
     /// Resource usage of a container that is not stopped (runc's `events --stats`).
     pub fn stats(&self, id: &str) -> Result<Stats> {
-        let (_, cg) = self.live_cgroup(id, "get stats of")?;
+        let (_, cg) = self.live_cgroup(id, Operation::Stats)?;
         Ok(cg.stats()?)
     }
 
     /// An OOM event source for a container that is not stopped.
     pub fn oom_notifier(&self, id: &str) -> Result<OomNotifier> {
-        let (_, cg) = self.live_cgroup(id, "watch")?;
+        let (_, cg) = self.live_cgroup(id, Operation::Events)?;
         Ok(cg.oom_notifier()?)
     }
 }

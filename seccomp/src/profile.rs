@@ -127,6 +127,83 @@ pub(crate) fn op_from(op: LinuxSeccompOperator) -> Op {
     }
 }
 
+/// `architectures`, deduplicated; the host's own when the list is empty.
+fn abis_of(profile: &LinuxSeccomp) -> Result<Vec<Abi>, SeccompError> {
+    let mut abis = Vec::new();
+    for (i, arch) in profile.architectures().iter().flatten().enumerate() {
+        let abi = Abi::from_oci(*arch).ok_or_else(|| {
+            SeccompError::invalid(
+                format!("{BASE}.architectures[{i}]"),
+                format!("{arch} is not supported (supported: SCMP_ARCH_X86_64, SCMP_ARCH_X86, SCMP_ARCH_X32, SCMP_ARCH_AARCH64, SCMP_ARCH_ARM)"),
+            )
+        })?;
+        if !abis.contains(&abi) {
+            abis.push(abi);
+        }
+    }
+    if abis.is_empty() {
+        abis.push(Abi::native().ok_or_else(|| {
+            SeccompError::invalid(
+                format!("{BASE}.architectures"),
+                "empty, and this host's architecture has no syscall table",
+            )
+        })?);
+    }
+    Ok(abis)
+}
+
+/// A rule's `args` as conditions (a `valueTwo` only `SCMP_CMP_MASKED_EQ` uses is a
+/// warning).
+fn conds_of(
+    sc: &oci_spec::runtime::LinuxSyscall,
+    field: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Cond>, SeccompError> {
+    let mut conds = Vec::new();
+    for (ai, arg) in sc.args().iter().flatten().enumerate() {
+        let afield = format!("{field}.args[{ai}]");
+        if arg.index() > 5 {
+            return Err(SeccompError::invalid(
+                format!("{afield}.index"),
+                format!("{} is above 5", arg.index()),
+            ));
+        }
+        let op = op_from(arg.op());
+        if op != Op::MaskedEq && arg.value_two().is_some_and(|v| v != 0) {
+            warnings.push(format!(
+                "{afield}.valueTwo: ignored, only SCMP_CMP_MASKED_EQ uses it"
+            ));
+        }
+        let mut value_two = arg.value_two().unwrap_or(0);
+        if op == Op::MaskedEq {
+            // As libseccomp: bits of the expected value outside the mask
+            // are ignored (the expected value is masked too).
+            value_two &= arg.value();
+        }
+        conds.push(Cond {
+            index: arg.index() as u8,
+            op,
+            value: arg.value(),
+            value_two,
+        });
+    }
+    Ok(conds)
+}
+
+/// The `flags` as `SECCOMP_FILTER_FLAG_*` bits.
+fn flags_of(profile: &LinuxSeccomp) -> u32 {
+    let mut flags = 0;
+    for flag in profile.flags().iter().flatten() {
+        flags |= match flag {
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => FLAG_TSYNC,
+            LinuxSeccompFilterFlag::SeccompFilterFlagLog => FLAG_LOG,
+            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => FLAG_SPEC_ALLOW,
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => FLAG_WAIT_KILLABLE_RECV,
+        };
+    }
+    flags
+}
+
 impl Model {
     /// Validates `profile`. Syscall names unknown to an ABI's table are skipped and
     /// reported in the returned warnings (runc logs those at debug level).
@@ -144,38 +221,9 @@ impl Model {
             ));
         }
 
-        let mut abis = Vec::new();
-        for (i, arch) in profile.architectures().iter().flatten().enumerate() {
-            let abi = Abi::from_oci(*arch).ok_or_else(|| {
-                SeccompError::invalid(
-                    format!("{BASE}.architectures[{i}]"),
-                    format!("{arch} is not supported (supported: SCMP_ARCH_X86_64, SCMP_ARCH_X86, SCMP_ARCH_X32, SCMP_ARCH_AARCH64, SCMP_ARCH_ARM)"),
-                )
-            })?;
-            if !abis.contains(&abi) {
-                abis.push(abi);
-            }
-        }
-        if abis.is_empty() {
-            abis.push(Abi::native().ok_or_else(|| {
-                SeccompError::invalid(
-                    format!("{BASE}.architectures"),
-                    "empty, and this host's architecture has no syscall table",
-                )
-            })?);
-        }
+        let abis = abis_of(profile)?;
 
-        let mut flags = 0;
-        for flag in profile.flags().iter().flatten() {
-            flags |= match flag {
-                LinuxSeccompFilterFlag::SeccompFilterFlagTsync => FLAG_TSYNC,
-                LinuxSeccompFilterFlag::SeccompFilterFlagLog => FLAG_LOG,
-                LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => FLAG_SPEC_ALLOW,
-                LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
-                    FLAG_WAIT_KILLABLE_RECV
-                }
-            };
-        }
+        let mut flags = flags_of(profile);
 
         let mut rules: BTreeMap<(Abi, u32), Vec<Rule>> = BTreeMap::new();
         let mut max_nr: BTreeMap<Abi, u32> = BTreeMap::new();
@@ -185,34 +233,7 @@ impl Model {
             let action =
                 Action::from_oci(sc.action(), sc.errno_ret(), &format!("{field}.errnoRet"))?;
             uses_notify |= action == Action::Notify;
-            let mut conds = Vec::new();
-            for (ai, arg) in sc.args().iter().flatten().enumerate() {
-                let afield = format!("{field}.args[{ai}]");
-                if arg.index() > 5 {
-                    return Err(SeccompError::invalid(
-                        format!("{afield}.index"),
-                        format!("{} is above 5", arg.index()),
-                    ));
-                }
-                let op = op_from(arg.op());
-                if op != Op::MaskedEq && arg.value_two().is_some_and(|v| v != 0) {
-                    warnings.push(format!(
-                        "{afield}.valueTwo: ignored, only SCMP_CMP_MASKED_EQ uses it"
-                    ));
-                }
-                let mut value_two = arg.value_two().unwrap_or(0);
-                if op == Op::MaskedEq {
-                    // As libseccomp: bits of the expected value outside the mask
-                    // are ignored (the expected value is masked too).
-                    value_two &= arg.value();
-                }
-                conds.push(Cond {
-                    index: arg.index() as u8,
-                    op,
-                    value: arg.value(),
-                    value_two,
-                });
-            }
+            let conds = conds_of(sc, &field, &mut warnings)?;
             if sc.names().is_empty() {
                 return Err(SeccompError::invalid(
                     format!("{field}.names"),

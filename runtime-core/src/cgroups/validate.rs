@@ -27,103 +27,16 @@ fn limit(field: &str, v: Option<i64>) -> Result<()> {
 pub fn validate(resources: &LinuxResources) -> Result<()> {
     const R: &str = "linux.resources";
     if let Some(m) = resources.memory() {
-        limit(&format!("{R}.memory.limit"), m.limit())?;
-        limit(&format!("{R}.memory.reservation"), m.reservation())?;
-        limit(&format!("{R}.memory.swap"), m.swap())?;
-        limit(&format!("{R}.memory.kernel"), m.kernel())?;
-        limit(&format!("{R}.memory.kernelTCP"), m.kernel_tcp())?;
-        if let Some(s) = m.swappiness() {
-            if s > 100 {
-                return Err(bad(
-                    format!("{R}.memory.swappiness"),
-                    format!("must be between 0 and 100, got {s}"),
-                ));
-            }
-        }
-        if let (Some(l), Some(s)) = (m.limit(), m.swap()) {
-            if l > 0 && s > 0 && s < l {
-                return Err(bad(
-                    format!("{R}.memory.swap"),
-                    format!("is memory+swap and must be >= memory.limit ({l}), got {s}"),
-                ));
-            }
-        }
+        validate_memory(m)?;
     }
     if let Some(c) = resources.cpu() {
-        if c.period() == Some(0) {
-            return Err(bad(format!("{R}.cpu.period"), "must be > 0"));
-        }
-        if let Some(q) = c.quota() {
-            if q < -1 {
-                return Err(bad(
-                    format!("{R}.cpu.quota"),
-                    format!("must be > 0, or -1 (unlimited), got {q}"),
-                ));
-            }
-        }
-        limit(&format!("{R}.cpu.realtimeRuntime"), c.realtime_runtime())?;
-        if c.realtime_period() == Some(0) {
-            return Err(bad(format!("{R}.cpu.realtimePeriod"), "must be > 0"));
-        }
-        if let Some(s) = c.shares() {
-            if s != 0 && !(2..=262_144).contains(&s) {
-                return Err(bad(
-                    format!("{R}.cpu.shares"),
-                    format!("must be between 2 and 262144, got {s}"),
-                ));
-            }
-        }
-        if let Some(i) = c.idle() {
-            if i != 0 && i != 1 {
-                return Err(bad(
-                    format!("{R}.cpu.idle"),
-                    format!("must be 0 or 1, got {i}"),
-                ));
-            }
-        }
-        if let Some(s) = c.cpus() {
-            parse_list(s).map_err(|e| bad(format!("{R}.cpu.cpus"), e))?;
-        }
-        if let Some(s) = c.mems() {
-            parse_list(s).map_err(|e| bad(format!("{R}.cpu.mems"), e))?;
-        }
+        validate_cpu(c)?;
     }
     if let Some(p) = resources.pids() {
         limit(&format!("{R}.pids.limit"), Some(p.limit()))?;
     }
     if let Some(b) = resources.block_io() {
-        for (name, w) in [("weight", b.weight()), ("leafWeight", b.leaf_weight())] {
-            if let Some(w) = w {
-                if w != 0 && !(10..=1000).contains(&w) {
-                    return Err(bad(
-                        format!("{R}.blockIO.{name}"),
-                        format!("must be between 10 and 1000, got {w}"),
-                    ));
-                }
-            }
-        }
-        for (i, d) in b.weight_device().iter().flatten().enumerate() {
-            let f = format!("{R}.blockIO.weightDevice[{i}]");
-            dev_numbers(&f, d.major(), d.minor())?;
-            for w in [d.weight(), d.leaf_weight()].into_iter().flatten() {
-                if w != 0 && !(10..=1000).contains(&w) {
-                    return Err(bad(
-                        f,
-                        format!("weight must be between 10 and 1000, got {w}"),
-                    ));
-                }
-            }
-        }
-        for (name, list) in [
-            ("throttleReadBpsDevice", b.throttle_read_bps_device()),
-            ("throttleWriteBpsDevice", b.throttle_write_bps_device()),
-            ("throttleReadIOPSDevice", b.throttle_read_iops_device()),
-            ("throttleWriteIOPSDevice", b.throttle_write_iops_device()),
-        ] {
-            for (i, d) in list.iter().flatten().enumerate() {
-                dev_numbers(&format!("{R}.blockIO.{name}[{i}]"), d.major(), d.minor())?;
-            }
-        }
+        validate_block_io(b)?;
     }
     for (i, h) in resources.hugepage_limits().iter().flatten().enumerate() {
         let f = format!("{R}.hugepageLimits[{i}]");
@@ -158,6 +71,114 @@ pub fn validate(resources: &LinuxResources) -> Result<()> {
     }
     for (i, d) in resources.devices().iter().flatten().enumerate() {
         validate_device_rule(i, d)?;
+    }
+    Ok(())
+}
+
+/// `linux.resources.memory`.
+fn validate_memory(m: &oci_spec::runtime::LinuxMemory) -> Result<()> {
+    const R: &str = "linux.resources";
+    limit(&format!("{R}.memory.limit"), m.limit())?;
+    limit(&format!("{R}.memory.reservation"), m.reservation())?;
+    limit(&format!("{R}.memory.swap"), m.swap())?;
+    limit(&format!("{R}.memory.kernel"), m.kernel())?;
+    limit(&format!("{R}.memory.kernelTCP"), m.kernel_tcp())?;
+    if let Some(s) = m.swappiness() {
+        if s > 100 {
+            return Err(bad(
+                format!("{R}.memory.swappiness"),
+                format!("must be between 0 and 100, got {s}"),
+            ));
+        }
+    }
+    if let (Some(l), Some(s)) = (m.limit(), m.swap()) {
+        if l > 0 && s > 0 && s < l {
+            return Err(bad(
+                format!("{R}.memory.swap"),
+                format!("is memory+swap and must be >= memory.limit ({l}), got {s}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `linux.resources.cpu`.
+fn validate_cpu(c: &oci_spec::runtime::LinuxCpu) -> Result<()> {
+    const R: &str = "linux.resources";
+    if c.period() == Some(0) {
+        return Err(bad(format!("{R}.cpu.period"), "must be > 0"));
+    }
+    if let Some(q) = c.quota() {
+        if q < -1 {
+            return Err(bad(
+                format!("{R}.cpu.quota"),
+                format!("must be > 0, or -1 (unlimited), got {q}"),
+            ));
+        }
+    }
+    limit(&format!("{R}.cpu.realtimeRuntime"), c.realtime_runtime())?;
+    if c.realtime_period() == Some(0) {
+        return Err(bad(format!("{R}.cpu.realtimePeriod"), "must be > 0"));
+    }
+    if let Some(s) = c.shares() {
+        if s != 0 && !(2..=262_144).contains(&s) {
+            return Err(bad(
+                format!("{R}.cpu.shares"),
+                format!("must be between 2 and 262144, got {s}"),
+            ));
+        }
+    }
+    if let Some(i) = c.idle() {
+        if i != 0 && i != 1 {
+            return Err(bad(
+                format!("{R}.cpu.idle"),
+                format!("must be 0 or 1, got {i}"),
+            ));
+        }
+    }
+    if let Some(s) = c.cpus() {
+        parse_list(s).map_err(|e| bad(format!("{R}.cpu.cpus"), e))?;
+    }
+    if let Some(s) = c.mems() {
+        parse_list(s).map_err(|e| bad(format!("{R}.cpu.mems"), e))?;
+    }
+    Ok(())
+}
+
+/// `linux.resources.blockIO`.
+fn validate_block_io(b: &oci_spec::runtime::LinuxBlockIo) -> Result<()> {
+    const R: &str = "linux.resources";
+    for (name, w) in [("weight", b.weight()), ("leafWeight", b.leaf_weight())] {
+        if let Some(w) = w {
+            if w != 0 && !(10..=1000).contains(&w) {
+                return Err(bad(
+                    format!("{R}.blockIO.{name}"),
+                    format!("must be between 10 and 1000, got {w}"),
+                ));
+            }
+        }
+    }
+    for (i, d) in b.weight_device().iter().flatten().enumerate() {
+        let f = format!("{R}.blockIO.weightDevice[{i}]");
+        dev_numbers(&f, d.major(), d.minor())?;
+        for w in [d.weight(), d.leaf_weight()].into_iter().flatten() {
+            if w != 0 && !(10..=1000).contains(&w) {
+                return Err(bad(
+                    f,
+                    format!("weight must be between 10 and 1000, got {w}"),
+                ));
+            }
+        }
+    }
+    for (name, list) in [
+        ("throttleReadBpsDevice", b.throttle_read_bps_device()),
+        ("throttleWriteBpsDevice", b.throttle_write_bps_device()),
+        ("throttleReadIOPSDevice", b.throttle_read_iops_device()),
+        ("throttleWriteIOPSDevice", b.throttle_write_iops_device()),
+    ] {
+        for (i, d) in list.iter().flatten().enumerate() {
+            dev_numbers(&format!("{R}.blockIO.{name}[{i}]"), d.major(), d.minor())?;
+        }
     }
     Ok(())
 }

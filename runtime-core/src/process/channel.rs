@@ -3,6 +3,7 @@
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
+use crate::ChildError;
 use nix::errno::Errno;
 use nix::sys::socket::{
     recvmsg, send, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned,
@@ -39,8 +40,8 @@ pub enum Msg {
         /// The fd is an `open_tree` clone, not an `O_PATH` fd.
         tree: bool,
     },
-    /// Init or helper → runtime: setup failed, with the error text.
-    Error(String),
+    /// Init, exec'd process or helper → runtime: setup failed (the message and errno).
+    Error(ChildError),
 }
 
 /// One end of the channel.
@@ -104,7 +105,7 @@ impl Channel {
     /// The error the other side sent before it went away, if that is the next message
     /// waiting; never blocks. For a failure that may have been caused by the init having
     /// exited (EPIPE on a send, ESRCH joining a cgroup): its own message says why.
-    pub fn pending_error(&self) -> Option<String> {
+    pub fn pending_error(&self) -> Option<ChildError> {
         match self.recv_with(MsgFlags::MSG_DONTWAIT) {
             Ok((Some(Msg::Error(e)), _)) => Some(e),
             _ => None,
@@ -176,11 +177,7 @@ fn encode(msg: &Msg) -> Result<Vec<u8>, Errno> {
             buf.push(b'D');
             buf.extend_from_slice(p);
         }
-        Msg::Error(e) => {
-            buf.push(b'E');
-            let b = e.as_bytes();
-            buf.extend_from_slice(&b[..b.len().min(MAX - 1)]);
-        }
+        Msg::Error(e) => buf.extend(encode_error(e)),
         Msg::Listener => buf.push(b'L'),
         Msg::MountSource { index, tree } => {
             buf.push(b'M');
@@ -189,6 +186,31 @@ fn encode(msg: &Msg) -> Result<Vec<u8>, Errno> {
         }
     }
     Ok(buf)
+}
+
+/// A [`ChildError`] as bytes (`E`, the errno as 4 bytes, 0 for none, the message), for
+/// the channel and for the exec fifo after `Ready`.
+pub fn encode_error(e: &ChildError) -> Vec<u8> {
+    let mut buf = vec![b'E'];
+    buf.extend_from_slice(&e.errno.map_or(0, |n| n as i32).to_le_bytes());
+    let b = e.message.as_bytes();
+    buf.extend_from_slice(&b[..b.len().min(MAX - 5)]);
+    buf
+}
+
+/// The [`ChildError`] in bytes written by [`encode_error`]; anything else is taken as
+/// a message.
+pub fn decode_error(buf: &[u8]) -> ChildError {
+    match buf {
+        [b'E', a, b, c, d, rest @ ..] => {
+            let n = i32::from_le_bytes([*a, *b, *c, *d]);
+            ChildError {
+                message: String::from_utf8_lossy(rest).into_owned(),
+                errno: (n != 0).then(|| Errno::from_raw(n)),
+            }
+        }
+        _ => ChildError::msg(String::from_utf8_lossy(buf).into_owned()),
+    }
 }
 
 fn decode(buf: &[u8]) -> Option<Msg> {
@@ -206,15 +228,15 @@ fn decode(buf: &[u8]) -> Option<Msg> {
         b'R' => Msg::Ready,
         b'H' => Msg::Hooks,
         b'D' => Msg::HooksDone(body.to_vec()),
-        b'E' => Msg::Error(String::from_utf8_lossy(body).into_owned()),
+        b'E' => Msg::Error(decode_error(buf)),
         b'L' => Msg::Listener,
         b'M' if body.len() == 5 => Msg::MountSource {
             index: u32::from_le_bytes([body[0], body[1], body[2], body[3]]),
             tree: body[4] != 0,
         },
-        _ => Msg::Error(format!(
+        _ => Msg::Error(ChildError::msg(format!(
             "unexpected message from container init ({n} bytes)"
-        )),
+        ))),
     })
 }
 
@@ -238,7 +260,8 @@ mod tests {
             Msg::Ready,
             Msg::Hooks,
             Msg::HooksDone(b"{}\n{}".to_vec()),
-            Msg::Error("exec: no such file or directory".into()),
+            Msg::Error(ChildError::sys("exec", Errno::ENOENT)),
+            Msg::Error(ChildError::msg("exec: not found")),
             Msg::MountSource {
                 index: 7,
                 tree: true,
@@ -263,20 +286,22 @@ mod tests {
     fn error_of_a_peer_that_exited_with_unread_messages_arrives() {
         let (runtime, init) = Channel::pair().unwrap();
         runtime.send(&Msg::InCgroup).unwrap();
-        init.send(&Msg::Error("mount: refused".into())).unwrap();
+        init.send(&Msg::Error(ChildError::sys("mount", Errno::EPERM)))
+            .unwrap();
         drop(init);
         assert_eq!(
-            runtime.pending_error().as_deref(),
-            Some("mount: refused"),
+            runtime.pending_error(),
+            Some(ChildError::sys("mount", Errno::EPERM)),
             "pending_error"
         );
         let (runtime, init) = Channel::pair().unwrap();
         runtime.send(&Msg::Go).unwrap();
-        init.send(&Msg::Error("mount: refused".into())).unwrap();
+        init.send(&Msg::Error(ChildError::sys("mount", Errno::EPERM)))
+            .unwrap();
         drop(init);
         assert_eq!(
             runtime.recv().unwrap(),
-            Some(Msg::Error("mount: refused".into()))
+            Some(Msg::Error(ChildError::sys("mount", Errno::EPERM)))
         );
         assert_eq!(runtime.recv().unwrap(), None);
     }

@@ -11,7 +11,7 @@ use oci_spec::runtime::Process;
 use super::channel::{Channel, Msg};
 use crate::security::process::{final_affinity, set_cpu_affinity, ProcessAttrs};
 use crate::security::Credentials;
-use crate::sys;
+use crate::{sys, ChildError};
 
 /// What the exec'd process needs, prepared before the fork.
 pub(crate) struct Plan<'a> {
@@ -48,39 +48,39 @@ pub(crate) fn child(plan: &Plan<'_>, chan: Channel) -> ! {
 fn prepare(
     plan: &Plan<'_>,
     chan: &Channel,
-) -> std::result::Result<(super::finish::Executable, Vec<CString>), String> {
-    let text = |what: &str, e: nix::errno::Errno| format!("{what}: {}", e.desc().to_lowercase());
+) -> std::result::Result<(super::finish::Executable, Vec<CString>), ChildError> {
     // execCPUAffinity.final: the parent sent Go once the process was in the cgroup.
     if let Some(cpus) = final_affinity(plan.process) {
-        set_cpu_affinity("process.execCPUAffinity.final", cpus).map_err(|e| e.to_string())?;
+        set_cpu_affinity("process.execCPUAffinity.final", cpus).map_err(|e| ChildError::of(&e))?;
     }
     nix::unistd::fchdir(plan.root.as_raw_fd())
-        .map_err(|e| text("entering the container root", e))?;
-    nix::unistd::chroot(".").map_err(|e| text("chroot", e))?;
-    nix::unistd::setsid().map_err(|e| text("setsid", e))?;
+        .map_err(|e| ChildError::sys("entering the container root", e))?;
+    nix::unistd::chroot(".").map_err(|e| ChildError::sys("chroot", e))?;
+    nix::unistd::setsid().map_err(|e| ChildError::sys("setsid", e))?;
     if let Some(socket) = plan.console {
         crate::tty::setup(&crate::tty::Console {
             socket,
             size: crate::tty::console_size(Some(plan.process)),
             dev_console: None,
         })
-        .map_err(|e| format!("process.terminal: {e}"))?;
+        .map_err(|e| ChildError::context("process.terminal", &e))?;
     }
     let creds = plan.creds;
     creds
         .apply_limits(plan.proc_fd)
-        .map_err(|e| e.to_string())?;
-    plan.attrs.apply().map_err(|e| e.to_string())?;
+        .map_err(|e| ChildError::of(&e))?;
+    plan.attrs.apply().map_err(|e| ChildError::of(&e))?;
     if let Some(m) = plan.mempolicy {
-        m.apply().map_err(|e| e.to_string())?;
+        m.apply().map_err(|e| ChildError::of(&e))?;
     }
     plan.attrs
         .apply_lsm(plan.proc_fd)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ChildError::of(&e))?;
     // CVE-2024-21626: no fd reaching the host (procfs handle, namespace and cgroup fds,
     // whatever the runtime held) stays open while container paths resolve.
     super::finish::close_fds(chan, plan.preserve_fds, &[plan.root.as_raw_fd()])?;
-    crate::rootfs::enter_cwd(plan.root, plan.process.cwd(), false).map_err(|e| e.to_string())?;
+    crate::rootfs::enter_cwd(plan.root, plan.process.cwd(), false)
+        .map_err(|e| ChildError::of(&e))?;
     let exe = super::finish::find_executable(plan.root, plan.argv, plan.envp)?;
     let envp = super::finish::with_home(plan.root, creds.uid(), plan.envp);
     super::finish::mark_cloexec(plan.preserve_fds)?;

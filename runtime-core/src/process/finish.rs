@@ -16,6 +16,7 @@ use super::channel::{Channel, Msg};
 use crate::rootfs::paths;
 use crate::security::Credentials;
 use crate::sys;
+use crate::ChildError;
 
 /// `process.args[0]` resolved inside the container.
 pub(crate) struct Executable {
@@ -30,6 +31,14 @@ fn errno_text(e: Errno) -> String {
             "operation not permitted: it crosses a /proc magic link or a symlink loop".into()
         }
         e => e.desc().to_lowercase(),
+    }
+}
+
+/// An exec error with docker's texts (ELOOP explained), the errno kept.
+fn exec_error(what: String, e: Errno) -> ChildError {
+    ChildError {
+        message: format!("{what}: {}", errno_text(e)),
+        errno: Some(e),
     }
 }
 
@@ -50,7 +59,7 @@ pub(crate) fn find_executable(
     root: BorrowedFd<'_>,
     argv: &[CString],
     envp: &[CString],
-) -> Result<Executable, String> {
+) -> Result<Executable, ChildError> {
     use std::os::unix::ffi::OsStrExt;
     let arg0 = argv[0].to_string_lossy().into_owned();
     if arg0.contains('/') {
@@ -59,7 +68,7 @@ pub(crate) fn find_executable(
                 fd,
                 path: argv[0].clone(),
             }),
-            Err(e) => Err(format!("exec: {arg0:?}: stat {arg0}: {}", errno_text(e))),
+            Err(e) => Err(exec_error(format!("exec: {arg0:?}: stat {arg0}"), e)),
         };
     }
     let path = envp
@@ -73,14 +82,15 @@ pub(crate) fn find_executable(
     for dir in path.split(':').filter(|d| !d.is_empty()) {
         let cand = Path::new(dir).join(&arg0);
         if let Ok(fd) = open_exe(root, &cand) {
-            let path =
-                CString::new(cand.as_os_str().as_bytes()).map_err(|_| "exec: path has a NUL")?;
+            let path = CString::new(cand.as_os_str().as_bytes())
+                .map_err(|_| ChildError::msg("exec: path has a NUL"))?;
             return Ok(Executable { fd, path });
         }
     }
-    Err(format!(
-        "exec: {arg0:?}: executable file not found in $PATH"
-    ))
+    Err(ChildError {
+        message: format!("exec: {arg0:?}: executable file not found in $PATH"),
+        errno: Some(Errno::ENOENT),
+    })
 }
 
 /// `envp` with `HOME` set when it is missing or empty (as runc does): the home of `uid`
@@ -105,34 +115,38 @@ pub(crate) fn with_home(root: BorrowedFd<'_>, uid: u32, envp: &[CString]) -> Vec
 /// then refuses (ENOENT: the interpreter could not reopen `/dev/fd/N`), and the script
 /// is exec'd by the path it was found at, which resolved inside the container a moment
 /// ago with no fd reaching the host left open. Returns only on failure, with the text.
-pub(crate) fn exec(exe: &Executable, argv: &[CString], envp: &[CString]) -> String {
+pub(crate) fn exec(exe: &Executable, argv: &[CString], envp: &[CString]) -> ChildError {
     let mut e = sys::execveat_fd(exe.fd.as_fd(), argv, envp);
     if e == Errno::ENOENT {
         e = nix::unistd::execve(&exe.path, argv, envp).unwrap_err();
     }
     let arg0 = argv[0].to_string_lossy();
-    format!("exec: {arg0:?}: {}", errno_text(e))
+    exec_error(format!("exec: {arg0:?}"), e)
 }
 
 /// CVE-2024-21626: closes every fd but stdio, the channel, `--preserve-fds` (3..3+N)
 /// and `extra`, so no fd reaching the host is open while container paths resolve.
-pub(crate) fn close_fds(chan: &Channel, preserve_fds: u32, extra: &[RawFd]) -> Result<(), String> {
+pub(crate) fn close_fds(
+    chan: &Channel,
+    preserve_fds: u32,
+    extra: &[RawFd],
+) -> Result<(), ChildError> {
     let mut keep: Vec<RawFd> = vec![0, 1, 2, chan.as_fd().as_raw_fd()];
     keep.extend((3..3 + preserve_fds).map(|f| f as RawFd));
     keep.extend_from_slice(extra);
-    sys::close_fds_except(&keep).map_err(|e| format!("close_range: {}", errno_text(e)))
+    sys::close_fds_except(&keep).map_err(|e| ChildError::sys("close_range", e))
 }
 
 /// Marks every fd above stdio and the preserved ones close-on-exec; the preserved ones
 /// are handed over open.
-pub(crate) fn mark_cloexec(preserve: u32) -> Result<(), String> {
+pub(crate) fn mark_cloexec(preserve: u32) -> Result<(), ChildError> {
     for fd in 3..3 + preserve {
         match sys::clear_cloexec(fd as i32) {
             Ok(()) | Err(Errno::EBADF) => {}
-            Err(e) => return Err(format!("--preserve-fds: fd {fd}: {}", errno_text(e))),
+            Err(e) => return Err(ChildError::sys(format!("--preserve-fds: fd {fd}"), e)),
         }
     }
-    sys::cloexec_from(3 + preserve).map_err(|e| format!("close_range: {}", errno_text(e)))
+    sys::cloexec_from(3 + preserve).map_err(|e| ChildError::sys("close_range", e))
 }
 
 /// Installs the filter; a notify listener goes to the runtime over `chan` (it hands it
@@ -140,12 +154,14 @@ pub(crate) fn mark_cloexec(preserve: u32) -> Result<(), String> {
 pub(crate) fn install_seccomp(
     f: &casulo_seccomp::Filter,
     chan: Option<&Channel>,
-) -> Result<(), String> {
-    let listener = f.install().map_err(|e| format!("linux.seccomp: {e}"))?;
+) -> Result<(), ChildError> {
+    let listener = f
+        .install()
+        .map_err(|e| ChildError::context("linux.seccomp", &e))?;
     if let Some(fd) = listener {
-        let chan = chan.ok_or("linux.seccomp: unexpected notify listener")?;
+        let chan = chan.ok_or(ChildError::msg("linux.seccomp: unexpected notify listener"))?;
         chan.send_fd(&Msg::Listener, fd.as_fd())
-            .map_err(|e| format!("linux.seccomp: sending the listener: {}", errno_text(e)))?;
+            .map_err(|e| ChildError::sys("linux.seccomp: sending the listener", e))?;
     }
     Ok(())
 }
@@ -159,13 +175,13 @@ pub(crate) fn become_process(
     creds: &Credentials,
     filter: Option<&casulo_seccomp::Filter>,
     chan: Option<&Channel>,
-) -> Result<(), String> {
+) -> Result<(), ChildError> {
     sys::reset_signals();
     if let Some(f) = filter.filter(|_| !creds.no_new_privs()) {
         install_seccomp(f, chan)?;
     }
-    creds.apply_user().map_err(|e| e.to_string())?;
-    creds.apply_no_new_privs().map_err(|e| e.to_string())?;
+    creds.apply_user().map_err(|e| ChildError::of(&e))?;
+    creds.apply_no_new_privs().map_err(|e| ChildError::of(&e))?;
     if let Some(f) = filter.filter(|_| creds.no_new_privs()) {
         install_seccomp(f, chan)?;
     }

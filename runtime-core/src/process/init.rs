@@ -7,7 +7,6 @@ use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use nix::errno::Errno;
 use nix::unistd::{sethostname, setsid};
 use oci_spec::runtime::Spec;
 
@@ -17,7 +16,7 @@ use crate::hooks::HookSet;
 use crate::rootfs::{self, CgroupHierarchy, RootfsPlan};
 use crate::security::process::{LsmLabels, ProcessAttrs};
 use crate::security::Credentials;
-use crate::sys;
+use crate::{sys, ChildError};
 
 /// Everything the init needs, prepared by the runtime before the clone.
 pub struct InitPlan<'a> {
@@ -86,10 +85,6 @@ pub fn main(plan: &InitPlan<'_>, chan: Channel) -> ! {
     }
 }
 
-fn errno_text(e: Errno) -> String {
-    e.desc().to_lowercase()
-}
-
 /// What the init holds between `Ready` and the exec: no fd that reaches the host except
 /// the exec fifo's `O_PATH` fd and the procfs handle parked in a socket (see [`Stash`]).
 struct Final {
@@ -106,10 +101,10 @@ struct Final {
 struct Stash(Channel, Channel);
 
 impl Stash {
-    fn park(fd: BorrowedFd<'_>) -> Result<Stash, String> {
-        let (a, b) = Channel::pair().map_err(|e| format!("socketpair: {}", errno_text(e)))?;
+    fn park(fd: BorrowedFd<'_>) -> Result<Stash, ChildError> {
+        let (a, b) = Channel::pair().map_err(|e| ChildError::sys("socketpair", e))?;
         a.send_fd(&Msg::Go, fd)
-            .map_err(|e| format!("parking the procfs handle: {}", errno_text(e)))?;
+            .map_err(|e| ChildError::sys("parking the procfs handle", e))?;
         Ok(Stash(a, b))
     }
 
@@ -127,12 +122,12 @@ fn setup(
     plan: &InitPlan<'_>,
     chan: &Channel,
     start_state: &std::cell::RefCell<Vec<u8>>,
-) -> Result<Option<Final>, String> {
+) -> Result<Option<Final>, ChildError> {
     let sources = receive_sources(chan)?;
     if plan.userns {
         become_userns_root()?;
     }
-    setsid().map_err(|e| format!("setsid: {}", errno_text(e)))?;
+    setsid().map_err(|e| ChildError::sys("setsid", e))?;
     let root = build_rootfs(plan, chan, &sources, start_state)?;
     if let Some(socket) = plan.console {
         crate::tty::setup(&crate::tty::Console {
@@ -140,19 +135,18 @@ fn setup(
             size: crate::tty::console_size(plan.spec.process().as_ref()),
             dev_console: Some((root.as_fd(), plan.proc_fd)),
         })
-        .map_err(|e| format!("process.terminal: {e}"))?;
+        .map_err(|e| ChildError::context("process.terminal", &e))?;
     }
     if plan.utsns {
         if let Some(h) = plan.spec.hostname() {
-            sethostname(h).map_err(|e| format!("hostname: {}", errno_text(e)))?;
+            sethostname(h).map_err(|e| ChildError::sys("hostname", e))?;
         }
         if let Some(d) = plan.spec.domainname() {
-            sys::setdomainname(d.as_bytes())
-                .map_err(|e| format!("domainname: {}", errno_text(e)))?;
+            sys::setdomainname(d.as_bytes()).map_err(|e| ChildError::sys("domainname", e))?;
         }
     }
     write_sysctls(plan)?;
-    crate::security::mempolicy::apply(plan.spec)?;
+    crate::security::mempolicy::apply(plan.spec).map_err(|e| ChildError::of(&e))?;
     let Some(creds) = plan.creds else {
         return Ok(None);
     };
@@ -166,15 +160,15 @@ fn process_steps(
     chan: &Channel,
     creds: &Credentials,
     root: OwnedFd,
-) -> Result<Final, String> {
+) -> Result<Final, ChildError> {
     creds
         .apply_limits(plan.proc_fd)
-        .map_err(|e| e.to_string())?;
-    plan.attrs.apply().map_err(|e| e.to_string())?;
+        .map_err(|e| ChildError::of(&e))?;
+    plan.attrs.apply().map_err(|e| ChildError::of(&e))?;
     let lsm = plan
         .attrs
         .open_lsm(plan.proc_fd)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ChildError::of(&e))?;
     // CVE-2024-21626: from here on no fd reaching the host is open (the procfs handle
     // is parked, the state directory's lock, cgroup and console fds are closed) while
     // container paths (cwd, args[0], PATH, /etc/passwd, startContainer hooks) resolve.
@@ -184,7 +178,7 @@ fn process_steps(
     keep.extend(lsm.fds());
     finish::close_fds(chan, plan.preserve_fds, &keep)?;
     let process = plan.spec.process().as_ref().expect("creds imply a process");
-    rootfs::enter_cwd(root.as_fd(), process.cwd(), true).map_err(|e| e.to_string())?;
+    rootfs::enter_cwd(root.as_fd(), process.cwd(), true).map_err(|e| ChildError::of(&e))?;
     let exe = finish::find_executable(root.as_fd(), plan.argv, plan.envp)?;
     let envp = finish::with_home(root.as_fd(), creds.uid(), plan.envp);
     finish::mark_cloexec(plan.preserve_fds)?;
@@ -203,7 +197,7 @@ fn process_steps(
 }
 
 /// Before `Go`, the runtime may send bind sources it opened (rootfs::sources).
-fn receive_sources(chan: &Channel) -> Result<rootfs::MountSources, String> {
+fn receive_sources(chan: &Channel) -> Result<rootfs::MountSources, ChildError> {
     let sources = rootfs::MountSources::default();
     loop {
         match chan.recv_fd() {
@@ -216,7 +210,9 @@ fn receive_sources(chan: &Channel) -> Result<rootfs::MountSources, String> {
                 })
             }
             Ok(_) | Err(_) => {
-                return Err("runtime went away before the container was set up".into())
+                return Err(ChildError::msg(
+                    "runtime went away before the container was set up",
+                ))
             }
         }
     }
@@ -224,12 +220,12 @@ fn receive_sources(chan: &Channel) -> Result<rootfs::MountSources, String> {
 
 /// Becomes root of the new user namespace (its maps are written now), so mounts and
 /// files are made by a mapped user.
-fn become_userns_root() -> Result<(), String> {
+fn become_userns_root() -> Result<(), ChildError> {
     let root = (nix::unistd::Gid::from_raw(0), nix::unistd::Uid::from_raw(0));
     nix::unistd::setresgid(root.0, root.0, root.0)
-        .map_err(|e| format!("linux.gidMappings: container gid 0: {}", errno_text(e)))?;
+        .map_err(|e| ChildError::sys("linux.gidMappings: container gid 0", e))?;
     nix::unistd::setresuid(root.1, root.1, root.1)
-        .map_err(|e| format!("linux.uidMappings: container uid 0: {}", errno_text(e)))?;
+        .map_err(|e| ChildError::sys("linux.uidMappings: container uid 0", e))?;
     Ok(())
 }
 
@@ -240,33 +236,37 @@ fn build_rootfs(
     chan: &Channel,
     sources: &rootfs::MountSources,
     start_state: &std::cell::RefCell<Vec<u8>>,
-) -> Result<OwnedFd, String> {
+) -> Result<OwnedFd, ChildError> {
     let joined = std::cell::Cell::new(false);
-    let in_cgroup = || -> Result<(), String> {
+    let in_cgroup = || -> Result<(), ChildError> {
         if joined.get() {
             return Ok(());
         }
         match chan.recv() {
             Ok(Some(Msg::InCgroup)) => {}
-            _ => return Err("runtime went away before the cgroup was joined".into()),
+            _ => {
+                return Err(ChildError::msg(
+                    "runtime went away before the cgroup was joined",
+                ))
+            }
         }
         joined.set(true);
         // A cgroup namespace's root is the cgroup of its creator: unshare only now.
         if plan.cgroupns {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-                .map_err(|e| format!("linux.namespaces: cgroup: {}", errno_text(e)))?;
+                .map_err(|e| ChildError::sys("linux.namespaces: cgroup", e))?;
         }
         Ok(())
     };
-    let before_pivot = || -> Result<(), String> {
+    let before_pivot = || -> Result<(), ChildError> {
         if !plan.hooks.needs_sync() {
             return Ok(());
         }
         chan.send(&Msg::Hooks)
-            .map_err(|e| format!("hooks: {}", errno_text(e)))?;
+            .map_err(|e| ChildError::sys("hooks", e))?;
         let payload = match chan.recv() {
             Ok(Some(Msg::HooksDone(p))) => p,
-            _ => return Err("runtime went away while running hooks".into()),
+            _ => return Err(ChildError::msg("runtime went away while running hooks")),
         };
         let mut docs = payload.splitn(2, |b| *b == b'\n');
         let creating = docs.next().unwrap_or_default();
@@ -276,7 +276,7 @@ fn build_rootfs(
             as_process: None,
         };
         crate::hooks::run_all(&plan.hooks.create_container, creating, runner)
-            .map_err(|e| e.to_string())
+            .map_err(|e| ChildError::of(&e))
     };
     let plan_fs = RootfsPlan {
         spec: plan.spec,
@@ -293,10 +293,10 @@ fn build_rootfs(
     };
     // rootfs::setup calls `in_cgroup` before the first `cgroup` mount and, in any case,
     // before the device nodes: the init is in its cgroup before the hooks and user code.
-    rootfs::setup(&plan_fs).map_err(|e| e.to_string())
+    rootfs::setup(&plan_fs).map_err(|e| ChildError::of(&e))
 }
 
-fn write_sysctls(plan: &InitPlan<'_>) -> Result<(), String> {
+fn write_sysctls(plan: &InitPlan<'_>) -> Result<(), ChildError> {
     let Some(map) = plan.spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else {
         return Ok(());
     };
@@ -304,12 +304,12 @@ fn write_sysctls(plan: &InitPlan<'_>) -> Result<(), String> {
         // Validated by host_guard: a path without `..`, isolated by the container's own
         // namespace.
         let rel = crate::host_guard::sysctl_path(k)
-            .ok_or_else(|| format!("linux.sysctl.{k}: not a sysctl name"))?;
+            .ok_or_else(|| ChildError::msg(format!("linux.sysctl.{k}: not a sysctl name")))?;
         let path = PathBuf::from("sys").join(rel);
         let fd = rootfs::open_proc(plan.proc_fd, &path, libc::O_WRONLY | libc::O_TRUNC)
-            .map_err(|e| format!("linux.sysctl.{k}: {}", errno_text(e)))?;
+            .map_err(|e| ChildError::sys(format!("linux.sysctl.{k}"), e))?;
         sys::write_all(fd.as_fd(), v.as_bytes())
-            .map_err(|e| format!("linux.sysctl.{k}: {}", errno_text(e)))?;
+            .map_err(|e| ChildError::sys(format!("linux.sysctl.{k}"), e))?;
     }
     Ok(())
 }
@@ -339,8 +339,8 @@ fn wait_and_exec(plan: &InitPlan<'_>, fin: Option<Final>, start_state: &[u8]) ->
     let Ok(w) = opened else {
         return false;
     };
-    let fail = |text: String| -> bool {
-        let _ = sys::write_all(w.as_fd(), text.as_bytes());
+    let fail = |e: ChildError| -> bool {
+        let _ = sys::write_all(w.as_fd(), &super::channel::encode_error(&e));
         false
     };
     let Some(creds) = plan.creds else {
@@ -354,10 +354,10 @@ fn wait_and_exec(plan: &InitPlan<'_>, fin: Option<Final>, start_state: &[u8]) ->
         as_process: Some(&as_process),
     };
     if let Err(e) = crate::hooks::run_all(&plan.hooks.start_container, start_state, runner) {
-        return fail(e.to_string());
+        return fail(ChildError::of(&e));
     }
     if let Err(e) = fin.lsm.write() {
-        return fail(e.to_string());
+        return fail(ChildError::of(&e));
     }
     drop(fin.root);
     // The notify filter (if any) is installed already.
@@ -365,8 +365,8 @@ fn wait_and_exec(plan: &InitPlan<'_>, fin: Option<Final>, start_state: &[u8]) ->
     if let Err(e) = finish::become_process(creds, filter, None) {
         return fail(e);
     }
-    let text = finish::exec(&fin.exe, plan.argv, &fin.envp);
-    let _ = sys::write_all(w.as_fd(), text.as_bytes());
+    let e = finish::exec(&fin.exe, plan.argv, &fin.envp);
+    let _ = sys::write_all(w.as_fd(), &super::channel::encode_error(&e));
     true
 }
 

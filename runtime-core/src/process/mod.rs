@@ -5,7 +5,6 @@
 
 pub mod channel;
 pub(crate) mod exec;
-pub(crate) mod exec_cgroup;
 pub(crate) mod finish;
 pub mod init;
 pub(crate) mod spawn;
@@ -33,9 +32,21 @@ pub enum ProcessError {
         /// The errno.
         source: crate::rootfs::ErrnoText,
     },
-    /// The init (or the helper) reported a setup error.
-    #[error("{0}")]
-    Init(String),
+    /// The init, the exec'd process or the helper reported a setup error.
+    #[error(transparent)]
+    Init(#[from] crate::ChildError),
+    /// A message the runtime did not expect at that point.
+    #[error("unexpected message from the container process")]
+    Unexpected,
+    /// A seccomp notify listener from a process whose filter has none.
+    #[error("linux.seccomp: unexpected notify listener")]
+    UnexpectedListener,
+    /// Handing the notify listener to the agent at `listenerPath` failed.
+    #[error("linux.seccomp.listenerPath: {0}")]
+    Listener(#[source] casulo_seccomp::SeccompError),
+    /// Opening the bind sources for the init failed.
+    #[error(transparent)]
+    Sources(#[from] crate::rootfs::RootfsError),
     /// The init exited without reporting.
     #[error("container init exited during setup")]
     InitDied,
@@ -146,11 +157,7 @@ fn until_ready(
         match ours.recv_fd() {
             Ok((Some(Msg::Listener), Some(fd))) => match on_listener {
                 Some(f) => f(pid, fd)?,
-                None => {
-                    return Err(ProcessError::Init(
-                        "linux.seccomp: unexpected notify listener".into(),
-                    ))
-                }
+                None => return Err(ProcessError::UnexpectedListener),
             },
             Ok((Some(Msg::Ready), _)) => return Ok(()),
             Ok((Some(Msg::Hooks), _)) if !hooks_done => {
@@ -186,8 +193,7 @@ fn send_mount_sources(
         pid,
         pidfd,
         plan.proc_fd,
-    )
-    .map_err(|e| ProcessError::Init(e.to_string()))?;
+    )?;
     for s in list {
         let msg = Msg::MountSource {
             index: s.index as u32,

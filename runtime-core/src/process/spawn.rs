@@ -25,6 +25,7 @@ use super::channel::{Channel, Msg};
 use super::{sys_err, ProcessError};
 use crate::cgroups::Cgroup;
 use crate::sys::{self, Fork};
+use crate::ChildError;
 
 /// A process the runtime cloned (a container init or an exec'd process): its host pid
 /// and a pidfd, so it is signalled and waited for without pid-reuse races.
@@ -42,20 +43,20 @@ impl ProcessHandle {
     }
 
     /// Sends a signal to exactly this process.
-    pub fn signal(&self, sig: i32) -> crate::Result<()> {
-        sys::pidfd_send_signal(self.pidfd.as_fd(), sig).map_err(|e| crate::Error::sys("kill", e))
+    pub fn signal(&self, sig: i32) -> Result<(), ProcessError> {
+        sys::pidfd_send_signal(self.pidfd.as_fd(), sig).map_err(sys_err("kill"))
     }
 
     /// Waits for the process (the caller must be its parent: the process that created
     /// it through [`crate::Runtime::create`] or [`crate::Runtime::exec`]) and returns its
     /// exit code, 128+N when killed by signal N.
-    pub fn wait(&self) -> crate::Result<i32> {
+    pub fn wait(&self) -> Result<i32, ProcessError> {
         loop {
             match waitpid(Pid::from_raw(self.pid), None) {
                 Ok(WaitStatus::Exited(_, code)) => return Ok(code),
                 Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
                 Ok(_) | Err(Errno::EINTR) => continue,
-                Err(e) => return Err(crate::Error::sys("waiting for the process", e)),
+                Err(e) => return Err(sys_err("waiting for the process")(e)),
             }
         }
     }
@@ -213,33 +214,33 @@ fn helper(
             sys::exit_now(0)
         }
         Err(e) => {
-            let _ = chan.send(&Msg::Error(format!("clone3: {}", e.desc().to_lowercase())));
+            let _ = chan.send(&Msg::Error(ChildError::sys("clone3", e)));
             sys::exit_now(1)
         }
     }
 }
 
-fn helper_steps(s: &Spawn<'_>) -> Result<(), String> {
+fn helper_steps(s: &Spawn<'_>) -> Result<(), ChildError> {
     if s.non_dumpable {
         let _ = nix::sys::prctl::set_dumpable(false);
     }
     // execCPUAffinity.initial: before the process joins the container's cgroup.
     if let Some(cpus) = s.cpus {
         crate::security::process::set_cpu_affinity("process.execCPUAffinity.initial", cpus)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ChildError::of(&e))?;
     }
     for (flag, fd) in s.join {
         setns(fd, *flag).map_err(|e| {
-            format!(
-                "linux.namespaces: joining {}: {}",
-                crate::namespaces::name(*flag),
-                e.desc().to_lowercase()
-            )
+            let what = format!(
+                "linux.namespaces: joining {}",
+                crate::namespaces::name(*flag)
+            );
+            ChildError::sys(what, e)
         })?;
     }
     if let Some(offsets) = s.new_time {
         unshare(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
-            .map_err(|e| format!("linux.namespaces: time: {}", e.desc().to_lowercase()))?;
+            .map_err(|e| ChildError::sys("linux.namespaces: time", e))?;
         if !offsets.is_empty() {
             // Through the host's procfs handle: a mount namespace joined above may have
             // anything at /proc.
@@ -248,9 +249,9 @@ fn helper_steps(s: &Spawn<'_>) -> Result<(), String> {
                 std::path::Path::new("self/timens_offsets"),
                 libc::O_WRONLY,
             )
-            .map_err(|e| format!("linux.timeOffsets: {}", e.desc().to_lowercase()))?;
+            .map_err(|e| ChildError::sys("linux.timeOffsets", e))?;
             sys::write_all(fd.as_fd(), offsets.as_bytes())
-                .map_err(|e| format!("linux.timeOffsets: {}", e.desc().to_lowercase()))?;
+                .map_err(|e| ChildError::sys("linux.timeOffsets", e))?;
         }
     }
     Ok(())

@@ -44,8 +44,8 @@ pub enum RootfsError {
     #[error("{0}")]
     Unsafe(String),
     /// A step the init syncs with the runtime on (joining the cgroup, hooks) failed.
-    #[error("{0}")]
-    BeforePivot(String),
+    #[error(transparent)]
+    BeforePivot(crate::ChildError),
 }
 
 /// An errno displayed the way engines match it ("no such file or directory").
@@ -58,7 +58,11 @@ impl std::fmt::Display for ErrnoText {
     }
 }
 
-impl std::error::Error for ErrnoText {}
+impl std::error::Error for ErrnoText {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
 
 /// Wraps an errno with the name of the object.
 pub(crate) fn sys_err(what: impl Into<String>) -> impl FnOnce(Errno) -> RootfsError {
@@ -95,10 +99,10 @@ pub struct RootfsPlan<'a> {
     /// Waits until the process is in the container's cgroups (and enters its cgroup
     /// namespace); always called, before the first `cgroup` mount and before the device
     /// nodes (so before `before_pivot`). Must be idempotent: it may be called twice.
-    pub in_cgroup: &'a dyn Fn() -> std::result::Result<(), String>,
+    pub in_cgroup: &'a dyn Fn() -> std::result::Result<(), crate::ChildError>,
     /// Runs after the mounts and devices, right before `pivot_root` (the hooks of
     /// runtime.md "Lifecycle" that must see the container before it is pivoted).
-    pub before_pivot: &'a dyn Fn() -> std::result::Result<(), String>,
+    pub before_pivot: &'a dyn Fn() -> std::result::Result<(), crate::ChildError>,
 }
 
 /// Builds the root filesystem and makes it the process's root. Returns an fd of the

@@ -146,19 +146,19 @@ impl MemPolicy {
         let maxnode = (self.mask.len() * libc::c_ulong::BITS as usize) as u64 + 1;
         let maxnode = if self.mask.is_empty() { 0 } else { maxnode };
         crate::sys::numa::set_mempolicy(self.mode, &self.mask, maxnode).map_err(|e| {
-            SecurityError::Invalid(format!(
-                "linux.memoryPolicy: set_mempolicy: {}",
-                e.desc().to_lowercase()
-            ))
+            SecurityError::Sys {
+                what: "linux.memoryPolicy: set_mempolicy",
+                source: crate::rootfs::ErrnoText(e),
+            }
         })
     }
 }
 
 /// Applies the config's policy, if any (the init and exec'd processes call this; the
 /// config was checked by [`MemPolicy::from_spec`] before anything was created).
-pub fn apply(spec: &Spec) -> Result<(), String> {
-    match MemPolicy::from_spec(spec).map_err(|e| e.to_string())? {
-        Some(p) => p.apply().map_err(|e| e.to_string()),
+pub fn apply(spec: &Spec) -> Result<(), SecurityError> {
+    match MemPolicy::from_spec(spec)? {
+        Some(p) => p.apply(),
         None => Ok(()),
     }
 }

@@ -1,4 +1,5 @@
-//! The raw syscall layer: the only place in casulo-core with `unsafe`.
+//! The raw syscall layer: with `cgroups::sys` (bpf, eventfd, inotify) the only place
+//! in casulo-core with `unsafe`.
 //!
 //! Every function here is a thin, documented wrapper over one syscall that nix 0.29
 //! does not offer in the form the runtime needs (fd-returning `openat2`, `clone3`

@@ -24,13 +24,7 @@ impl V1 {
             return Ok(());
         }
         let dir = self.dir("memory", F)?;
-        let val = |v: i64| {
-            if v == -1 {
-                "-1".to_string()
-            } else {
-                v.to_string()
-            }
-        };
+        let val = |v: i64| v.to_string();
         if updating && m.check_before_update() == Some(true) {
             if let Some(l) = m.limit().filter(|l| *l > 0) {
                 let usage: u64 = read(dir, "memory.usage_in_bytes")?.parse().unwrap_or(0);
@@ -44,47 +38,7 @@ impl V1 {
                 }
             }
         }
-        let has_memsw = dir.join("memory.memsw.limit_in_bytes").exists();
-        let swap = m.swap().filter(|s| *s != -1 || has_memsw);
-        match (m.limit(), swap) {
-            (Some(l), Some(s)) => {
-                // memsw must stay >= limit at every step: raise memsw first
-                // when the new limit exceeds the current memsw.
-                let cur: i64 = read(dir, "memory.memsw.limit_in_bytes")
-                    .ok()
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .map_or(i64::MAX, |v| v.min(i64::MAX as u64) as i64);
-                if s == -1 || l == -1 || l > cur {
-                    write(
-                        dir,
-                        "memory.memsw.limit_in_bytes",
-                        &val(s),
-                        &format!("{F}.swap"),
-                    )?;
-                    write(dir, "memory.limit_in_bytes", &val(l), &format!("{F}.limit"))?;
-                } else {
-                    write(dir, "memory.limit_in_bytes", &val(l), &format!("{F}.limit"))?;
-                    write(
-                        dir,
-                        "memory.memsw.limit_in_bytes",
-                        &val(s),
-                        &format!("{F}.swap"),
-                    )?;
-                }
-            }
-            (Some(l), None) => {
-                write(dir, "memory.limit_in_bytes", &val(l), &format!("{F}.limit"))?;
-            }
-            (None, Some(s)) => {
-                write(
-                    dir,
-                    "memory.memsw.limit_in_bytes",
-                    &val(s),
-                    &format!("{F}.swap"),
-                )?;
-            }
-            (None, None) => {}
-        }
+        write_limit_and_swap(dir, m.limit(), m.swap())?;
         if let Some(v) = m.reservation() {
             write(
                 dir,
@@ -275,5 +229,45 @@ impl V1 {
             }
         }
         Ok(())
+    }
+}
+
+/// `memory.limit_in_bytes` and `memory.memsw.limit_in_bytes` (`swap`, memory+swap on v1),
+/// in the order that keeps memsw >= limit at every step.
+fn write_limit_and_swap(dir: &Path, limit: Option<i64>, swap: Option<i64>) -> Result<()> {
+    const F: &str = "linux.resources.memory";
+    let write_limit = |l: i64| {
+        write(
+            dir,
+            "memory.limit_in_bytes",
+            &l.to_string(),
+            &format!("{F}.limit"),
+        )
+    };
+    let write_swap = |s: i64| {
+        let f = format!("{F}.swap");
+        write(dir, "memory.memsw.limit_in_bytes", &s.to_string(), &f)
+    };
+    let has_memsw = dir.join("memory.memsw.limit_in_bytes").exists();
+    let swap = swap.filter(|s| *s != -1 || has_memsw);
+    match (limit, swap) {
+        (Some(l), Some(s)) => {
+            // memsw must stay >= limit at every step: raise memsw first
+            // when the new limit exceeds the current memsw.
+            let cur: i64 = read(dir, "memory.memsw.limit_in_bytes")
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .map_or(i64::MAX, |v| v.min(i64::MAX as u64) as i64);
+            if s == -1 || l == -1 || l > cur {
+                write_swap(s)?;
+                write_limit(l)
+            } else {
+                write_limit(l)?;
+                write_swap(s)
+            }
+        }
+        (Some(l), None) => write_limit(l),
+        (None, Some(s)) => write_swap(s),
+        (None, None) => Ok(()),
     }
 }

@@ -18,7 +18,10 @@ pub(crate) struct SubCgroups {
 }
 
 fn invalid(arg: &str, why: &str) -> Error {
-    Error::Invalid(format!("exec --cgroup {arg:?}: {why}"))
+    Error::Invalid {
+        field: format!("exec --cgroup {arg:?}"),
+        reason: why.to_string(),
+    }
 }
 
 /// Parses the `--cgroup` values against the container's cgroup path `container`.
