@@ -91,6 +91,9 @@ pub fn openat_released(dirfd: BorrowedFd<'_>, path: &CStr, flags: i32) -> SysRes
     let end = std::ptr::addr_of!(etext) as usize;
     let page = 4096;
     let (start, end) = (start & !(page - 1), end & !(page - 1));
+    // SAFETY: plain call into the allocator, which returns freed heap pages to the
+    // kernel; nothing of ours is touched.
+    unsafe { libc::malloc_trim(0) };
     if end > start {
         // SAFETY: the range lies in this binary's read-only file mappings (page-aligned,
         // the last partial page left alone); MADV_DONTNEED on them only unmaps page
