@@ -374,7 +374,7 @@ mod tests {
         let pids = |extra: &str| {
             let spec = parse(doc(extra).as_bytes()).unwrap();
             let r = spec.linux().clone().and_then(|l| l.resources().clone());
-            r.and_then(|r| r.pids().clone()).map(|p| p.limit())
+            r.and_then(|r| *r.pids()).map(|p| p.limit())
         };
         assert_eq!(pids(r#""linux": {"resources": {"pids": {}}}"#), None);
         assert_eq!(
