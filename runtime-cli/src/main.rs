@@ -167,6 +167,13 @@ enum Command {
 }
 
 fn main() {
+    // `exec` re-executes from a protected copy of the binary (CVE-2019-5736): before
+    // the command line is parsed, so that only the second process parses it. Any
+    // argument spelled `exec` may be the subcommand (a false match only re-executes);
+    // a failure here is reported by `commands::run`, which checks again.
+    if std::env::args_os().skip(1).any(|a| a == "exec") {
+        let _ = casulo_core::exe::ensure_protected();
+    }
     // One command lives milliseconds: read the host's cgroup mounts once.
     casulo_core::cache_mounts_for_process();
     let cli = Cli::try_parse().unwrap_or_else(|e| out::clap_exit(e));

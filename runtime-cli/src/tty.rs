@@ -168,15 +168,27 @@ pub fn own_terminal(
     if has_socket || detach {
         return Ok(None);
     }
-    let spec = casulo_core::load_config(bundle).map_err(|e| e.to_string())?;
-    let terminal = spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.terminal())
-        .unwrap_or(false);
-    if terminal {
+    if wants_terminal(bundle) {
         pair().map(Some)
     } else {
         Ok(None)
     }
+}
+
+/// `process.terminal` of the bundle's config, read without parsing the rest (create
+/// loads and checks the whole config next; an unreadable one fails there).
+fn wants_terminal(bundle: &Path) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        process: Option<Process>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Process {
+        terminal: Option<bool>,
+    }
+    std::fs::read(bundle.join("config.json"))
+        .ok()
+        .and_then(|d| serde_json::from_slice::<Doc>(&d).ok())
+        .and_then(|d| d.process?.terminal)
+        .unwrap_or(false)
 }

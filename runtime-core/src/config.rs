@@ -66,20 +66,48 @@ pub fn parse(data: &[u8]) -> Result<Spec, ConfigError> {
         let msg = one_line(&e.inner().to_string());
         ConfigError::Parse { field, msg }
     })?;
-    if let Ok(doc) = serde_json::from_slice::<serde_json::Value>(data) {
+    // What oci-spec's types lose, read again: only these parts become JSON values, the
+    // rest of the document is skipped (a whole-document `Value` cost as much as the
+    // typed parse itself).
+    if let Ok(raw) = serde_json::from_slice::<RawParts>(data) {
+        let doc = serde_json::json!({ "hooks": raw.hooks });
         crate::hooks::check_fields(&doc).map_err(|e| match e {
             crate::hooks::HookError::Invalid { field, msg } => invalid(field, msg),
             other => invalid("hooks", other.to_string()),
         })?;
-        drop_absent_pids_limit(&mut spec, &doc);
+        let pids = raw.linux.and_then(|l| l.resources).and_then(|r| r.pids);
+        drop_absent_pids_limit(&mut spec, pids.as_ref());
     }
     Ok(spec)
 }
 
+/// The parts of config.json that [`parse`] checks beyond oci-spec's types.
+#[derive(serde::Deserialize)]
+struct RawParts {
+    #[serde(default)]
+    hooks: Option<serde_json::Value>,
+    #[serde(default)]
+    linux: Option<RawLinux>,
+}
+
+#[derive(serde::Deserialize)]
+struct RawLinux {
+    #[serde(default)]
+    resources: Option<RawResources>,
+}
+
+#[derive(serde::Deserialize)]
+struct RawResources {
+    #[serde(default)]
+    pids: Option<serde_json::Value>,
+}
+
 /// `linux.resources.pids` without a `limit` sets no limit (config-linux.md 1.3: `0` is a
 /// real limit). oci-spec reads a missing limit as 0, so the object is dropped here.
-fn drop_absent_pids_limit(spec: &mut Spec, doc: &serde_json::Value) {
-    let pids = &doc["linux"]["resources"]["pids"];
+fn drop_absent_pids_limit(spec: &mut Spec, pids: Option<&serde_json::Value>) {
+    let Some(pids) = pids else {
+        return;
+    };
     if !pids.is_object() || pids.get("limit").is_some() {
         return;
     }
@@ -329,6 +357,36 @@ pub(crate) fn lower(e: &std::io::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `parse` reads beyond oci-spec's types (hooks' field names, a pids object
+    /// without a limit) is still read from the partial parse of the document.
+    #[test]
+    fn hooks_fields_and_absent_pids_limit_are_read() {
+        let doc = |extra: &str| format!(r#"{{"ociVersion": "1.0.2", {extra}}}"#);
+        let e = parse(doc(r#""hooks": {"prestart": [{"path": "/x", "bogus": 1}]}"#).as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("hooks.prestart[0].bogus"), "{e}");
+        let e = parse(doc(r#""hooks": {"nope": []}"#).as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("hooks.nope"), "{e}");
+        let pids = |extra: &str| {
+            let spec = parse(doc(extra).as_bytes()).unwrap();
+            let r = spec.linux().clone().and_then(|l| l.resources().clone());
+            r.and_then(|r| *r.pids()).map(|p| p.limit())
+        };
+        assert_eq!(pids(r#""linux": {"resources": {"pids": {}}}"#), None);
+        assert_eq!(
+            pids(r#""linux": {"resources": {"pids": {"limit": 0}}}"#),
+            Some(0)
+        );
+        assert_eq!(
+            pids(r#""linux": {"resources": {"pids": {"limit": 7}}}"#),
+            Some(7)
+        );
+        assert!(parse(doc(r#""hooks": null, "linux": null"#).as_bytes()).is_ok());
+    }
 
     #[test]
     fn parse_errors_echoing_the_input_stay_one_line() {

@@ -334,7 +334,8 @@ fn wait_and_exec(plan: &InitPlan<'_>, fin: Option<Final>, start_state: &[u8]) ->
     let Some(proc_fd) = fin.stash.take() else {
         return false;
     };
-    let opened = sys::openat(proc_fd.as_fd(), &path_c(&fifo_path), libc::O_WRONLY, 0);
+    // While it waits, the init holds none of the runtime binary's pages (its PSS).
+    let opened = sys::openat_released(proc_fd.as_fd(), &path_c(&fifo_path), libc::O_WRONLY);
     drop(proc_fd);
     let Ok(w) = opened else {
         return false;

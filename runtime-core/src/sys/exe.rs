@@ -2,7 +2,7 @@
 //! (`open_tree` + `mount_setattr`) and `execveat` of an fd.
 
 use std::ffi::CStr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 
@@ -70,4 +70,46 @@ pub fn sealable_memfd(name: &CStr) -> SysResult<OwnedFd> {
     }
     // SAFETY: the kernel just returned this fd to us; nobody else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(ret) })
+}
+
+extern "C" {
+    /// The ELF header: start of the first (read-only, file-backed) load segment.
+    static __ehdr_start: u8;
+    /// The end of the code segment.
+    static etext: u8;
+}
+
+/// `openat(dirfd, path, flags)` for an open that may block for long (the waiting init's
+/// exec fifo), first dropping this process's page table entries for its binary's
+/// read-only part (headers, read-only data, code: from the ELF header to the end of the
+/// code), so that while it blocks it holds none of those pages; the code that runs
+/// afterwards is faulted back in from the page cache. Those pages are never written
+/// (the relocated data lies past `etext`), so nothing is lost. Between the two calls
+/// only this function's tail and `syscall` run (few pages faulted back).
+pub fn openat_released(dirfd: BorrowedFd<'_>, path: &CStr, flags: i32) -> SysResult<OwnedFd> {
+    let start = std::ptr::addr_of!(__ehdr_start) as usize;
+    let end = std::ptr::addr_of!(etext) as usize;
+    let page = 4096;
+    let (start, end) = (start & !(page - 1), end & !(page - 1));
+    // SAFETY: plain call into the allocator, which returns freed heap pages to the
+    // kernel; nothing of ours is touched.
+    unsafe { libc::malloc_trim(0) };
+    if end > start {
+        // SAFETY: the range lies in this binary's read-only file mappings (page-aligned,
+        // the last partial page left alone); MADV_DONTNEED on them only unmaps page
+        // cache pages, which the next access maps again. Failure changes nothing.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+    }
+    // SAFETY: `path` is a valid C string for the call; a returned fd is ours.
+    let fd = check(unsafe {
+        libc::syscall(
+            libc::SYS_openat,
+            dirfd.as_raw_fd(),
+            path.as_ptr(),
+            flags | libc::O_CLOEXEC,
+            0,
+        )
+    })?;
+    // SAFETY: a fresh fd from the kernel, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
