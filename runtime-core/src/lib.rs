@@ -27,6 +27,7 @@
 pub mod cgroups;
 pub mod config;
 pub mod container;
+pub mod dbus;
 pub mod exe;
 pub mod fault;
 pub mod features;
