@@ -44,6 +44,8 @@ pub struct CreateOptions {
     /// writable binary; the caller then calls [`crate::exe::ensure_protected`] and
     /// retries. Without it such a create only warns.
     pub refuse_unprotected_exe: bool,
+    /// `--systemd-cgroup`: the cgroup is a systemd unit (`cgroups::systemd`).
+    pub systemd_cgroup: bool,
 }
 
 /// A container created by this process: holds a pidfd of its init.
@@ -254,13 +256,16 @@ impl Runtime {
             ),
             None => (Vec::new(), Vec::new()),
         };
-        let cg_path = cgroups::resolve_path(
+        let place = cgroups::place(
+            opts.systemd_cgroup,
             spec.linux()
                 .as_ref()
                 .and_then(|l| l.cgroups_path().as_ref())
                 .and_then(|p| p.to_str()),
             id,
+            spec.annotations().as_ref(),
         )?;
+        let cg_path = place.path.clone();
         let proc_fd = verified_proc()?;
 
         let lock = self.store.claim(id)?;
@@ -283,10 +288,11 @@ impl Runtime {
             annotations: spec.annotations().clone().unwrap_or_default(),
             config: spec.clone(),
             started: false,
+            systemd_unit: place.unit_name(),
         };
         self.store.save(&record)?;
-        let cg = cgroups::open(&cg_path)?;
-        undo.cgroup = Some(cgroups::open(&cg_path)?);
+        let cg = place.open()?;
+        undo.cgroup = Some(place.open()?);
         cg.create(spec.linux().as_ref().and_then(|l| l.resources().as_ref()))?;
 
         let fifo = dir.join("exec.fifo");

@@ -82,7 +82,7 @@ impl Runtime {
             }
             return Ok(());
         };
-        let cg = cgroups::open(path)?;
+        let cg = cgroups::open_managed(path, rec.systemd_unit.as_deref())?;
         if !cg.pids()?.is_empty() && !cg.kill_and_wait(EXIT_TIMEOUT)? {
             return Err(Error::State(format!(
                 "container {}: processes of cgroup {path} did not exit within {} s of SIGKILL",

@@ -78,6 +78,9 @@ pub struct Record {
     /// Annotations from the config (copied out for `state`).
     #[serde(default)]
     pub annotations: HashMap<String, String>,
+    /// The systemd unit of the cgroup, with the systemd cgroup driver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd_unit: Option<String>,
 }
 
 /// The runtime's root directory (`--root`).
