@@ -252,6 +252,9 @@ pub struct Placement {
     pub path: String,
     /// The systemd unit, with the systemd cgroup driver.
     pub unit: Option<systemd::Unit>,
+    /// Set once the unit is this create's (shared by the managers [`Placement::open`]
+    /// makes, so the undo of a create refused with "unit exists" stops nothing).
+    owned: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Placement {
@@ -263,7 +266,10 @@ impl Placement {
     /// The manager that creates the cgroup (or unit).
     pub fn open(&self) -> Result<Box<dyn Cgroup>> {
         match &self.unit {
-            Some(u) => Ok(Box::new(systemd::Systemd::new(u.clone())?)),
+            Some(u) => Ok(Box::new(systemd::Systemd::new(
+                u.clone(),
+                self.owned.clone(),
+            )?)),
             None => open(&self.path),
         }
     }
@@ -282,12 +288,14 @@ pub fn place(
         return Ok(Placement {
             path: resolve_path(cgroups_path, id)?,
             unit: None,
+            owned: Default::default(),
         });
     }
     let unit = systemd::unit_for(cgroups_path, id, annotations)?;
     Ok(Placement {
         path: unit.path.clone(),
         unit: Some(unit),
+        owned: Default::default(),
     })
 }
 

@@ -21,7 +21,8 @@
 //! systemd's `DevicePolicy=`/`DeviceAllow=`.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use oci_spec::runtime::LinuxResources;
@@ -155,6 +156,10 @@ pub(crate) struct Systemd {
     unit: Unit,
     inner: Box<dyn Cgroup>,
     conn: Mutex<Option<Connection>>,
+    /// Whether the unit is this container's to stop: set once this create's
+    /// `StartTransientUnit` was accepted (shared with the create's undo manager), always
+    /// for an existing container. A create refused with `UnitExists` stops nothing.
+    owned: Arc<AtomicBool>,
     /// What `create` computed for `add_process`: the properties and the resources as
     /// they are written to the files.
     pending: Mutex<Option<(Vec<Prop>, Option<LinuxResources>)>>,
@@ -171,27 +176,29 @@ fn struct_props(props: Vec<Prop>) -> Value {
 }
 
 impl Systemd {
-    /// The manager of `unit` (new, or of an existing container: then only its name and
-    /// path matter).
-    pub(crate) fn new(unit: Unit) -> Result<Systemd> {
+    /// The manager of `unit`; `owned` says whether it is this container's (see the
+    /// field).
+    pub(crate) fn new(unit: Unit, owned: Arc<AtomicBool>) -> Result<Systemd> {
         let inner = super::open(&unit.path)?;
         Ok(Systemd {
             unit,
             inner,
             conn: Mutex::new(None),
+            owned,
             pending: Mutex::new(None),
         })
     }
 
     /// The manager of an existing container's unit `name` whose cgroup is `path`.
     pub(crate) fn existing(name: &str, path: &str) -> Result<Systemd> {
-        Systemd::new(Unit {
+        let unit = Unit {
             name: name.to_string(),
             slice: String::new(),
             path: path.to_string(),
             container: String::new(),
             extra: Vec::new(),
-        })
+        };
+        Systemd::new(unit, Arc::new(AtomicBool::new(true)))
     }
 
     fn v2(&self) -> bool {
@@ -302,17 +309,32 @@ impl Systemd {
                 Value::Array("(sa(sv))".into(), vec![]),
             ]
         };
+        let exists = |e: &CgroupError| {
+            matches!(e, CgroupError::Systemd { source, .. }
+                if source.name() == Some("org.freedesktop.systemd1.UnitExists"))
+        };
         let result = match self.run_job("StartTransientUnit", body()) {
             // A failed unit of the same name left behind: reset it and try once more
             // (as runc).
-            Err(CgroupError::Systemd { source, .. })
-                if source.name() == Some("org.freedesktop.systemd1.UnitExists") =>
-            {
+            Err(e) if exists(&e) => {
                 self.reset_failed();
-                self.run_job("StartTransientUnit", body())?
+                self.run_job("StartTransientUnit", body())
             }
-            r => r?,
+            r => r,
         };
+        // Only a refusal leaves the unit not ours: a job that failed or timed out
+        // may have made it.
+        if matches!(
+            &result,
+            Err(CgroupError::Systemd {
+                source: DbusError::Method { .. },
+                ..
+            })
+        ) {
+            return result.map(|_| ());
+        }
+        self.owned.store(true, Ordering::SeqCst);
+        let result = result?;
         if result != "done" {
             self.reset_failed();
             return Err(CgroupError::SystemdJob {
@@ -442,6 +464,9 @@ impl Cgroup for Systemd {
     /// Stops the unit (a unit systemd already collected is fine), resets it if it
     /// failed, and removes what is left of its cgroup.
     fn destroy(&self) -> Result<()> {
+        if !self.owned.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         let dir = std::path::Path::new(super::detect::CGROUP_ROOT)
             .join(self.unit.path.trim_start_matches('/'));
         let stopped = self.run_job(

@@ -120,6 +120,7 @@ fn unit_properties_hold_the_pid_slice_and_delegation() {
         unit: u,
         inner: Box::new(crate::cgroups::v2::V2::new("/machine.slice/p-n.scope")),
         conn: Mutex::new(None),
+        owned: Arc::new(AtomicBool::new(false)),
         pending: Mutex::new(None),
     };
     let p = m.unit_props(42, vec![("MemoryMax".into(), Value::U64(1 << 20))]);
