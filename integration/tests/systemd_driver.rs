@@ -79,6 +79,13 @@ impl Sd {
     }
 }
 
+/// Writes the bundle's config.json with `f` applied to its JSON.
+fn write_edited(b: &Bundle, f: impl FnOnce(&mut Value)) {
+    let mut v = serde_json::to_value(&b.spec).unwrap();
+    f(&mut v);
+    std::fs::write(b.dir.join("config.json"), v.to_string()).unwrap();
+}
+
 fn unit(b: &Bundle) -> String {
     format!("casulo-{}.scope", b.id())
 }
@@ -220,9 +227,7 @@ fn systemd_default_cgroups_path_is_a_casulo_scope_in_system_slice() {
     }
     let sd = Sd::new("default");
     let b = sd.bundle(&["sleep", "1000"]);
-    let mut v = serde_json::to_value(&b.spec).unwrap();
-    v["linux"]["cgroupsPath"] = json!("");
-    std::fs::write(b.dir.join("config.json"), v.to_string()).unwrap();
+    write_edited(&b, |v| v["linux"]["cgroupsPath"] = json!(""));
     let r = sd.create(&b);
     assert_eq!(r.code, 0, "{r:?}");
     let u = unit(&b);
@@ -290,9 +295,9 @@ fn systemd_errors_are_one_line_naming_the_unit() {
     let a = sd.bundle(&["sleep", "1000"]);
     assert_eq!(sd.create(&a).code, 0);
     let b = Bundle::new(&["sleep", "1000"]);
-    let mut v = serde_json::to_value(&b.spec).unwrap();
-    v["linux"]["cgroupsPath"] = json!(format!("{SLICE}:casulo:{}", a.id()));
-    std::fs::write(b.dir.join("config.json"), v.to_string()).unwrap();
+    write_edited(&b, |v| {
+        v["linux"]["cgroupsPath"] = json!(format!("{SLICE}:casulo:{}", a.id()))
+    });
     let r = sd.create(&b);
     assert_ne!(r.code, 0, "{r:?}");
     assert_eq!(r.stderr.trim().lines().count(), 1, "{r:?}");
@@ -309,9 +314,9 @@ fn systemd_errors_are_one_line_naming_the_unit() {
 
     // A property systemd does not know.
     let c = sd.bundle(&["true"]);
-    let mut v = serde_json::to_value(&c.spec).unwrap();
-    v["annotations"] = json!({"org.systemd.property.NoSuchProperty": "true"});
-    std::fs::write(c.dir.join("config.json"), v.to_string()).unwrap();
+    write_edited(&c, |v| {
+        v["annotations"] = json!({"org.systemd.property.NoSuchProperty": "true"})
+    });
     let r = sd.create(&c);
     assert_ne!(r.code, 0, "{r:?}");
     assert_eq!(r.stderr.trim().lines().count(), 1, "{r:?}");
@@ -340,13 +345,13 @@ fn systemd_driver_refusals_without_systemd() {
             "linux.cgroupsPath",
         ),
     ] {
-        let mut v = serde_json::to_value(&b.spec).unwrap();
-        if field == "annotations" {
-            v["annotations"] = value;
-        } else {
-            v["linux"]["cgroupsPath"] = value;
-        }
-        std::fs::write(b.dir.join("config.json"), v.to_string()).unwrap();
+        write_edited(&b, |v| {
+            if field == "annotations" {
+                v["annotations"] = value;
+            } else {
+                v["linux"]["cgroupsPath"] = value;
+            }
+        });
         let r = sd.create(&b);
         assert_ne!(r.code, 0, "{r:?}");
         assert_eq!(r.stderr.trim().lines().count(), 1, "{r:?}");
