@@ -195,17 +195,38 @@ impl Connection {
     /// [`DbusError::Method`]. Signals received meanwhile are kept for
     /// [`Connection::wait_signal`].
     pub fn call(&mut self, m: Message, timeout: Duration) -> Result<Message> {
+        match self.call_unless(m, timeout, || false)? {
+            Some(r) => Ok(r),
+            None => Err(DbusError::Reply("a call given up".into())),
+        }
+    }
+
+    /// [`Connection::call`], giving up (`Ok(None)`) as soon as `give_up` holds; it is
+    /// asked every 200 ms while no reply has come.
+    pub fn call_unless(
+        &mut self,
+        m: Message,
+        timeout: Duration,
+        mut give_up: impl FnMut() -> bool,
+    ) -> Result<Option<Message>> {
         let what = m.member.clone().unwrap_or_default();
         let serial = self.send(m)?;
         let deadline = Instant::now() + timeout;
         loop {
-            let r = match self.read_message(deadline, &what) {
+            let slice = deadline.min(Instant::now() + Duration::from_millis(200));
+            let r = match self.read_message(slice, &what) {
+                Err(DbusError::Timeout(..)) if Instant::now() < deadline => {
+                    if give_up() {
+                        return Ok(None);
+                    }
+                    continue;
+                }
                 Err(DbusError::Timeout(_, w)) => return Err(DbusError::Timeout(timeout, w)),
                 r => r?,
             };
             match r.kind {
                 wire::SIGNAL => self.pending.push_back(r),
-                wire::METHOD_RETURN if r.reply_serial == Some(serial) => return Ok(r),
+                wire::METHOD_RETURN if r.reply_serial == Some(serial) => return Ok(Some(r)),
                 wire::ERROR if r.reply_serial == Some(serial) => {
                     return Err(DbusError::Method {
                         name: r.error_name.unwrap_or_default(),

@@ -244,20 +244,59 @@ impl Systemd {
     /// returns its result (`done`, `failed`, `canceled`, …).
     fn run_job(&self, action: &'static str, body: Vec<Value>) -> Result<String> {
         self.with_bus(action, |c| {
-            let reply = c.call(manager(action, body), CALL_TIMEOUT)?;
+            // A StopUnit racing systemd's own stop of the emptied scope may get no answer
+            // (systemd 252): the unit's cgroup gone is its end too.
+            let dir = std::path::Path::new(super::detect::CGROUP_ROOT)
+                .join(self.unit.path.trim_start_matches('/'));
+            let stopping = action == "StopUnit";
+            let reply = c.call_unless(manager(action, body), CALL_TIMEOUT, || {
+                stopping && !dir.exists()
+            })?;
+            let Some(reply) = reply else {
+                return Ok("done".into());
+            };
             let job = match reply.body.first() {
                 Some(Value::Path(p)) => p.clone(),
                 _ => return Err(DbusError::Reply(action.into())),
             };
-            let m = c.wait_signal(JOB_TIMEOUT, "JobRemoved", |m| {
-                m.member.as_deref() == Some("JobRemoved")
-                    && m.body.get(1) == Some(&Value::Path(job.clone()))
-            })?;
-            Ok(m.body
-                .get(3)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string())
+            // The job's JobRemoved signal, or (seen under load: a stop racing systemd's
+            // own collection of the emptied scope sends none) the job object gone.
+            let deadline = std::time::Instant::now() + JOB_TIMEOUT;
+            loop {
+                let removed = c.wait_signal(Duration::from_millis(250), "JobRemoved", |m| {
+                    m.member.as_deref() == Some("JobRemoved")
+                        && m.body.get(1) == Some(&Value::Path(job.clone()))
+                });
+                match removed {
+                    Ok(m) => {
+                        let result = m.body.get(3).and_then(Value::as_str);
+                        return Ok(result.unwrap_or_default().to_string());
+                    }
+                    Err(DbusError::Timeout(..)) if std::time::Instant::now() < deadline => {}
+                    Err(e) => return Err(e),
+                }
+                let state = Message::call(
+                    "org.freedesktop.systemd1",
+                    &job,
+                    "org.freedesktop.DBus.Properties",
+                    "Get",
+                    vec![
+                        Value::str("org.freedesktop.systemd1.Job"),
+                        Value::str("State"),
+                    ],
+                );
+                if let Err(DbusError::Method { .. }) = c.call(state, CALL_TIMEOUT) {
+                    // Gone: its signal may have come with the answer.
+                    let result = c
+                        .wait_signal(Duration::from_millis(1), "JobRemoved", |m| {
+                            m.member.as_deref() == Some("JobRemoved")
+                                && m.body.get(1) == Some(&Value::Path(job.clone()))
+                        })
+                        .ok()
+                        .and_then(|m| m.body.get(3).and_then(Value::as_str).map(String::from));
+                    return Ok(result.unwrap_or_else(|| "done".into()));
+                }
+            }
         })
     }
 
