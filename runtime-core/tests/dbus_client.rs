@@ -130,7 +130,7 @@ fn match_rules_deliver_signals() {
     let b = connect(&sock);
     let name = b.unique_name().unwrap().to_string();
     let m = a
-        .wait_signal(Duration::from_secs(20), "NameOwnerChanged", |m| {
+        .wait_signal(Duration::from_secs(20), "NameOwnerChanged", &mut |m| {
             m.member.as_deref() == Some("NameOwnerChanged")
                 && m.body.first() == Some(&Value::str(&name))
         })
@@ -138,7 +138,7 @@ fn match_rules_deliver_signals() {
     assert_eq!(m.body.len(), 3, "{m:?}");
     // Nothing else comes: the wait ends with a timeout error naming what it waited for.
     let e = a
-        .wait_signal(Duration::from_millis(300), "JobRemoved", |_| false)
+        .wait_signal(Duration::from_millis(300), "JobRemoved", &mut |_| false)
         .unwrap_err();
     assert!(matches!(e, DbusError::Timeout(..)), "{e}");
     assert!(e.to_string().contains("JobRemoved"), "{e}");

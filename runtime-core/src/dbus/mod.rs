@@ -195,7 +195,7 @@ impl Connection {
     /// [`DbusError::Method`]. Signals received meanwhile are kept for
     /// [`Connection::wait_signal`].
     pub fn call(&mut self, m: Message, timeout: Duration) -> Result<Message> {
-        match self.call_unless(m, timeout, || false)? {
+        match self.call_unless(m, timeout, &mut || false)? {
             Some(r) => Ok(r),
             None => Err(DbusError::Reply("a call given up".into())),
         }
@@ -207,7 +207,7 @@ impl Connection {
         &mut self,
         m: Message,
         timeout: Duration,
-        mut give_up: impl FnMut() -> bool,
+        give_up: &mut dyn FnMut() -> bool,
     ) -> Result<Option<Message>> {
         let what = m.member.clone().unwrap_or_default();
         let serial = self.send(m)?;
@@ -268,7 +268,7 @@ impl Connection {
         &mut self,
         timeout: Duration,
         what: &str,
-        mut want: impl FnMut(&Message) -> bool,
+        want: &mut dyn FnMut(&Message) -> bool,
     ) -> Result<Message> {
         while let Some(m) = self.pending.pop_front() {
             if want(&m) {

@@ -249,7 +249,7 @@ impl Systemd {
             let dir = std::path::Path::new(super::detect::CGROUP_ROOT)
                 .join(self.unit.path.trim_start_matches('/'));
             let stopping = action == "StopUnit";
-            let reply = c.call_unless(manager(action, body), CALL_TIMEOUT, || {
+            let reply = c.call_unless(manager(action, body), CALL_TIMEOUT, &mut || {
                 stopping && !dir.exists()
             })?;
             let Some(reply) = reply else {
@@ -262,11 +262,12 @@ impl Systemd {
             // The job's JobRemoved signal, or (seen under load: a stop racing systemd's
             // own collection of the emptied scope sends none) the job object gone.
             let deadline = std::time::Instant::now() + JOB_TIMEOUT;
+            let path = Value::Path(job.clone());
+            let mut is_ours = |m: &Message| {
+                m.member.as_deref() == Some("JobRemoved") && m.body.get(1) == Some(&path)
+            };
             loop {
-                let removed = c.wait_signal(Duration::from_millis(250), "JobRemoved", |m| {
-                    m.member.as_deref() == Some("JobRemoved")
-                        && m.body.get(1) == Some(&Value::Path(job.clone()))
-                });
+                let removed = c.wait_signal(Duration::from_millis(250), "JobRemoved", &mut is_ours);
                 match removed {
                     Ok(m) => {
                         let result = m.body.get(3).and_then(Value::as_str);
@@ -288,10 +289,7 @@ impl Systemd {
                 if let Err(DbusError::Method { .. }) = c.call(state, CALL_TIMEOUT) {
                     // Gone: its signal may have come with the answer.
                     let result = c
-                        .wait_signal(Duration::from_millis(1), "JobRemoved", |m| {
-                            m.member.as_deref() == Some("JobRemoved")
-                                && m.body.get(1) == Some(&Value::Path(job.clone()))
-                        })
+                        .wait_signal(Duration::from_millis(1), "JobRemoved", &mut is_ours)
                         .ok()
                         .and_then(|m| m.body.get(3).and_then(Value::as_str).map(String::from));
                     return Ok(result.unwrap_or_else(|| "done".into()));

@@ -145,9 +145,7 @@ pub(crate) fn resources_v2(r: &LinuxResources) -> Result<(Vec<Prop>, LinuxResour
             fs.set_cpu(Some(cpu));
         }
     }
-    let mut unified: Vec<_> = r.unified().iter().flatten().collect();
-    unified.sort();
-    for (k, v) in unified {
+    for (k, v) in r.unified().iter().flatten() {
         unified_prop(&mut props, k, v.trim())?;
     }
     Ok((props, fs))
@@ -213,17 +211,14 @@ fn unified_prop(props: &mut Vec<Prop>, key: &str, v: &str) -> Result<()> {
 /// The annotation prefix whose entries become unit properties (as runc).
 pub const ANNOTATION_PREFIX: &str = "org.systemd.property.";
 
-/// The `org.systemd.property.NAME` annotations as properties, sorted by name: the value
+/// The `org.systemd.property.NAME` annotations as properties: the value
 /// is GVariant text ([`parse_gvariant`]); a `…Sec` name (lowercase letter before `Sec`)
 /// becomes `…USec` with the number of seconds in microseconds, as runc does.
 pub(crate) fn annotations(ann: &HashMap<String, String>) -> Result<Vec<Prop>> {
     let mut out = Vec::new();
-    let mut keys: Vec<_> = ann
-        .keys()
-        .filter(|k| k.starts_with(ANNOTATION_PREFIX))
-        .collect();
-    keys.sort();
-    for k in keys {
+    // In the map's order, as runc (a name given twice, as `…Sec` and `…USec`, is
+    // ambiguous there too).
+    for k in ann.keys().filter(|k| k.starts_with(ANNOTATION_PREFIX)) {
         let field = format!("annotations[{k:?}]");
         let name = &k[ANNOTATION_PREFIX.len()..];
         if name.len() < 3 || !name.bytes().all(|b| b.is_ascii_alphabetic()) {
