@@ -35,7 +35,8 @@ fn features_has_the_spec_shape() {
         assert!(v["linux"].get(k).is_some(), "linux.{k} missing");
     }
     assert_eq!(v["linux"]["seccomp"]["enabled"], true);
-    assert_eq!(v["linux"]["cgroup"]["systemd"], false);
+    assert_eq!(v["linux"]["cgroup"]["systemd"], true);
+    assert_eq!(v["linux"]["cgroup"]["systemdUser"], false);
     // Every key runc prints (the reference recorded on this kind of machine) is here
     // too, with the same JSON type.
     let reference = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

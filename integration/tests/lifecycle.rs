@@ -365,12 +365,12 @@ fn cli_help_and_version() {
             "{cmd} -h"
         );
     }
+    // The driver's flag is global, as runc's: commands that touch no cgroup take it.
     let o = std::process::Command::new(casulo_bin())
         .args(["--systemd-cgroup", "list"])
         .output()
         .unwrap();
-    assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("systemd"));
+    assert!(o.status.success(), "{o:?}");
 }
 
 #[test]

@@ -34,7 +34,7 @@ pub fn run(cli: &Cli, log: &Logger) -> Result<i32> {
         ));
     match &cli.command {
         Command::Create(a) => {
-            create(&rt, &a.id, &create_options(a))?;
+            create(&rt, &a.id, &create_options(a, cli.systemd_cgroup))?;
             log.debug(&format!("created {}", a.id));
             Ok(0)
         }
@@ -53,7 +53,7 @@ pub fn run(cli: &Cli, log: &Logger) -> Result<i32> {
             detach,
             keep,
             create,
-        } => run_container(&rt, create, *detach, *keep),
+        } => run_container(&rt, create, *detach, *keep, cli.systemd_cgroup),
         Command::List { format, quiet } => list(&rt, format, *quiet),
         Command::Spec { bundle } => {
             let path = bundle.join("config.json");
@@ -85,7 +85,7 @@ pub fn run(cli: &Cli, log: &Logger) -> Result<i32> {
     }
 }
 
-fn create_options(a: &CreateArgs) -> CreateOptions {
+fn create_options(a: &CreateArgs, systemd_cgroup: bool) -> CreateOptions {
     CreateOptions {
         bundle: a.bundle.clone(),
         pid_file: a.pid_file.clone(),
@@ -95,6 +95,7 @@ fn create_options(a: &CreateArgs) -> CreateOptions {
         no_new_keyring: a.no_new_keyring,
         console: None,
         refuse_unprotected_exe: true,
+        systemd_cgroup,
     }
 }
 
@@ -129,8 +130,14 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         .map_err(|_| format!("invalid signal {s:?}"))
 }
 
-fn run_container(rt: &Runtime, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32> {
-    let mut opts = create_options(a);
+fn run_container(
+    rt: &Runtime,
+    a: &CreateArgs,
+    detach: bool,
+    keep: bool,
+    systemd_cgroup: bool,
+) -> Result<i32> {
+    let mut opts = create_options(a, systemd_cgroup);
     // A terminal without a console socket: the pty comes back to us on a socketpair.
     let own_tty = crate::tty::own_terminal(&a.bundle, a.console_socket.is_some(), detach)?;
     let own_tty = match own_tty {

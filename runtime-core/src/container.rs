@@ -38,6 +38,8 @@ pub struct CreateOptions {
     /// writable binary; the caller then calls [`crate::exe::ensure_protected`] and
     /// retries. Without it such a create only warns.
     pub refuse_unprotected_exe: bool,
+    /// `--systemd-cgroup`: the cgroup is a systemd unit (`cgroups::systemd`).
+    pub systemd_cgroup: bool,
 }
 
 /// A container created by this process: its init, as a [`ProcessHandle`] (`pid`,

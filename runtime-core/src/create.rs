@@ -63,6 +63,8 @@ struct Prepared {
     argv: Vec<CString>,
     envp: Vec<CString>,
     cg_path: String,
+    /// Where the cgroup goes: a path, or a systemd unit (`--systemd-cgroup`).
+    place: cgroups::Placement,
     /// False for a rootless container that gets no cgroup (crate::rootless).
     use_cgroup: bool,
     proc_fd: OwnedFd,
@@ -153,13 +155,16 @@ impl Runtime {
             ),
             None => (Vec::new(), Vec::new()),
         };
-        let cg_path = cgroups::resolve_path(
+        let place = cgroups::place(
+            opts.systemd_cgroup,
             spec.linux()
                 .as_ref()
                 .and_then(|l| l.cgroups_path().as_ref())
                 .and_then(|p| p.to_str()),
             id,
+            spec.annotations().as_ref(),
         )?;
+        let cg_path = place.path.clone();
         let use_cgroup = crate::rootless::use_cgroup(self.rootless, &spec, &cg_path)?;
         let proc_fd = verified_proc()?;
         Ok(Prepared {
@@ -175,6 +180,7 @@ impl Runtime {
             argv,
             envp,
             cg_path,
+            place,
             use_cgroup,
             proc_fd,
         })
@@ -200,6 +206,7 @@ impl Runtime {
             created: state::now_rfc3339(),
             owner: String::new(),
             cgroup_path: prep.use_cgroup.then(|| prep.cg_path.clone()),
+            systemd_unit: prep.place.unit_name(),
             annotations: spec.annotations().clone().unwrap_or_default(),
             config: spec.clone(),
             started: false,
@@ -212,11 +219,11 @@ impl Runtime {
             prep.proc_fd.as_fd(),
         )?;
         let cgroup = match prep.use_cgroup {
-            true => Some(cgroups::open(&prep.cg_path)?),
+            true => Some(prep.place.open()?),
             false => None,
         };
         if let Some(cg) = &cgroup {
-            undo.cgroup = Some(cgroups::open(&prep.cg_path)?);
+            undo.cgroup = Some(prep.place.open()?);
             cg.create(crate::rootless::resources(spec).as_deref())?;
         }
         let fifo = make_fifo(&self.store.dir(id).join("exec.fifo"))?;

@@ -71,7 +71,7 @@ pub fn features() -> Value {
             "cgroup": {
                 "v1": true,
                 "v2": true,
-                "systemd": false,
+                "systemd": true,
                 "systemdUser": false,
                 "rdma": true,
             },
@@ -97,6 +97,8 @@ pub fn features() -> Value {
         "annotations": {
             "dev.casulo.version": env!("CARGO_PKG_VERSION"),
         },
+        // With --systemd-cgroup these become properties of the container's unit.
+        "potentiallyUnsafeConfigAnnotations": [crate::cgroups::systemd::props::ANNOTATION_PREFIX],
     })
 }
 

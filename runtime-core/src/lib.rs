@@ -66,7 +66,7 @@ macro_rules! internal_mods {
     )*};
 }
 
-internal_mods!(cgroups, state);
+internal_mods!(cgroups, dbus, state);
 
 mod child_error;
 

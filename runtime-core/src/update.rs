@@ -90,7 +90,8 @@ impl Runtime {
             .cgroup_path
             .clone()
             .ok_or_else(|| Error::NoCgroup { id: id.into() })?;
-        Ok((rec, cgroups::open(&path)?))
+        let cg = cgroups::open_managed(&path, rec.systemd_unit.as_deref())?;
+        Ok((rec, cg))
     }
 
     /// Changes the resources of a created, running or paused container and

@@ -39,6 +39,7 @@ pub mod devices;
 pub mod oom;
 pub mod stats;
 pub(crate) mod sys;
+pub mod systemd;
 mod util;
 mod v1;
 mod v2;
@@ -101,6 +102,26 @@ pub enum CgroupError {
         path: PathBuf,
         /// The underlying error (with the verifier log, if any).
         source: std::io::Error,
+    },
+    /// systemd (over D-Bus) refused or failed a request about a unit.
+    #[error("systemd unit {unit}: {action}: {source}")]
+    Systemd {
+        /// The unit, e.g. `casulo-abc.scope`.
+        unit: String,
+        /// The request, e.g. `StartTransientUnit`.
+        action: &'static str,
+        /// What D-Bus or systemd answered.
+        source: crate::dbus::DbusError,
+    },
+    /// A unit's job ended with another result than `done`.
+    #[error("systemd unit {unit}: {action}: the job ended {result:?}")]
+    SystemdJob {
+        /// The unit.
+        unit: String,
+        /// The request that queued the job.
+        action: &'static str,
+        /// systemd's job result (`failed`, `timeout`, `canceled`, ...).
+        result: String,
     },
     /// Freezing or thawing did not complete.
     #[error("freezer {path}: {reason}")]
@@ -206,29 +227,86 @@ pub trait Cgroup: Send + Sync {
     fn pids(&self) -> Result<Vec<i32>>;
 }
 
-/// Refuses systemd cgroup management: `--systemd-cgroup` (`systemd == true`)
-/// and a `cgroupsPath` in systemd's `slice:prefix:name` form, since this
-/// runtime only drives cgroupfs directly.
+/// Refuses a `cgroupsPath` in systemd's `slice:prefix:name` form without the systemd
+/// cgroup driver (`systemd == false`); with it, [`place`] reads that form.
 pub fn check_systemd_cgroup(systemd: bool, cgroups_path: Option<&str>) -> Result<()> {
-    if systemd {
-        return Err(CgroupError::Invalid(
-            "--systemd-cgroup: the systemd cgroup driver is not supported (no systemd); \
-             use a cgroupfs linux.cgroupsPath such as /mycontainers/<id>"
-                .into(),
-        ));
-    }
-    if let Some(p) = cgroups_path {
+    if let Some(p) = cgroups_path.filter(|_| !systemd) {
         if p.split(':').count() == 3 && !p.contains('/') {
             return Err(CgroupError::InvalidField {
                 field: "linux.cgroupsPath".into(),
                 reason: format!(
                     "{p:?} is in the systemd \"slice:prefix:name\" form, which needs the \
-                     systemd cgroup driver (--systemd-cgroup); it is not supported here"
+                     systemd cgroup driver (--systemd-cgroup)"
                 ),
             });
         }
     }
     Ok(())
+}
+
+/// Where a new container's cgroup goes: its absolute path and, with the systemd
+/// driver, the unit systemd makes for it.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    /// The absolute cgroup path (stored in the container's state).
+    pub path: String,
+    /// The systemd unit, with the systemd cgroup driver.
+    pub unit: Option<systemd::Unit>,
+    /// Set once the unit is this create's (shared by the managers [`Placement::open`]
+    /// makes, so the undo of a create refused with "unit exists" stops nothing).
+    owned: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Placement {
+    /// The unit's name, if any (stored in the container's state).
+    pub fn unit_name(&self) -> Option<String> {
+        self.unit.as_ref().map(|u| u.name.clone())
+    }
+
+    /// The manager that creates the cgroup (or unit).
+    pub fn open(&self) -> Result<Box<dyn Cgroup>> {
+        match &self.unit {
+            Some(u) => Ok(Box::new(systemd::Systemd::new(
+                u.clone(),
+                self.owned.clone(),
+            )?)),
+            None => open(&self.path),
+        }
+    }
+}
+
+/// Places a new container: with `systemd` (the `--systemd-cgroup` driver) the unit of
+/// `cgroups_path` ([`systemd::unit_for`], the annotations' properties checked), else
+/// [`resolve_path`]. Nothing is created or connected to.
+pub fn place(
+    systemd: bool,
+    cgroups_path: Option<&str>,
+    id: &str,
+    annotations: Option<&std::collections::HashMap<String, String>>,
+) -> Result<Placement> {
+    if !systemd {
+        return Ok(Placement {
+            path: resolve_path(cgroups_path, id)?,
+            unit: None,
+            owned: Default::default(),
+        });
+    }
+    let unit = systemd::unit_for(cgroups_path, id, annotations)?;
+    Ok(Placement {
+        path: unit.path.clone(),
+        unit: Some(unit),
+        owned: Default::default(),
+    })
+}
+
+/// The manager of an existing container's cgroup at `path`: the systemd driver's when
+/// the container has a systemd `unit` (update and delete talk to systemd), else
+/// [`open`]'s.
+pub fn open_managed(path: &str, unit: Option<&str>) -> Result<Box<dyn Cgroup>> {
+    match unit {
+        Some(u) => Ok(Box::new(systemd::Systemd::existing(u, path)?)),
+        None => open(path),
+    }
 }
 
 /// Lexically cleans a cgroup path: drops `.`, empty parts and `..` (which can
