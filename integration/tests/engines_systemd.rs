@@ -116,6 +116,52 @@ fn check_gone(unit: &str, cg: &Path) {
     }
 }
 
+/// The docker-CLI flow both docker and podman have: `run -d` busybox with the limits
+/// (`flags` added), the limits through `exec` and in the unit `<unit_prefix>-<id>.scope`,
+/// pause/unpause, `stats` showing `stats_limit`, stop, rm, nothing left. Returns the id.
+fn docker_cli_lifecycle(
+    cli: &dyn Fn(&[&str]) -> Out,
+    flags: &[&str],
+    unit_prefix: &str,
+    stats_limit: &str,
+) -> String {
+    let (mem, pids) = (MEM.to_string(), PIDS.to_string());
+    let mut args = vec!["run", "-d", "--network", "none"];
+    args.extend(flags);
+    args.extend([
+        "--memory",
+        &mem,
+        "--memory-swap",
+        &mem,
+        "--pids-limit",
+        &pids,
+    ]);
+    args.extend([IMAGE, "sleep", "1000"]);
+    let r = cli(&args);
+    assert_eq!(r.code, 0, "run: {r:?}");
+    let cid = r.stdout.trim().to_string();
+    let unit = format!("{unit_prefix}-{cid}.scope");
+    let inside = cli(&["exec", &cid, "sh", "-c", LIMITS]);
+    let cg = check_unit(&unit, &inside);
+    assert_eq!(cli(&["pause", &cid]).code, 0);
+    assert!(freeze_is(&cg, "1"), "paused: {cg:?}");
+    assert_eq!(cli(&["unpause", &cid]).code, 0);
+    assert!(freeze_is(&cg, "0"), "unpaused: {cg:?}");
+    let format = "{{.MemUsage}} {{.PIDs}}";
+    let r = cli(&["stats", "--no-stream", "--format", format, &cid]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains(stats_limit),
+        "memory limit in stats: {r:?}"
+    );
+    let r = cli(&["stop", "-t", "1", &cid]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = cli(&["rm", &cid]);
+    assert_eq!(r.code, 0, "{r:?}");
+    check_gone(&unit, &cg);
+    cid
+}
+
 // ------------------------------------------------------------------------ containerd
 
 /// A rootfs directory with busybox and the applets the test runs.
@@ -299,50 +345,9 @@ fn dockerd_systemd_cgroupdriver() {
     let image = engines::busybox_image(&dir.path);
     let r = docker(&["load", "-i", image.to_str().unwrap()]);
     assert_eq!(r.code, 0, "docker load: {r:?}");
-    let (mem, pids) = (MEM.to_string(), PIDS.to_string());
-    let r = docker(&[
-        "run",
-        "-d",
-        "--runtime",
-        "sdrt",
-        "--network",
-        "none",
-        // the VM's kernel has AppArmor; docker-default would need apparmor_parser
-        "--security-opt",
-        "apparmor=unconfined",
-        "--memory",
-        &mem,
-        "--memory-swap",
-        &mem,
-        "--pids-limit",
-        &pids,
-        IMAGE,
-        "sleep",
-        "1000",
-    ]);
-    assert_eq!(r.code, 0, "docker run: {r:?}");
-    let cid = r.stdout.trim().to_string();
-    let unit = format!("docker-{cid}.scope");
-    let inside = docker(&["exec", &cid, "sh", "-c", LIMITS]);
-    let cg = check_unit(&unit, &inside);
-    assert_eq!(docker(&["pause", &cid]).code, 0);
-    assert!(freeze_is(&cg, "1"), "paused: {cg:?}");
-    assert_eq!(docker(&["unpause", &cid]).code, 0);
-    assert!(freeze_is(&cg, "0"), "unpaused: {cg:?}");
-    let r = docker(&[
-        "stats",
-        "--no-stream",
-        "--format",
-        "{{.MemUsage}} {{.PIDs}}",
-        &cid,
-    ]);
-    assert_eq!(r.code, 0, "{r:?}");
-    assert!(r.stdout.contains("/ 64MiB"), "memory limit in stats: {r:?}");
-    let r = docker(&["stop", "-t", "1", &cid]);
-    assert_eq!(r.code, 0, "{r:?}");
-    let r = docker(&["rm", &cid]);
-    assert_eq!(r.code, 0, "{r:?}");
-    check_gone(&unit, &cg);
+    // the VM's kernel has AppArmor; docker-default would need apparmor_parser
+    let flags = ["--runtime", "sdrt", "--security-opt", "apparmor=unconfined"];
+    docker_cli_lifecycle(&docker, &flags, "docker", "/ 64MiB");
     drop(d);
     engines::kill_leftovers(&dir.path);
 }
@@ -390,49 +395,7 @@ fn podman_systemd_cgroup_manager() {
     let image = engines::busybox_image(&dir.path);
     let r = podman(&["load", "-i", image.to_str().unwrap()]);
     assert_eq!(r.code, 0, "podman load: {r:?}");
-    let (mem, pids) = (MEM.to_string(), PIDS.to_string());
-    let r = podman(&[
-        "run",
-        "-d",
-        "--pull=never",
-        "--network",
-        "none",
-        "--memory",
-        &mem,
-        "--memory-swap",
-        &mem,
-        "--pids-limit",
-        &pids,
-        IMAGE,
-        "sleep",
-        "1000",
-    ]);
-    assert_eq!(r.code, 0, "podman run: {r:?}");
-    let cid = r.stdout.trim().to_string();
-    let unit = format!("libpod-{cid}.scope");
-    let inside = podman(&["exec", &cid, "sh", "-c", LIMITS]);
-    let cg = check_unit(&unit, &inside);
-    assert_eq!(podman(&["pause", &cid]).code, 0);
-    assert!(freeze_is(&cg, "1"), "paused: {cg:?}");
-    assert_eq!(podman(&["unpause", &cid]).code, 0);
-    assert!(freeze_is(&cg, "0"), "unpaused: {cg:?}");
-    let r = podman(&[
-        "stats",
-        "--no-stream",
-        "--format",
-        "{{.MemUsage}} {{.PIDs}}",
-        &cid,
-    ]);
-    assert_eq!(r.code, 0, "{r:?}");
-    assert!(
-        r.stdout.contains("/ 67.11MB"),
-        "memory limit in stats: {r:?}"
-    );
-    let r = podman(&["stop", "-t", "1", &cid]);
-    assert_eq!(r.code, 0, "{r:?}");
-    let r = podman(&["rm", &cid]);
-    assert_eq!(r.code, 0, "{r:?}");
-    check_gone(&unit, &cg);
+    let cid = docker_cli_lifecycle(&podman, &["--pull=never"], "libpod", "/ 67.11MB");
     let conmon = format!("libpod-conmon-{cid}.scope");
     let p = show(&conmon, &["LoadState"]);
     assert_eq!(p["LoadState"], "not-found", "{conmon} left: {p:?}");
