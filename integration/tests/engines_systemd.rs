@@ -27,9 +27,11 @@ const LIMITS: &str =
     "cg=$(cat /proc/self/cgroup); cg=${cg#0::}; cat /sys/fs/cgroup$cg/memory.max /sys/fs/cgroup$cg/pids.max";
 const T: Duration = Duration::from_secs(120);
 
-/// The runtime the engines drive: `$CASULO_ENGINE_RUNTIME`, else casulo.
+/// The runtime the engines drive: `$CASULO_ENGINE_RUNTIME` if set and not empty, else
+/// casulo (an empty path would make ctr fall back to `runc` from PATH).
 fn runtime() -> PathBuf {
     std::env::var_os("CASULO_ENGINE_RUNTIME")
+        .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(casulo_bin)
 }
