@@ -172,9 +172,18 @@ impl Drop for Bundle {
 }
 
 /// The parent cgroup path used by bundles of this process:
-/// `/casulo-it-<pid>`. Remove it with [`remove_cgroup_parent`] at the end.
+/// `<cgroup_base()>/casulo-it-<pid>`. Remove it with [`remove_cgroup_parent`] at the end.
 pub fn cgroup_parent() -> String {
-    format!("/casulo-it-{}", std::process::id())
+    format!("{}/casulo-it-{}", cgroup_base(), std::process::id())
+}
+
+/// Where the tests' cgroups go: `$CASULO_TEST_CGROUP_BASE` (a delegated subtree, e.g.
+/// `/system.slice/casulo-cgfs.scope` under systemd; no trailing `/`), or the root (`""`).
+pub fn cgroup_base() -> String {
+    std::env::var("CASULO_TEST_CGROUP_BASE")
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .to_string()
 }
 
 /// Removes (rmdir, deepest first) the directories named

@@ -111,7 +111,11 @@ impl TestEnv {
         let _ = std::fs::remove_dir_all(&root);
         TestEnv {
             root,
-            cgroup: format!("/casulo-lc-{}-{name}", std::process::id()),
+            cgroup: format!(
+                "{}/casulo-lc-{}-{name}",
+                crate::bundle::cgroup_base(),
+                std::process::id()
+            ),
         }
     }
     /// A bundle whose cgroup is under this test's parent.

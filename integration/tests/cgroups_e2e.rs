@@ -25,7 +25,11 @@ impl Env {
     fn new(name: &str) -> Env {
         let root = PathBuf::from(format!("/tmp/casulo-cg-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
-        let cgroup_parent = format!("/casulo-cg-{}-{name}", std::process::id());
+        let cgroup_parent = format!(
+            "{}/casulo-cg-{}-{name}",
+            casulo_integration::bundle::cgroup_base(),
+            std::process::id()
+        );
         Env {
             root,
             cgroup_parent,

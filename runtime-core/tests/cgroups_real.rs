@@ -36,8 +36,11 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
+        // `$CASULO_TEST_CGROUP_BASE`: a delegated subtree (under systemd), as in integration.
+        let base = std::env::var("CASULO_TEST_CGROUP_BASE").unwrap_or_default();
         let parent = format!(
-            "/casulo-test-{}-{}",
+            "{}/casulo-test-{}-{}",
+            base.trim_end_matches('/'),
             std::process::id(),
             N.fetch_add(1, Ordering::SeqCst)
         );
@@ -309,7 +312,9 @@ fn freeze_stops_progress_and_thaw_resumes() {
     }
     let mut f = Fixture::new();
     f.cg.create(None).expect("create");
-    let file = std::env::temp_dir().join(format!("{}-counter", f.parent.trim_start_matches('/')));
+    // The parent's last component: under a CASULO_TEST_CGROUP_BASE it has directories.
+    let name = f.parent.rsplit('/').next().unwrap_or_default();
+    let file = std::env::temp_dir().join(format!("{name}-counter"));
     let i = f.spawn_gated(&format!(
         "i=0; while :; do i=$((i+1)); echo $i > {}; sleep 0.02; done",
         file.display()
