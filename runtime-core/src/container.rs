@@ -12,7 +12,7 @@ use oci_spec::runtime::Spec;
 use crate::cgroups;
 use crate::process::ProcessHandle;
 use crate::state::{self, State, Status};
-use crate::store::{Record, Store, StoreError};
+use crate::store::{Record, Store, StoreError, Summary};
 use crate::{config, sys, Error, Operation, Result};
 
 /// Options of `create` (runc's flags).
@@ -98,7 +98,7 @@ impl Runtime {
 
     /// The state JSON handed to hooks.
     pub(crate) fn hook_state(&self, rec: &Record, status: Status, pid: i32) -> Vec<u8> {
-        let mut st = self.state_of(rec);
+        let mut st = self.state_of(&Summary::of(rec));
         st.status = status;
         st.pid = pid;
         serde_json::to_vec(&st).unwrap_or_default()
@@ -140,18 +140,21 @@ impl Runtime {
 
     /// The status of a container from its record.
     pub(crate) fn status(&self, rec: &Record) -> Status {
-        if rec.pid == 0 {
+        self.status_of(&rec.id, rec.pid, rec.start_time, rec.cgroup_path.as_deref())
+    }
+
+    /// [`Runtime::status`] from the parts of a record it reads.
+    fn status_of(&self, id: &str, pid: i32, start_time: u64, cgroup: Option<&str>) -> Status {
+        if pid == 0 {
             return Status::Creating;
         }
-        if !state::alive(rec.pid, rec.start_time) {
+        if !state::alive(pid, start_time) {
             return Status::Stopped;
         }
-        if self.store.dir(&rec.id).join("exec.fifo").exists() {
+        if self.store.dir(id).join("exec.fifo").exists() {
             return Status::Created;
         }
-        let frozen = rec
-            .cgroup_path
-            .as_deref()
+        let frozen = cgroup
             .and_then(|p| cgroups::open(p).ok())
             .and_then(|cg| cg.frozen().ok());
         if frozen == Some(true) {
@@ -162,14 +165,14 @@ impl Runtime {
 
     /// The state of container `id`.
     pub fn state(&self, id: &str) -> Result<State> {
-        let rec = self.store.load(id)?;
+        let rec = self.store.load_summary(id)?;
         Ok(self.state_of(&rec))
     }
 
-    fn state_of(&self, rec: &Record) -> State {
-        let status = self.status(rec);
+    fn state_of(&self, rec: &Summary) -> State {
+        let status = self.status_of(&rec.id, rec.pid, rec.start_time, rec.cgroup_path.as_deref());
         State {
-            oci_version: rec.config.version().clone(),
+            oci_version: rec.config.version.clone(),
             id: rec.id.clone(),
             pid: if status == Status::Stopped {
                 0
@@ -189,7 +192,7 @@ impl Runtime {
     pub fn list(&self) -> Result<Vec<State>> {
         let mut out = Vec::new();
         for id in self.store.list()? {
-            if let Ok(rec) = self.store.load(&id) {
+            if let Ok(rec) = self.store.load_summary(&id) {
                 out.push(self.state_of(&rec));
             }
         }

@@ -83,6 +83,51 @@ pub struct Record {
     pub systemd_unit: Option<String>,
 }
 
+/// What `state` and `list` need of a [`Record`]: all but the config, of which only
+/// `ociVersion` is read (the parser skips the rest instead of building oci-spec's types:
+/// the per-container cost of `list`).
+#[derive(Debug, Deserialize)]
+pub(crate) struct Summary {
+    pub id: String,
+    pub pid: i32,
+    pub start_time: u64,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    pub owner: String,
+    pub cgroup_path: Option<String>,
+    #[serde(default)]
+    pub annotations: HashMap<String, String>,
+    pub config: SummaryConfig,
+}
+
+/// The config's `ociVersion`, the one part of it a [`Summary`] keeps.
+#[derive(Debug, Deserialize)]
+pub(crate) struct SummaryConfig {
+    #[serde(rename = "ociVersion")]
+    pub version: String,
+}
+
+impl Summary {
+    /// The summary of a record already loaded.
+    pub(crate) fn of(rec: &Record) -> Summary {
+        Summary {
+            id: rec.id.clone(),
+            pid: rec.pid,
+            start_time: rec.start_time,
+            bundle: rec.bundle.clone(),
+            rootfs: rec.rootfs.clone(),
+            created: rec.created.clone(),
+            owner: rec.owner.clone(),
+            cgroup_path: rec.cgroup_path.clone(),
+            annotations: rec.annotations.clone(),
+            config: SummaryConfig {
+                version: rec.config.version().clone(),
+            },
+        }
+    }
+}
+
 /// The runtime's root directory (`--root`).
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -242,6 +287,20 @@ impl Store {
             path,
             source: e.into_inner(),
         })
+    }
+
+    /// Reads the [`Summary`] of a container's record (for `state` and `list`).
+    pub(crate) fn load_summary(&self, id: &str) -> Result<Summary> {
+        validate_id(id)?;
+        let path = self.dir(id).join("state.json");
+        let data = match std::fs::read(&path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::Missing(id.into()))
+            }
+            Err(e) => return Err(io(&path)(e)),
+        };
+        serde_json::from_slice(&data).map_err(|source| StoreError::Corrupt { path, source })
     }
 
     /// Writes a container's record atomically (temporary file + rename).
