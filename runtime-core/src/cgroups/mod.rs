@@ -228,7 +228,7 @@ pub trait Cgroup: Send + Sync {
 }
 
 /// Refuses a `cgroupsPath` in systemd's `slice:prefix:name` form without the systemd
-/// cgroup driver (`systemd == false`); with it, [`place`] reads that form.
+/// cgroup driver (`systemd == false`); with it, `place` reads that form.
 pub fn check_systemd_cgroup(systemd: bool, cgroups_path: Option<&str>) -> Result<()> {
     if let Some(p) = cgroups_path.filter(|_| !systemd) {
         if p.split(':').count() == 3 && !p.contains('/') {
