@@ -6,43 +6,9 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
-/// Errors of loading and validating a bundle's configuration.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// config.json could not be read.
-    #[error("{path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// config.json is not valid JSON or does not match the spec's schema.
-    #[error("config.json: {field}: {msg}")]
-    Parse {
-        /// The JSON path of the offending field (`.` for the document).
-        field: String,
-        /// serde's message.
-        msg: String,
-    },
-    /// A field has a value the runtime cannot honour.
-    #[error("config.json: {field}: {msg}")]
-    Invalid {
-        /// The JSON path of the offending field.
-        field: String,
-        /// What is wrong.
-        msg: String,
-    },
-}
-
-/// A validation error; config values echoed in it are kept on one line (a path or key
-/// with a newline must not split the error the engines read from the log).
-pub(crate) fn invalid(field: impl Into<String>, msg: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        field: one_line(&field.into()),
-        msg: one_line(&msg.into()),
-    }
-}
+pub use crate::spec_util::ConfigError;
+pub(crate) use crate::spec_util::{invalid, lower, namespace, new_namespace, one_line};
+use crate::spec_util::{OCI_VERSION_MAX, OCI_VERSION_MIN};
 
 /// Reads and parses `<bundle>/config.json`.
 pub fn load(bundle: &Path) -> Result<Spec, ConfigError> {
@@ -134,24 +100,6 @@ pub(crate) fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf, ConfigE
     })
 }
 
-/// The namespace types the config creates or joins, and whether it names `typ`.
-pub(crate) fn namespace(
-    spec: &Spec,
-    typ: LinuxNamespaceType,
-) -> Option<&oci_spec::runtime::LinuxNamespace> {
-    spec.linux()
-        .as_ref()?
-        .namespaces()
-        .as_ref()?
-        .iter()
-        .find(|n| n.typ() == typ)
-}
-
-/// True when the config asks for a new (not joined) namespace of `typ`.
-pub(crate) fn new_namespace(spec: &Spec, typ: LinuxNamespaceType) -> bool {
-    namespace(spec, typ).is_some_and(|n| n.path().is_none())
-}
-
 /// Semantic validation: everything that must be refused before anything is created.
 pub fn validate(spec: &Spec, bundle: &Path) -> Result<(), ConfigError> {
     if spec.version().is_empty() {
@@ -222,8 +170,7 @@ fn check_version(v: &str) -> Result<(), ConfigError> {
         "ociVersion",
         format!(
             "{v:?}: major version {major:?} is not supported (this runtime implements {} to {})",
-            crate::features::OCI_VERSION_MIN,
-            crate::features::OCI_VERSION_MAX
+            OCI_VERSION_MIN, OCI_VERSION_MAX
         ),
     ))
 }
@@ -335,23 +282,6 @@ fn validate_linux(spec: &Spec) -> Result<(), ConfigError> {
         }
     }
     Ok(())
-}
-
-/// `s` with control characters escaped (`\n` → `\\n`), so an error stays one line.
-fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| match c.is_control() {
-            true => c.escape_default().to_string(),
-            false => c.to_string(),
-        })
-        .collect()
-}
-
-/// An io::Error's text in lower case without the "(os error N)" suffix, as engines match it.
-pub(crate) fn lower(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    let s = s.split(" (os error").next().unwrap_or(&s).to_string();
-    s.to_lowercase()
 }
 
 #[cfg(test)]

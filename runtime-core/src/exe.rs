@@ -92,7 +92,7 @@ pub fn is_protected() -> bool {
 /// copy of the runtime: no pid namespace of its own (joined by path, or the host's), or
 /// startContainer hooks (container programs, run by the init before its exec).
 pub fn spec_needs_protection(spec: &Spec) -> bool {
-    let own_pidns = crate::config::new_namespace(spec, LinuxNamespaceType::Pid);
+    let own_pidns = crate::spec_util::new_namespace(spec, LinuxNamespaceType::Pid);
     let start_hooks = spec
         .hooks()
         .as_ref()

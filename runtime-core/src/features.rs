@@ -8,10 +8,7 @@ use serde_json::{json, Value};
 
 use crate::rootfs::options;
 
-/// Lowest and highest runtime-spec versions accepted in config.json.
-pub const OCI_VERSION_MIN: &str = "1.0.0";
-/// See [`OCI_VERSION_MIN`].
-pub const OCI_VERSION_MAX: &str = "1.3.0";
+pub use crate::spec_util::{OCI_VERSION_MAX, OCI_VERSION_MIN};
 
 /// Hooks the create/start/delete path runs.
 pub const HOOKS: [&str; 6] = crate::hooks::PHASES;

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
-use crate::config::{invalid, namespace, ConfigError};
+use crate::spec_util::{invalid, lower, namespace, new_namespace, ConfigError};
 
 /// The IPC sysctls outside `fs.mqueue` (ipc_namespaces(7)).
 const IPC_KERNEL: &[&str] = &[
@@ -38,15 +38,11 @@ pub fn own_namespace(spec: &Spec, typ: LinuxNamespaceType) -> Result<bool, Confi
         "linux.namespaces.{}.path",
         crate::namespaces::proc_name(typ)
     );
-    let joined = std::fs::metadata(path).map_err(|e| {
-        invalid(
-            &field,
-            format!("{}: {}", path.display(), crate::config::lower(&e)),
-        )
-    })?;
+    let joined = std::fs::metadata(path)
+        .map_err(|e| invalid(&field, format!("{}: {}", path.display(), lower(&e))))?;
     let mine = format!("/proc/self/ns/{}", crate::namespaces::proc_name(typ));
-    let mine = std::fs::metadata(&mine)
-        .map_err(|e| invalid(&field, format!("{mine}: {}", crate::config::lower(&e))))?;
+    let mine =
+        std::fs::metadata(&mine).map_err(|e| invalid(&field, format!("{mine}: {}", lower(&e))))?;
     Ok((joined.dev(), joined.ino()) != (mine.dev(), mine.ino()))
 }
 
@@ -163,7 +159,7 @@ fn check_no_mount_ns(spec: &Spec) -> Result<(), ConfigError> {
             "needs a mount namespace in linux.namespaces",
         ));
     }
-    if !crate::config::new_namespace(spec, LinuxNamespaceType::User) {
+    if !new_namespace(spec, LinuxNamespaceType::User) {
         return Ok(());
     }
     let why = "needs a mount namespace in linux.namespaces with a new user namespace (it cannot mount in the runtime's)";

@@ -68,6 +68,7 @@ macro_rules! internal_mods {
 
 internal_mods!(cgroups, dbus, state);
 
+mod caller;
 mod child_error;
 
 pub mod config;
@@ -91,6 +92,7 @@ mod rootfs;
 pub mod rootless;
 mod security;
 mod shared;
+mod spec_util;
 mod store;
 mod sys;
 pub mod tty;

@@ -194,14 +194,14 @@ fn write(path: &Path, what: &str, data: &str) -> Result<(), NamespaceError> {
 }
 
 /// Writes `uid_map` and `gid_map` of process `pid` (the init, waiting in its new user
-/// namespace). A runtime that is not root writes them as [`crate::rootless::write_id_maps`]
+/// namespace). A runtime that is not root writes them as [`unprivileged_id_maps`]
 /// does; a root runtime leaves setgroups(2) usable in the container.
 pub fn write_id_maps(pid: i32, spec: &Spec) -> Result<(), NamespaceError> {
     let Some(linux) = spec.linux() else {
         return Ok(());
     };
     if !nix::unistd::geteuid().is_root() {
-        return crate::rootless::write_id_maps(
+        return unprivileged_id_maps(
             pid,
             linux.uid_mappings().as_deref().unwrap_or(&[]),
             linux.gid_mappings().as_deref().unwrap_or(&[]),
@@ -218,6 +218,91 @@ pub fn write_id_maps(pid: i32, spec: &Spec) -> Result<(), NamespaceError> {
         "linux.gidMappings",
         &map_text(linux.gid_mappings().as_deref().unwrap_or(&[])),
     )
+}
+
+/// Whether `maps` is exactly the caller's own id mapped once (what an unprivileged
+/// process may write itself).
+fn own_only(maps: &[LinuxIdMapping], own: u32) -> bool {
+    matches!(maps, [m] if m.host_id() == own && m.size() == 1)
+}
+
+fn write_err(what: &str, source: std::io::Error) -> NamespaceError {
+    NamespaceError::Write {
+        what: what.to_string(),
+        source,
+    }
+}
+
+/// Runs `helper <pid> <containerID> <hostID> <size>…`.
+fn run_helper(
+    helper: &str,
+    field: &str,
+    pid: i32,
+    maps: &[LinuxIdMapping],
+) -> Result<(), NamespaceError> {
+    let mut cmd = std::process::Command::new(helper);
+    cmd.arg(pid.to_string());
+    for m in maps {
+        cmd.args([
+            m.container_id().to_string(),
+            m.host_id().to_string(),
+            m.size().to_string(),
+        ]);
+    }
+    let what = format!("{field}: {helper}");
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => write_err(
+                &what,
+                std::io::Error::new(
+                    e.kind(),
+                    "not found: mapping more than the caller's own id needs the setuid helpers of the uidmap package and /etc/subuid, /etc/subgid entries",
+                ),
+            ),
+            _ => write_err(&what, e),
+        })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&out.stderr);
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    Err(write_err(
+        &what,
+        std::io::Error::other(format!("{}: {text}", out.status)),
+    ))
+}
+
+/// Writes the id maps of `pid` for an unprivileged caller (rootless): its own id mapped
+/// once is written directly (`setgroups` "deny" first, as the kernel requires for
+/// gid_map); anything else through the setuid helpers `newuidmap`/`newgidmap` (package
+/// `uidmap`, ranges from /etc/subuid and /etc/subgid), as runc does.
+fn unprivileged_id_maps(
+    pid: i32,
+    uids: &[LinuxIdMapping],
+    gids: &[LinuxIdMapping],
+) -> Result<(), NamespaceError> {
+    let base = Path::new("/proc").join(pid.to_string());
+    let write = |file: &str, what: &str, data: String| {
+        std::fs::write(base.join(file), data).map_err(|e| write_err(what, e))
+    };
+    let text = |maps: &[LinuxIdMapping]| -> String {
+        maps.iter()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect()
+    };
+    if own_only(uids, nix::unistd::geteuid().as_raw()) {
+        write("uid_map", "linux.uidMappings", text(uids))?;
+    } else {
+        run_helper("newuidmap", "linux.uidMappings", pid, uids)?;
+    }
+    if own_only(gids, nix::unistd::getegid().as_raw()) {
+        write("setgroups", "setgroups", "deny".into())?;
+        write("gid_map", "linux.gidMappings", text(gids))
+    } else {
+        run_helper("newgidmap", "linux.gidMappings", pid, gids)
+    }
 }
 
 /// The text for /proc/self/timens_offsets from `linux.timeOffsets`.

@@ -7,19 +7,14 @@
 //!   resources gets an error naming the first field.
 //! - [`check_mounts`]: mounts the kernel allows only with privilege in the initial user
 //!   namespace are refused by index and destination before anything is created.
-//! - [`write_id_maps`]: an unprivileged caller writes a single mapping of its own id
-//!   (`setgroups` "deny" first for gids), anything else goes through the setuid helpers
-//!   `newuidmap`/`newgidmap` (package `uidmap`, ranges from /etc/subuid and /etc/subgid),
-//!   as runc does.
 //! - [`pids_without_cgroup`]: `ps` of a container without a cgroup.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
-use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, LinuxResources, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Spec};
 
-use crate::config::{self, ConfigError};
-use crate::namespaces::NamespaceError;
+pub use crate::caller::{in_initial_userns, privileged};
+use crate::spec_util::{self as config, ConfigError};
 
 /// `--rootless`: whether the cgroup manager may run without cgroups (runc's flag).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -57,23 +52,6 @@ impl Mode {
             Mode::Auto => !privileged(),
         }
     }
-}
-
-/// Whether the caller is root in the initial user namespace (euid 0 and
-/// `/proc/self/uid_map` the identity map), computed once per process.
-pub fn privileged() -> bool {
-    static PRIV: OnceLock<bool> = OnceLock::new();
-    *PRIV.get_or_init(|| nix::unistd::geteuid().is_root() && in_initial_userns())
-}
-
-/// Whether this process is in the initial user namespace (its uid map is the identity
-/// over the whole id range).
-pub fn in_initial_userns() -> bool {
-    let Ok(text) = std::fs::read_to_string("/proc/self/uid_map") else {
-        return true;
-    };
-    let fields: Vec<&str> = text.split_whitespace().collect();
-    fields == ["0", "0", "4294967295"]
 }
 
 /// The default state root of a rootless caller: `$XDG_RUNTIME_DIR/casulo` (runc:
@@ -258,90 +236,6 @@ pub fn check_mounts(spec: &Spec) -> Result<(), ConfigError> {
         }
     }
     Ok(())
-}
-
-/// Whether `maps` is exactly the caller's own id mapped once (what an unprivileged
-/// process may write itself).
-fn own_only(maps: &[LinuxIdMapping], own: u32) -> bool {
-    matches!(maps, [m] if m.host_id() == own && m.size() == 1)
-}
-
-fn write_err(what: &str, source: std::io::Error) -> NamespaceError {
-    NamespaceError::Write {
-        what: what.to_string(),
-        source,
-    }
-}
-
-/// Runs `helper <pid> <containerID> <hostID> <size>…`.
-fn run_helper(
-    helper: &str,
-    field: &str,
-    pid: i32,
-    maps: &[LinuxIdMapping],
-) -> Result<(), NamespaceError> {
-    let mut cmd = std::process::Command::new(helper);
-    cmd.arg(pid.to_string());
-    for m in maps {
-        cmd.args([
-            m.container_id().to_string(),
-            m.host_id().to_string(),
-            m.size().to_string(),
-        ]);
-    }
-    let what = format!("{field}: {helper}");
-    let out = cmd
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => write_err(
-                &what,
-                std::io::Error::new(
-                    e.kind(),
-                    "not found: mapping more than the caller's own id needs the setuid helpers of the uidmap package and /etc/subuid, /etc/subgid entries",
-                ),
-            ),
-            _ => write_err(&what, e),
-        })?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let text = String::from_utf8_lossy(&out.stderr);
-    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    Err(write_err(
-        &what,
-        std::io::Error::other(format!("{}: {text}", out.status)),
-    ))
-}
-
-/// Writes the id maps of `pid` for an unprivileged caller: its own id mapped once is
-/// written directly (`setgroups` "deny" first, as the kernel requires for gid_map);
-/// anything else through `newuidmap`/`newgidmap`.
-pub fn write_id_maps(
-    pid: i32,
-    uids: &[LinuxIdMapping],
-    gids: &[LinuxIdMapping],
-) -> Result<(), NamespaceError> {
-    let base = Path::new("/proc").join(pid.to_string());
-    let write = |file: &str, what: &str, data: String| {
-        std::fs::write(base.join(file), data).map_err(|e| write_err(what, e))
-    };
-    let text = |maps: &[LinuxIdMapping]| -> String {
-        maps.iter()
-            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
-            .collect()
-    };
-    if own_only(uids, nix::unistd::geteuid().as_raw()) {
-        write("uid_map", "linux.uidMappings", text(uids))?;
-    } else {
-        run_helper("newuidmap", "linux.uidMappings", pid, uids)?;
-    }
-    if own_only(gids, nix::unistd::getegid().as_raw()) {
-        write("setgroups", "setgroups", "deny".into())?;
-        write("gid_map", "linux.gidMappings", text(gids))
-    } else {
-        run_helper("newgidmap", "linux.gidMappings", pid, gids)
-    }
 }
 
 /// The pids of a container that has no cgroup: every process in the init's pid

@@ -127,7 +127,7 @@ impl V1 {
         let user_devices = r.and_then(|r| r.devices().as_ref());
         // Without privilege in the initial user namespace the device cgroup cannot be
         // set (crate::rootless::resources): only rules the config asks for are tried.
-        let defaults = creating && crate::rootless::privileged();
+        let defaults = creating && crate::caller::privileged();
         if defaults || user_devices.is_some_and(|d| !d.is_empty()) {
             let rules = devices::effective_rules(user_devices.map_or(&[][..], Vec::as_slice));
             self.apply_devices(&rules, creating)?;

@@ -92,7 +92,7 @@ fn make(m: &Mounter<'_>, n: &Node<'_>, what: &str) -> Result<()> {
         Ok(()) | Err(Errno::ENOENT) => {}
         Err(e) => return Err(sys_err(what)(e)),
     }
-    if m.userns || !crate::rootless::privileged() {
+    if m.userns || !crate::caller::privileged() {
         // mknod needs CAP_MKNOD in the initial user namespace: bind the host's node.
         let host = crate::sys::open(&cstring(n.path), libc::O_PATH, 0)
             .map_err(sys_err(format!("{what}: host {}", n.path.display())))?;

@@ -33,7 +33,7 @@ type Result<T> = std::result::Result<T, RootfsError>;
 /// True when the container is in the runtime's mount namespace and its config asks for
 /// anything that mounts: then the rootfs is bound onto itself first.
 pub(crate) fn needed(spec: &Spec) -> bool {
-    if crate::config::namespace(spec, oci_spec::runtime::LinuxNamespaceType::Mount).is_some() {
+    if crate::spec_util::namespace(spec, oci_spec::runtime::LinuxNamespaceType::Mount).is_some() {
         return false;
     }
     let nonempty = |v: &Option<Vec<String>>| v.as_ref().is_some_and(|v| !v.is_empty());

@@ -108,7 +108,9 @@ pub struct RootfsPlan<'a> {
 /// Builds the root filesystem and makes it the process's root. Returns an fd of the
 /// new root (for later in-root lookups such as the cwd check).
 pub fn setup(plan: &RootfsPlan<'_>) -> Result<OwnedFd> {
-    if crate::config::namespace(plan.spec, oci_spec::runtime::LinuxNamespaceType::Mount).is_none() {
+    if crate::spec_util::namespace(plan.spec, oci_spec::runtime::LinuxNamespaceType::Mount)
+        .is_none()
+    {
         return match host_mounts::needed(plan.spec) {
             true => host_mounts::setup(plan),
             false => chroot_only(plan),

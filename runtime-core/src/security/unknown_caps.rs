@@ -9,8 +9,8 @@ use std::path::Path;
 use oci_spec::runtime::Spec;
 use serde_json::Value;
 
-use crate::config::ConfigError;
 use crate::log::Logger;
+use crate::spec_util::ConfigError;
 
 const SETS: [&str; 5] = [
     "bounding",
