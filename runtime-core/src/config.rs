@@ -179,6 +179,13 @@ fn validate_linux(spec: &Spec) -> Result<(), ConfigError> {
     let Some(linux) = spec.linux() else {
         return Ok(());
     };
+    check_namespaces(spec, linux)?;
+    check_paths(linux)
+}
+
+/// `linux.namespaces` (each type once, joined paths exist), the id mappings a new user
+/// namespace needs, and the time offsets a new time namespace takes.
+fn check_namespaces(spec: &Spec, linux: &oci_spec::runtime::Linux) -> Result<(), ConfigError> {
     let mut seen = HashSet::new();
     for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
         if !seen.insert(ns.typ()) {
@@ -239,6 +246,11 @@ fn validate_linux(spec: &Spec) -> Result<(), ConfigError> {
             }
         }
     }
+    Ok(())
+}
+
+/// The paths of `linux` (devices, masked and read-only paths) and the rootfs propagation.
+fn check_paths(linux: &oci_spec::runtime::Linux) -> Result<(), ConfigError> {
     for (i, d) in linux.devices().iter().flatten().enumerate() {
         // Any absolute path in the container (config-linux.md "Devices"), not only /dev.
         if !d.path().is_absolute() || d.path().file_name().is_none() {

@@ -43,6 +43,27 @@ pub enum RootfsError {
     /// The rootfs tried something the runtime refuses.
     #[error("{0}")]
     Unsafe(String),
+    /// Resolving a path in the rootfs met a `/proc` magic link or a symlink loop (the
+    /// resolver's ELOOP, kept as the source).
+    #[error("{what}: operation not permitted: it crosses a /proc magic link or a symlink loop")]
+    Crossing {
+        /// The field and path, e.g. `process.cwd /work`.
+        what: String,
+        /// The errno (ELOOP).
+        #[source]
+        source: Errno,
+    },
+    /// An idmapped mount could not be set up (mount_setattr's errno kept as the source).
+    #[error("{what}: idmapping {}: {source}{}", .src.display(), idmap_hint(.source.0))]
+    Idmap {
+        /// The mount, e.g. `mounts[2] (bind on /data)`.
+        what: String,
+        /// The mount's source on the host.
+        src: std::path::PathBuf,
+        /// The errno, printed in lower case as engines match it.
+        #[source]
+        source: ErrnoText,
+    },
     /// A step the init syncs with the runtime on (joining the cgroup, hooks) failed.
     #[error(transparent)]
     BeforePivot(crate::ChildError),
@@ -61,6 +82,15 @@ impl std::fmt::Display for ErrnoText {
 impl std::error::Error for ErrnoText {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.0)
+    }
+}
+
+/// The hint an idmapping failure adds: EINVAL usually means the filesystem lacks support.
+fn idmap_hint(e: Errno) -> &'static str {
+    if e == Errno::EINVAL {
+        " (the filesystem may not support idmapped mounts)"
+    } else {
+        ""
     }
 }
 
@@ -299,10 +329,10 @@ pub fn enter_cwd(root: BorrowedFd<'_>, cwd: &Path, create: bool) -> Result<()> {
         r => r,
     };
     let fd = fd.map_err(|e| match e {
-        Errno::ELOOP => RootfsError::Unsafe(format!(
-            "{}: operation not permitted: it crosses a /proc magic link or a symlink loop",
-            what()
-        )),
+        Errno::ELOOP => RootfsError::Crossing {
+            what: what(),
+            source: e,
+        },
         e => sys_err(what())(e),
     })?;
     fchdir(fd.as_raw_fd()).map_err(sys_err(what()))?;
@@ -314,4 +344,34 @@ pub fn enter_cwd(root: BorrowedFd<'_>, cwd: &Path, create: bool) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The refusals that come from a syscall keep its errno as the source (an embedder
+    /// and the init's channel see ELOOP / EINVAL), with the one-line texts unchanged.
+    #[test]
+    fn refusals_with_a_cause_keep_the_errno() {
+        let e = RootfsError::Crossing {
+            what: "process.cwd /x".into(),
+            source: Errno::ELOOP,
+        };
+        assert_eq!(
+            e.to_string(),
+            "process.cwd /x: operation not permitted: it crosses a /proc magic link or a symlink loop"
+        );
+        assert_eq!(crate::ChildError::of(&e).errno, Some(Errno::ELOOP));
+        let e = RootfsError::Idmap {
+            what: "mounts[0] (bind on /data)".into(),
+            src: "/srv".into(),
+            source: ErrnoText(Errno::EINVAL),
+        };
+        assert_eq!(
+            e.to_string(),
+            "mounts[0] (bind on /data): idmapping /srv: invalid argument (the filesystem may not support idmapped mounts)"
+        );
+        assert_eq!(crate::ChildError::of(&e).errno, Some(Errno::EINVAL));
+    }
 }

@@ -179,16 +179,11 @@ fn open_one(i: usize, m: &Mount, bundle: &Path, userns: Option<&OwnedFd>) -> Res
         ..Default::default()
     };
     mount_api::mount_setattr(fd.as_fd(), opts.idmap == Some(true), &a).map_err(|e| {
-        let hint = if e == Errno::EINVAL {
-            " (the filesystem may not support idmapped mounts)"
-        } else {
-            ""
-        };
-        RootfsError::Unsafe(format!(
-            "{w}: idmapping {}: {}{hint}",
-            src.display(),
-            super::ErrnoText(e)
-        ))
+        RootfsError::Idmap {
+            what: w.clone(),
+            src: src.clone(),
+            source: super::ErrnoText(e),
+        }
     })?;
     Ok(Source {
         index: i,

@@ -28,9 +28,9 @@ pub enum SecurityError {
         /// The errno (lower case, as engines match it).
         source: crate::rootfs::ErrnoText,
     },
-    /// Capability manipulation failed.
+    /// Capability manipulation failed (the caps crate's error kept as the source).
     #[error("process.capabilities: {0}")]
-    Caps(String),
+    Caps(#[source] caps::errors::CapsError),
     /// A field has a value the runtime refuses (the message names it).
     #[error("{0}")]
     Invalid(String),
@@ -168,7 +168,7 @@ impl Credentials {
     /// keeps exactly the listed capabilities for a non-root user, and never grants an
     /// inheritable capability that is not listed.
     pub fn apply_user(&self) -> Result<(), SecurityError> {
-        let caps_err = |e: caps::errors::CapsError| SecurityError::Caps(e.to_string());
+        let caps_err = SecurityError::Caps;
         if let Some(c) = &self.caps {
             if let Some(b) = &c.bounding {
                 for cap in caps::all() {
