@@ -28,9 +28,15 @@ pub enum TtyError {
         /// The errno.
         errno: Errno,
     },
-    /// Something in the rootfs was refused.
-    #[error("{0}")]
-    Unsafe(String),
+    /// A pty end is not a character device of a devpts filesystem.
+    #[error("{what} is not a devpts character device")]
+    NotDevpts {
+        /// `/dev/ptmx` or `the pty slave`.
+        what: &'static str,
+    },
+    /// The rootfs's `/dev/console` is neither a regular file nor a device.
+    #[error("/dev/console in the rootfs is not a regular file or a device (a symlink?): refusing to mount the console on it")]
+    ConsoleTarget,
     /// `--console-socket` cannot be connected to.
     #[error("--console-socket {}: {}", .path.display(), crate::config::lower(.source))]
     ConsoleSocket {
@@ -81,9 +87,7 @@ pub(crate) fn open_pty() -> Result<(OwnedFd, OwnedFd), TtyError> {
         let st = nix::sys::statfs::fstatfs(fd).map_err(sys_err("statfs on the pty"))?;
         let (kind, _) = paths::file_type(fd.as_fd()).map_err(sys_err("stat on the pty"))?;
         if st.filesystem_type().0 as i64 != DEVPTS_SUPER_MAGIC || kind != SFlag::S_IFCHR {
-            return Err(TtyError::Unsafe(format!(
-                "{what} is not a devpts character device"
-            )));
+            return Err(TtyError::NotDevpts { what });
         }
     }
     Ok((master, slave))
@@ -184,9 +188,7 @@ fn bind_console(
     };
     let (kind, _) = paths::file_type(target.as_fd()).map_err(sys_err("stat /dev/console"))?;
     if kind != SFlag::S_IFREG && kind != SFlag::S_IFCHR {
-        return Err(TtyError::Unsafe(
-            "/dev/console in the rootfs is not a regular file or a device (a symlink?): refusing to mount the console on it".into(),
-        ));
+        return Err(TtyError::ConsoleTarget);
     }
     // Mount source and target by their fds, through the verified procfs.
     nix::unistd::fchdir(proc_fd.as_raw_fd()).map_err(sys_err("entering procfs"))?;

@@ -76,6 +76,17 @@ pub enum CgroupError {
     /// The configuration asks for something invalid or unsupported here.
     #[error("{0}")]
     Invalid(String),
+    /// Signalling a process of the cgroup failed (kill(2)'s errno kept as the source).
+    #[error("kill({pid}, {signal}): {source}")]
+    Signal {
+        /// The process.
+        pid: i32,
+        /// The signal number.
+        signal: i32,
+        /// The errno.
+        #[source]
+        source: nix::errno::Errno,
+    },
     /// A configuration field has a bad value (found before anything is created).
     #[error("{field}: {reason}")]
     InvalidField {

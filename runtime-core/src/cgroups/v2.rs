@@ -36,7 +36,13 @@ pub(crate) fn signal_all(pids: &[i32], signal: i32) -> Result<()> {
             .map_err(|_| CgroupError::Invalid(format!("invalid signal {signal}")))?;
         match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig) {
             Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
-            Err(e) => return Err(CgroupError::Invalid(format!("kill({pid}, {signal}): {e}"))),
+            Err(source) => {
+                return Err(CgroupError::Signal {
+                    pid,
+                    signal,
+                    source,
+                })
+            }
         }
     }
     Ok(())

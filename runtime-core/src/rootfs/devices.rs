@@ -57,9 +57,10 @@ pub fn create(m: &Mounter<'_>, devices: &[LinuxDevice]) -> Result<()> {
             LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
             LinuxDeviceType::P => SFlag::S_IFIFO,
             LinuxDeviceType::A => {
-                return Err(super::RootfsError::Unsafe(format!(
-                    "linux.devices[{i}].type: \"a\" is not a device type"
-                )))
+                return Err(super::refused(
+                    format!("linux.devices[{i}].type"),
+                    "\"a\" is not a device type",
+                ))
             }
         };
         let n = Node {

@@ -40,9 +40,20 @@ pub enum RootfsError {
         #[source]
         source: ErrnoText,
     },
-    /// The rootfs tried something the runtime refuses.
-    #[error("{0}")]
-    Unsafe(String),
+    /// The rootfs or the config asks for something the runtime refuses.
+    #[error("{what}: {reason}")]
+    Unsafe {
+        /// The field or object, e.g. `mounts[2] (bind on /data)`.
+        what: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A path resolved outside the container (CVE-2024-21626's kind).
+    #[error("{what} resolves outside the container")]
+    Outside {
+        /// The field and path, e.g. `process.cwd /work`.
+        what: String,
+    },
     /// Resolving a path in the rootfs met a `/proc` magic link or a symlink loop (the
     /// resolver's ELOOP, kept as the source).
     #[error("{what}: operation not permitted: it crosses a /proc magic link or a symlink loop")]
@@ -82,6 +93,14 @@ impl std::fmt::Display for ErrnoText {
 impl std::error::Error for ErrnoText {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.0)
+    }
+}
+
+/// A refusal of `what` for `reason`.
+pub(crate) fn refused(what: impl Into<String>, reason: impl Into<String>) -> RootfsError {
+    RootfsError::Unsafe {
+        what: what.into(),
+        reason: reason.into(),
     }
 }
 
@@ -338,10 +357,7 @@ pub fn enter_cwd(root: BorrowedFd<'_>, cwd: &Path, create: bool) -> Result<()> {
     fchdir(fd.as_raw_fd()).map_err(sys_err(what()))?;
     let here = nix::unistd::getcwd().map_err(sys_err(what()))?;
     if !here.starts_with("/") || here.to_string_lossy().starts_with("(unreachable)") {
-        return Err(RootfsError::Unsafe(format!(
-            "{} resolves outside the container",
-            what()
-        )));
+        return Err(RootfsError::Outside { what: what() });
     }
     Ok(())
 }
@@ -373,5 +389,22 @@ mod tests {
             "mounts[0] (bind on /data): idmapping /srv: invalid argument (the filesystem may not support idmapped mounts)"
         );
         assert_eq!(crate::ChildError::of(&e).errno, Some(Errno::EINVAL));
+    }
+
+    /// Validation refusals are field + reason; their texts are the ones before the split.
+    #[test]
+    fn refusals_keep_their_texts() {
+        let e = refused("linux.devices[1].type", "\"a\" is not a device type");
+        assert_eq!(
+            e.to_string(),
+            "linux.devices[1].type: \"a\" is not a device type"
+        );
+        let e = RootfsError::Outside {
+            what: "process.cwd /x".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "process.cwd /x resolves outside the container"
+        );
     }
 }

@@ -12,7 +12,7 @@ use oci_spec::runtime::Mount;
 use super::options::{self, MountOptions};
 use super::paths::{self, proc_fd_path};
 use super::sources::{self, MountSources};
-use super::{copyup, sys_err, Result, RootfsError};
+use super::{copyup, sys_err, Result};
 use crate::sys::mount_api::{self, MountAttr};
 
 /// One host cgroup hierarchy, as a `cgroup` mount entry reproduces it in the container.
@@ -187,9 +187,8 @@ impl Mounter<'_> {
         let (src_fd, tree) = match self.sources.take(i) {
             Some(s) => (s.fd, s.tree),
             None => {
-                let src = sources::source_path(m, self.bundle).ok_or_else(|| {
-                    RootfsError::Unsafe(format!("{what}: bind mount without source"))
-                })?;
+                let src = sources::source_path(m, self.bundle)
+                    .ok_or_else(|| super::refused(what, "bind mount without source"))?;
                 let fd = crate::sys::open(&super::cpath(&src), libc::O_PATH, 0)
                     .map_err(sys_err(format!("{what}: source {}", src.display())))?;
                 (fd, false)
@@ -285,10 +284,10 @@ impl Mounter<'_> {
 
     fn refuse_symlink(&self, dest: &Path, what: &str) -> Result<()> {
         let refuse = || {
-            RootfsError::Unsafe(format!(
-                "{what}: {} in the rootfs is a symlink",
-                dest.display()
-            ))
+            super::refused(
+                what,
+                format!("{} in the rootfs is a symlink", dest.display()),
+            )
         };
         // O_PATH|O_NOFOLLOW opens a trailing symlink itself; one on the way is ELOOP.
         match paths::open_no_symlinks(self.root, dest, 0) {
@@ -442,8 +441,9 @@ impl Mounter<'_> {
         match paths::file_type(null.as_fd()) {
             Ok((SFlag::S_IFCHR, rdev)) if rdev == nix::sys::stat::makedev(1, 3) => {}
             _ => {
-                return Err(RootfsError::Unsafe(
-                    "linux.maskedPaths: /dev/null in the container is not the null device".into(),
+                return Err(super::refused(
+                    "linux.maskedPaths",
+                    "/dev/null in the container is not the null device",
                 ))
             }
         }

@@ -149,14 +149,14 @@ pub fn open(
                 .collect()
         })
         .join()
-        .unwrap_or_else(|_| Err(RootfsError::Unsafe("mount sources: thread panicked".into())))
+        .unwrap_or_else(|_| Err(super::refused("mount sources", "thread panicked")))
     })
 }
 
 fn open_one(i: usize, m: &Mount, bundle: &Path, userns: Option<&OwnedFd>) -> Result<Source> {
     let w = what(i, m);
-    let src = source_path(m, bundle)
-        .ok_or_else(|| RootfsError::Unsafe(format!("{w}: bind mount without source")))?;
+    let src =
+        source_path(m, bundle).ok_or_else(|| super::refused(&w, "bind mount without source"))?;
     let path = super::cpath(&src);
     let src_err = || sys_err(format!("{w}: source {}", src.display()));
     let Some(userns) = userns else {

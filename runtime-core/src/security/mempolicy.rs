@@ -37,10 +37,10 @@ pub struct MemPolicy {
 }
 
 fn invalid(field: &str, msg: impl Into<String>) -> SecurityError {
-    SecurityError::Invalid(format!(
-        "config.json: linux.memoryPolicy.{field}: {}",
-        msg.into()
-    ))
+    SecurityError::Invalid {
+        field: format!("linux.memoryPolicy.{field}"),
+        reason: msg.into(),
+    }
 }
 
 /// Parses `0-3,7` into node numbers.

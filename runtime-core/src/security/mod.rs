@@ -31,12 +31,22 @@ pub enum SecurityError {
     /// Capability manipulation failed (the caps crate's error kept as the source).
     #[error("process.capabilities: {0}")]
     Caps(#[source] caps::errors::CapsError),
-    /// A field has a value the runtime refuses (the message names it).
-    #[error("{0}")]
-    Invalid(String),
-    /// A field the runtime or this host cannot honour (the message names it).
-    #[error("{0}")]
-    Unsupported(String),
+    /// A field has a value the runtime refuses.
+    #[error("config.json: {field}: {reason}")]
+    Invalid {
+        /// The JSON path of the field, e.g. `linux.memoryPolicy.nodes`.
+        field: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A field the runtime or this host cannot honour.
+    #[error("{field}: {reason}")]
+    Unsupported {
+        /// The field (with its value when that is what is refused), e.g. `linux.intelRdt`.
+        field: String,
+        /// What is missing.
+        reason: String,
+    },
 }
 
 fn sys(what: &'static str) -> impl FnOnce(Errno) -> SecurityError {

@@ -24,7 +24,17 @@ pub struct ProcessAttrs {
 }
 
 fn invalid(field: &str, msg: impl Into<String>) -> SecurityError {
-    SecurityError::Invalid(format!("config.json: {field}: {}", msg.into()))
+    SecurityError::Invalid {
+        field: field.to_string(),
+        reason: msg.into(),
+    }
+}
+
+fn unsupported(field: impl Into<String>, reason: impl Into<String>) -> SecurityError {
+    SecurityError::Unsupported {
+        field: field.into(),
+        reason: reason.into(),
+    }
 }
 
 /// True when AppArmor is enabled on this host.
@@ -55,10 +65,11 @@ pub fn check_intel_rdt(spec: &Spec) -> Result<(), SecurityError> {
     let mounted = nix::sys::statfs::statfs("/sys/fs/resctrl")
         .is_ok_and(|s| s.filesystem_type().0 == RDTGROUP_SUPER_MAGIC);
     Err(if mounted {
-        SecurityError::Unsupported("linux.intelRdt: Intel RDT is not supported yet".into())
+        unsupported("linux.intelRdt", "Intel RDT is not supported yet")
     } else {
-        SecurityError::Unsupported(
-            "linux.intelRdt: this host has no resctrl filesystem at /sys/fs/resctrl (no Intel RDT support, or not mounted)".into(),
+        unsupported(
+            "linux.intelRdt",
+            "this host has no resctrl filesystem at /sys/fs/resctrl (no Intel RDT support, or not mounted)",
         )
     })
 }
@@ -189,8 +200,9 @@ impl ProcessAttrs {
         let mut out = ProcessAttrs::default();
         if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
             if p.flags().as_ref().is_some_and(|f| !f.is_empty()) {
-                return Err(SecurityError::Unsupported(
-                    "linux.personality.flags: personality flags are not supported".into(),
+                return Err(unsupported(
+                    "linux.personality.flags",
+                    "personality flags are not supported",
                 ));
             }
             out.personality = Some(match p.domain() {
@@ -205,9 +217,10 @@ impl ProcessAttrs {
             .filter(|l| !l.is_empty());
         if let Some(label) = mount_label {
             if selinux_enabled() {
-                return Err(SecurityError::Unsupported(format!(
-                    "linux.mountLabel {label:?}: SELinux mount labels are not supported yet"
-                )));
+                return Err(unsupported(
+                    format!("linux.mountLabel {label:?}"),
+                    "SELinux mount labels are not supported yet",
+                ));
             }
             log.debug(&format!(
                 "linux.mountLabel {label:?} ignored: SELinux is not enabled on this host"
