@@ -54,6 +54,20 @@ pub enum HookError {
         /// Exit status or errno, then the tail of its output.
         detail: String,
     },
+    /// A syscall running the hook failed before it could run (the errno kept as the
+    /// source).
+    #[error("{hook} ({path}) failed: {what}: {source}")]
+    Sys {
+        /// `hooks.<phase>[<i>]`.
+        hook: String,
+        /// The hook's path.
+        path: String,
+        /// The step: `memfd`, `state` or `fork`.
+        what: &'static str,
+        /// The errno, printed in lower case as engines match it.
+        #[source]
+        source: crate::rootfs::ErrnoText,
+    },
     /// The hook did not finish within its timeout and was killed.
     #[error("{hook} ({path}) timed out after {secs}s and was killed")]
     Timeout {
@@ -271,7 +285,12 @@ pub fn run(h: &Prepared, state: &[u8], runner: Runner<'_>) -> Result<(), HookErr
         path: h.path.to_string_lossy().into_owned(),
         detail,
     };
-    let errno = |what: &str, e: Errno| failed(format!("{what}: {}", e.desc().to_lowercase()));
+    let errno = |what: &'static str, e: Errno| HookError::Sys {
+        hook: h.name.clone(),
+        path: h.path.to_string_lossy().into_owned(),
+        what,
+        source: crate::rootfs::ErrnoText(e),
+    };
     let input = sys::memfd(c"casulo-hook-state").map_err(|e| errno("memfd", e))?;
     sys::write_all(input.as_fd(), state).map_err(|e| errno("state", e))?;
     lseek(input.as_raw_fd(), 0, Whence::SeekSet).map_err(|e| errno("state", e))?;
@@ -474,5 +493,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("exit status 3") && e.contains("boom"), "{e}");
+    }
+
+    /// A syscall failure running a hook keeps its errno (the text is the one before).
+    #[test]
+    fn syscall_failure_keeps_the_errno() {
+        let e = HookError::Sys {
+            hook: "hooks.prestart[0]".into(),
+            path: "/bin/h".into(),
+            what: "fork",
+            source: crate::rootfs::ErrnoText(Errno::EAGAIN),
+        };
+        // The text the Failed variant built before: `{what}: {desc in lower case}`.
+        let old = format!("fork: {}", Errno::EAGAIN.desc().to_lowercase());
+        assert_eq!(
+            e.to_string(),
+            format!("hooks.prestart[0] (/bin/h) failed: {old}")
+        );
+        assert_eq!(crate::ChildError::of(&e).errno, Some(Errno::EAGAIN));
     }
 }
