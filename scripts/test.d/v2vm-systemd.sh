@@ -27,7 +27,7 @@ start=$(date +%s)
 # (b): "test-binary:libtest-name-filter" pairs for the systemd driver. A filter selects the
 # tests of that binary that use --systemd-cgroup (the systemd driver's tests are named
 # systemd_*); an empty one runs the whole binary (systemd_driver, engines_systemd).
-SYSTEMD_SUITES=${SYSTEMD_SUITES:-"systemd_driver: lifecycle:systemd cgroups_e2e:systemd exec:systemd faults:systemd engines_systemd:"}
+SYSTEMD_SUITES=${SYSTEMD_SUITES:-"systemd_driver: cgroups_e2e:systemd engines_systemd:"}
 
 CARGO_TARGET_DIR="$target" cargo dist -q
 CARGO_TARGET_DIR="$target" cargo static-release -q --bin casulo-checker
