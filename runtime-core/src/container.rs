@@ -329,7 +329,11 @@ impl Runtime {
         self.kill_and_remove_cgroup(&rec)?;
         let hooks = crate::hooks::HookSet::from_spec(&rec.config);
         let st = self.hook_state(&rec, Status::Stopped, 0);
-        crate::rootfs::host_mounts::release(&self.store.dir(id), &self.log)?;
+        let dir = self.store.dir(id);
+        if crate::rootfs::host_mounts::recorded(&dir) {
+            let proc = crate::shared::verified_proc()?;
+            crate::rootfs::host_mounts::release(&dir, proc.as_fd(), &self.log)?;
+        }
         self.store.remove(id)?;
         match hooks {
             Ok(h) => crate::hooks::run_all_warn(&h.poststop, &st, &|m| self.log.warn(m)),

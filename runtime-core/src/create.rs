@@ -44,7 +44,14 @@ impl Drop for Undo<'_> {
             let _ = cg.destroy();
         }
         let dir = self.store.dir(self.id);
-        let _ = crate::rootfs::host_mounts::release(&dir, &crate::log::Logger::default());
+        let proc = match crate::rootfs::host_mounts::recorded(&dir) {
+            true => crate::shared::verified_proc().ok(),
+            false => None,
+        };
+        if let Some(proc) = proc {
+            let log = crate::log::Logger::default();
+            let _ = crate::rootfs::host_mounts::release(&dir, proc.as_fd(), &log);
+        }
         let _ = self.store.remove(self.id);
     }
 }

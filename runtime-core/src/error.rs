@@ -10,7 +10,9 @@ use nix::errno::Errno;
 
 use crate::state::Status;
 use crate::ChildError;
-use crate::{cgroups, config, exe, hooks, namespaces, netdev, process, security, store, tty};
+use crate::{
+    cgroups, config, exe, hooks, namespaces, netdev, process, rootfs, security, store, tty,
+};
 
 fn errno_text(e: &Errno) -> String {
     e.desc().to_lowercase()
@@ -85,6 +87,9 @@ pub enum Error {
     /// The create and exec paths on the runtime's side.
     #[error(transparent)]
     Process(#[from] process::ProcessError),
+    /// The runtime's own mounts for a container without a mount namespace.
+    #[error(transparent)]
+    Rootfs(#[from] rootfs::RootfsError),
     /// Hooks.
     #[error(transparent)]
     Hook(#[from] hooks::HookError),
@@ -214,6 +219,7 @@ impl Error {
             Error::Sys { source, .. } => Some(*source),
             Error::Io { source, .. } => source.raw_os_error().map(Errno::from_raw),
             Error::Init(c) => c.errno,
+            Error::Rootfs(rootfs::RootfsError::Sys { source, .. }) => Some(source.0),
             _ => None,
         }
     }

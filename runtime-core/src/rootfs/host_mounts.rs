@@ -67,19 +67,26 @@ fn mount_id(proc: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> std::result::Result<u64
         .ok_or(Errno::EINVAL)
 }
 
+/// Whether `dir` records rootfs mounts for [`release`] to detach.
+pub(crate) fn recorded(dir: &Path) -> bool {
+    dir.join(RECORD).exists()
+}
+
+/// A file of the state directory could not be read or written (its errno kept).
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RootfsError + '_ {
+    move |e| {
+        sys_err(path.display().to_string())(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+    }
+}
+
 /// Runtime side, before the clone (state directory `dir` made): binds the rootfs onto
 /// itself as a slave tree and records the mount. Nothing when [`needed`] is false.
-pub(crate) fn prepare(
-    dir: &Path,
-    spec: &Spec,
-    rootfs: &Path,
-    proc: BorrowedFd<'_>,
-) -> crate::Result<()> {
+pub(crate) fn prepare(dir: &Path, spec: &Spec, rootfs: &Path, proc: BorrowedFd<'_>) -> Result<()> {
     if !needed(spec) {
         return Ok(());
     }
     let what = format!("bind-mounting the rootfs {}", rootfs.display());
-    let err = |e| crate::Error::sys(&what, e);
+    let err = |e| sys_err(&what)(e);
     let below = open_dir(rootfs).map_err(err)?;
     let flags = mount_api::OPEN_TREE_CLONE | mount_api::AT_RECURSIVE | mount_api::AT_EMPTY_PATH;
     let tree = mount_api::open_tree(Some(below.as_fd()), c"", flags).map_err(err)?;
@@ -88,8 +95,7 @@ pub(crate) fn prepare(
     let id = mount_id(proc, mine.as_fd()).map_err(err)?;
     // Recorded right away: whatever fails next, delete (or the create's undo) detaches it.
     let record = dir.join(RECORD);
-    std::fs::write(&record, format!("{id} {}\n", rootfs.display()))
-        .map_err(|e| crate::Error::io(&record, e))?;
+    std::fs::write(&record, format!("{id} {}\n", rootfs.display())).map_err(io_err(&record))?;
     let slave = MountAttr {
         propagation: MsFlags::MS_SLAVE.bits(),
         ..Default::default()
@@ -101,22 +107,21 @@ pub(crate) fn prepare(
 /// `dir` with everything below it. A mount at the rootfs that is not the recorded one
 /// (unmounted already, or this runtime runs in another mount namespace) is left alone
 /// with a warning.
-pub(crate) fn release(dir: &Path, log: &crate::log::Logger) -> crate::Result<()> {
+/// `proc` is the runtime's verified procfs handle.
+pub(crate) fn release(dir: &Path, proc: BorrowedFd<'_>, log: &crate::log::Logger) -> Result<()> {
     let record = dir.join(RECORD);
     let text = match std::fs::read_to_string(&record) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(crate::Error::io(&record, e)),
+        Err(e) => return Err(io_err(&record)(e)),
     };
     let Some((id, rootfs)) = text.trim_end_matches('\n').split_once(' ') else {
         log.warn(&format!("{}: not a mount record", record.display()));
         return Ok(());
     };
     let id: u64 = id.parse().unwrap_or(0);
-    let proc = crate::shared::verified_proc()?;
     let what = format!("unmounting the rootfs mounts of {rootfs}");
-    let current =
-        open_dir(Path::new(rootfs)).and_then(|fd| Ok((mount_id(proc.as_fd(), fd.as_fd())?, fd)));
+    let current = open_dir(Path::new(rootfs)).and_then(|fd| Ok((mount_id(proc, fd.as_fd())?, fd)));
     let fd = match current {
         Ok((now, fd)) if now == id => fd,
         Ok(_) => {
@@ -136,8 +141,7 @@ pub(crate) fn release(dir: &Path, log: &crate::log::Logger) -> crate::Result<()>
         proc.as_raw_fd(),
         fd.as_raw_fd()
     );
-    nix::mount::umount2(path.as_str(), nix::mount::MntFlags::MNT_DETACH)
-        .map_err(|e| crate::Error::sys(&what, e))?;
+    nix::mount::umount2(path.as_str(), nix::mount::MntFlags::MNT_DETACH).map_err(sys_err(&what))?;
     let _ = std::fs::remove_file(&record);
     Ok(())
 }
