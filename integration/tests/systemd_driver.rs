@@ -21,16 +21,7 @@ fn systemd() -> bool {
     if !casulo_integration::prereq::root() {
         return false;
     }
-    if Path::new("/run/systemd/system").is_dir() {
-        return true;
-    }
-    if std::env::var("CASULO_EXPECT_SYSTEMD").as_deref() == Ok("1") {
-        panic!("CASULO_EXPECT_SYSTEMD=1 but systemd is not running (/run/systemd/system)");
-    }
-    casulo_integration::prereq::not_applicable(
-        "systemd is not PID 1 here; these run in scripts/v2vm/run-in-v2vm.sh -S",
-    );
-    false
+    casulo_integration::prereq::systemd()
 }
 
 struct Sd {
