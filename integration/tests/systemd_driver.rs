@@ -211,6 +211,32 @@ fn systemd_scope_lifecycle_with_limits() {
     assert_gone(&sd, &b);
 }
 
+/// Once the init exits systemd removes the emptied scope and its cgroup; containerd's
+/// shim still runs `kill --all` then (the CRI's TaskExit): nothing is left to signal, so
+/// it succeeds, and delete leaves nothing.
+#[test]
+fn systemd_kill_all_after_the_scope_is_gone() {
+    if !systemd() {
+        return;
+    }
+    let sd = Sd::new("killgone");
+    let b = sd.bundle(&["true"]);
+    let r = sd.create(&b);
+    assert_eq!(r.code, 0, "{r:?}");
+    let id = b.id();
+    sd.ok(&["start", &id]);
+    assert!(
+        eventually(|| !scope_dir(&b).exists()),
+        "systemd never removed {:?}",
+        scope_dir(&b)
+    );
+    for sig in ["KILL", "TERM"] {
+        sd.ok(&["kill", "--all", &id, sig]);
+    }
+    sd.ok(&["delete", &id]);
+    assert_gone(&sd, &b);
+}
+
 #[test]
 fn systemd_default_cgroups_path_is_a_casulo_scope_in_system_slice() {
     if !systemd() {
