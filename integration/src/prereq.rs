@@ -58,3 +58,17 @@ pub fn root() -> bool {
     }
     root
 }
+
+/// True when systemd is PID 1 here (`/run/systemd/system`). Otherwise the test does not
+/// apply ([`not_applicable`]: the systemd VM, `scripts/v2vm/run-in-v2vm.sh -S`, runs it),
+/// except under `CASULO_EXPECT_SYSTEMD=1` (that VM's run), where it fails the test.
+pub fn systemd() -> bool {
+    if std::path::Path::new("/run/systemd/system").is_dir() {
+        return true;
+    }
+    if std::env::var("CASULO_EXPECT_SYSTEMD").as_deref() == Ok("1") {
+        panic!("CASULO_EXPECT_SYSTEMD=1 but systemd is not running (/run/systemd/system)");
+    }
+    not_applicable("systemd is not PID 1 here; scripts/v2vm/run-in-v2vm.sh -S runs this");
+    false
+}

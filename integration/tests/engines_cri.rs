@@ -4,7 +4,10 @@
 //! containerd's own network namespace; sandbox, containers, exec, logs, stop, removal,
 //! the namespaces shared with the pause, and what the CRI plugin translates (resources,
 //! securityContext, hostPath mounts), asserted from inside the containers; nothing
-//! left afterwards. The same test runs with runc behind the handler (harness check).
+//! left afterwards. The same test runs with runc behind the handler (harness check),
+//! and with `SystemdCgroup = true` and slices as the pods' cgroup parents, as kubelet's
+//! systemd driver runs it (`cri_pods_casulo_systemd`: systemd as PID 1 only, the
+//! systemd VM of scripts/test.d/v2vm-systemd.sh).
 
 mod cri;
 
@@ -16,7 +19,7 @@ use std::time::Duration;
 use casulo_integration::bundle::remove_cgroup_parent;
 use casulo_integration::casulo_bin;
 use casulo_integration::engines;
-use cri::Cri;
+use cri::{Cri, Driver};
 use k8s_cri::v1 as api;
 
 /// The two tests share the cgroup parent and kill_leftovers: one at a time.
@@ -30,7 +33,19 @@ fn cri_pods_casulo() {
     if cri::missing() {
         return;
     }
-    pods("cri-casulo", &casulo_bin());
+    pods("cri-casulo", &casulo_bin(), Driver::Cgroupfs);
+}
+
+#[test]
+fn cri_pods_casulo_systemd() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !casulo_integration::prereq::root() || !casulo_integration::prereq::systemd() {
+        return;
+    }
+    if cri::missing() {
+        return;
+    }
+    pods("cri-casulo-sd", &casulo_bin(), Driver::Systemd);
 }
 
 #[test]
@@ -43,7 +58,7 @@ fn cri_pods_runc() {
         casulo_integration::prereq::skip("runc is not installed (harness check)");
         return;
     };
-    pods("cri-runc", &runc);
+    pods("cri-runc", &runc, Driver::Cgroupfs);
 }
 
 fn meta(name: &str, tag: &str) -> api::PodSandboxMetadata {
@@ -55,9 +70,13 @@ fn meta(name: &str, tag: &str) -> api::PodSandboxMetadata {
     }
 }
 
-/// The pod's cgroup parent (kubelet's pod cgroup), under the test's own parent.
-fn pod_cgroup(tag: &str, pod: &str) -> String {
-    format!("{}/{tag}-{pod}", engines::cgroup_parent())
+/// The pod's cgroup parent (kubelet's pod cgroup): under the test's own parent, or
+/// with the systemd driver the pod's slice.
+fn pod_cgroup(cri: &Cri, tag: &str, pod: &str) -> String {
+    match cri.driver {
+        Driver::Cgroupfs => format!("{}/{tag}-{pod}", engines::cgroup_parent()),
+        Driver::Systemd => sd::pod_slice(&meta(pod, tag).uid),
+    }
 }
 
 fn sandbox_config(cri: &Cri, tag: &str, pod: &str, privileged: bool) -> api::PodSandboxConfig {
@@ -68,7 +87,7 @@ fn sandbox_config(cri: &Cri, tag: &str, pod: &str, privileged: bool) -> api::Pod
         hostname: pod.into(),
         log_directory: logs.display().to_string(),
         linux: Some(api::LinuxPodSandboxConfig {
-            cgroup_parent: pod_cgroup(tag, pod),
+            cgroup_parent: pod_cgroup(cri, tag, pod),
             security_context: Some(api::LinuxSandboxSecurityContext {
                 namespace_options: Some(ns_options()),
                 privileged,
@@ -255,11 +274,11 @@ fn ns_of_pid(pid: u32) -> HashMap<&'static str, String> {
         .collect()
 }
 
-fn pods(tag: &str, runtime: &Path) {
+fn pods(tag: &str, runtime: &Path, driver: Driver) {
     let t0 = std::time::Instant::now();
     let phase = |what: &str| eprintln!("{tag}: {what} done at {:.1} s", t0.elapsed().as_secs_f64());
     let host_before = host_net();
-    let mut cri = Cri::start(tag, runtime);
+    let mut cri = Cri::start(tag, runtime, driver);
     phase("containerd started, images imported");
     let v = cri
         .call(cri.rs().version(api::VersionRequest::default()))
@@ -276,7 +295,17 @@ fn pods(tag: &str, runtime: &Path) {
     assert!(tags.iter().any(|t| t == cri::PAUSE_IMAGE), "{tags:?}");
     assert!(tags.iter().any(|t| *t == cri::busybox()), "{tags:?}");
 
-    let pids_limited = translate::limit_pod_pids(&pod_cgroup(tag, "pod-a"));
+    let slices = sd::Slices(match driver {
+        Driver::Systemd => ["pod-a", "pod-b"].map(|p| pod_cgroup(&cri, tag, p)).into(),
+        Driver::Cgroupfs => Vec::new(),
+    });
+    let pids_limited = match driver {
+        Driver::Cgroupfs => translate::limit_pod_pids(&pod_cgroup(&cri, tag, "pod-a")),
+        Driver::Systemd => {
+            sd::limit_pids(&slices.0[0], translate::POD_PIDS_MAX);
+            true
+        }
+    };
     let a = run_pod(&cri, sandbox_config(&cri, tag, "pod-a", false));
     phase("pod A");
     lifecycle(&cri, &a);
@@ -304,6 +333,7 @@ fn pods(tag: &str, runtime: &Path) {
     phase("pods removed");
     nothing_left(&cri, tag, &[&a, &b]);
     cri.stop();
+    drop(slices);
     assert_eq!(
         host_net(),
         host_before,
@@ -547,6 +577,8 @@ fn stop_remove(cri: &Cri, id: &str) {
     .expect("RemoveContainer");
 }
 
+#[path = "cri/systemd.rs"]
+mod sd;
 #[path = "cri/stream.rs"]
 mod stream;
 #[path = "cri/translate.rs"]
@@ -555,7 +587,8 @@ use translate::translations;
 
 /// After every pod is removed: no sandbox or container listed, nothing in the handler's
 /// runtime root, no shim or container process, no cgroup under the pods' parents, no
-/// task state, no netns mount or file, no veth in containerd's netns.
+/// task state, no netns mount or file, no veth in containerd's netns; with the systemd
+/// driver no `cri-containerd-*.scope` unit.
 fn nothing_left(cri: &Cri, tag: &str, pods: &[&Pod]) {
     let l = cri
         .call(
@@ -613,10 +646,23 @@ fn nothing_left(cri: &Cri, tag: &str, pods: &[&Pod]) {
         );
     }
     // Cgroups: the pods' parents (kubelet's, made by the runtime here) hold nothing.
+    let dirs = |pod: &str| -> Vec<std::path::PathBuf> {
+        let rel = pod_cgroup(cri, tag, pod);
+        match cri.driver {
+            Driver::Systemd => vec![sd::cgroup_dir(&rel)],
+            Driver::Cgroupfs => fs::read_dir("/sys/fs/cgroup")
+                .unwrap()
+                .flatten()
+                .map(|h| h.path().join(rel.trim_start_matches('/')))
+                .collect(),
+        }
+    };
+    if cri.driver == Driver::Systemd {
+        let units = sd::scopes_left();
+        assert!(units.is_empty(), "scopes left: {units:?}");
+    }
     for pod in ["pod-a", "pod-b"] {
-        let rel = pod_cgroup(tag, pod);
-        for h in fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-            let d = h.path().join(rel.trim_start_matches('/'));
+        for d in dirs(pod) {
             let subs: Vec<_> = entries(&d)
                 .into_iter()
                 .filter(|n| d.join(n).is_dir())

@@ -17,7 +17,10 @@
 # Usage: bash scripts/test.d/v2vm-systemd.sh
 # Env: V2VM_TIMEOUT (seconds, default 900), V2VM_CACHE (kernel cache, see the runner),
 #      SYSTEMD_SUITES (override the list below: "binary:filter ..."; an empty filter runs
-#      all of the binary), V2VM_ENGINE_RUNTIME (see above: runs only engines_systemd).
+#      all of the binary), CGFS_SUITES (override (a)'s list; empty: no (a)),
+#      V2VM_ENGINE_RUNTIME (see above: runs only engines_systemd).
+# E.g. only the CRI pods with SystemdCgroup = true:
+#      CGFS_SUITES= SYSTEMD_SUITES=engines_cri:systemd bash scripts/test.d/v2vm-systemd.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
@@ -27,16 +30,21 @@ start=$(date +%s)
 # (b): "test-binary:libtest-name-filter" pairs for the systemd driver. A filter selects the
 # tests of that binary that use --systemd-cgroup (the systemd driver's tests are named
 # systemd_*); an empty one runs the whole binary (systemd_driver, engines_systemd).
-SYSTEMD_SUITES=${SYSTEMD_SUITES:-"systemd_driver: cgroups_e2e:systemd engines_systemd:"}
+# engines_cri:systemd (the CRI pod lifecycle with SystemdCgroup = true) is not in the
+# default list: it has not yet passed a whole run in the VM (issue 17 point 5); run it with
+#   CGFS_SUITES= SYSTEMD_SUITES=engines_cri:systemd V2VM_TIMEOUT=1200 bash scripts/test.d/v2vm-systemd.sh
+SYSTEMD_SUITES=${SYSTEMD_SUITES-"systemd_driver: cgroups_e2e:systemd engines_systemd:"}
+# (a): the cgroupfs driver's suites.
+CGFS_SUITES=${CGFS_SUITES-"cgroups_real cgroups_e2e faults force_delete exec tty"}
 
 CARGO_TARGET_DIR="$target" cargo dist -q
 CARGO_TARGET_DIR="$target" cargo static-release -q --bin casulo-checker
 casulo=$target/x86_64-unknown-linux-gnu/release/casulo
 checker=$target/x86_64-unknown-linux-gnu/release/casulo-checker
-names="cgroups_real cgroups_e2e faults force_delete exec tty"
+names=$CGFS_SUITES
 sd=0 engine_rt=${V2VM_ENGINE_RUNTIME:-}
 if [ -n "$engine_rt" ]; then
-  names="engines_systemd" SYSTEMD_SUITES="engines_systemd:"
+  names="engines_systemd" SYSTEMD_SUITES="engines_systemd:" CGFS_SUITES=""
   sd=1
   echo "v2vm-systemd: only engines_systemd, with $engine_rt as the engines' runtime"
 elif [ "$("$casulo" features | jq -r '.linux.cgroup.systemd // false')" = true ]; then
@@ -61,7 +69,7 @@ bin() {  # the test binary named $1
 }
 cgfs="" sdlist=""
 if [ -z "$engine_rt" ]; then
-  for n in cgroups_real cgroups_e2e faults force_delete exec tty; do cgfs="$cgfs $n=$(bin "$n")"; done
+  for n in $CGFS_SUITES; do cgfs="$cgfs $n=$(bin "$n")"; done
 fi
 if [ "$sd" = 1 ]; then
   for s in $SYSTEMD_SUITES; do sdlist="$sdlist $(bin "${s%%:*}"):${s#*:}"; done

@@ -25,6 +25,16 @@ pub const SUBNET: &str = "10.231.0.0/24";
 /// The bridge the CNI bridge plugin creates (in containerd's network namespace).
 pub const BRIDGE: &str = "casulo-cri0";
 
+/// The cgroup driver behind the handler: the runc shim's `SystemdCgroup` option
+/// (`--systemd-cgroup`, pods' cgroup parents as slices) or cgroupfs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Driver {
+    /// `SystemdCgroup = false`: cgroup parents are paths.
+    Cgroupfs,
+    /// `SystemdCgroup = true`: cgroup parents are slices, containers transient scopes.
+    Systemd,
+}
+
 /// A private containerd with the CRI plugin and a connected CRI client.
 pub struct Cri {
     rt: tokio::runtime::Runtime,
@@ -36,13 +46,16 @@ pub struct Cri {
     pub sock: PathBuf,
     /// The handler's runtime root (`Root` of the runc shim options).
     pub runtime_root: PathBuf,
+    /// The handler's cgroup driver.
+    pub driver: Driver,
 }
 
 /// The containerd configuration: the CRI plugin with the `casulo` handler (runc v2 shim,
 /// `BinaryName` = `runtime`), the `runc` default handler pointed at a binary that does
 /// not exist (so a pod that does not ask for `casulo` fails), the native snapshotter,
-/// streaming on loopback, the netns mounts under the state dir, CNI from `net.d`.
-pub fn containerd_config(dir: &Path, sock: &Path, runtime: &Path) -> String {
+/// streaming on loopback, the netns mounts under the state dir, CNI from `net.d`;
+/// `SystemdCgroup` as `driver` says.
+pub fn containerd_config(dir: &Path, sock: &Path, runtime: &Path, driver: Driver) -> String {
     let head = engines::containerd_config(dir, sock, "");
     format!(
         r#"{head}[plugins."io.containerd.grpc.v1.cri"]
@@ -66,7 +79,7 @@ pub fn containerd_config(dir: &Path, sock: &Path, runtime: &Path) -> String {
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.casulo.options]
         BinaryName = "{runtime}"
         Root = "{dir}/runtime-root"
-        SystemdCgroup = false
+        SystemdCgroup = {systemd}
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{dir}/net.d"
@@ -75,6 +88,7 @@ pub fn containerd_config(dir: &Path, sock: &Path, runtime: &Path) -> String {
         dir = dir.display(),
         runtime = runtime.display(),
         restrict_oom = !has_sys_resource(),
+        systemd = driver == Driver::Systemd,
     )
 }
 
@@ -142,8 +156,9 @@ pub fn missing() -> bool {
 
 impl Cri {
     /// Starts containerd (`name` makes the temp dir unique) with `runtime` behind the
-    /// `casulo` handler, imports the busybox and pause images into `k8s.io`, connects.
-    pub fn start(name: &str, runtime: &Path) -> Cri {
+    /// `casulo` handler and `driver`, imports the busybox and pause images into
+    /// `k8s.io`, connects.
+    pub fn start(name: &str, runtime: &Path, driver: Driver) -> Cri {
         let dir = TempDir::new(name);
         let sock = dir.join("containerd.sock");
         fs::create_dir_all(dir.join("net.d")).unwrap();
@@ -153,7 +168,7 @@ impl Cri {
         )
         .unwrap();
         let cfg = dir.join("config.toml");
-        fs::write(&cfg, containerd_config(&dir.path, &sock, runtime)).unwrap();
+        fs::write(&cfg, containerd_config(&dir.path, &sock, runtime, driver)).unwrap();
         // In the new mount namespace: a tmpfs over /var/lib, where libcni keeps its cache
         // (/var/lib/cni) whatever the configuration says; in the new network namespace:
         // loopback up, for the streaming server.
@@ -193,6 +208,7 @@ impl Cri {
             channel,
             daemon: Some(d),
             runtime_root: dir.join("runtime-root"),
+            driver,
             sock,
             dir,
         };

@@ -123,13 +123,14 @@ pub fn translations(cri: &Cri, pids_limited: bool, a: &Pod) {
 }
 
 /// The cgroup limits as the container sees them (v1: the container's own cgroup at
-/// /sys/fs/cgroup/<controller>; v2: at /sys/fs/cgroup).
+/// /sys/fs/cgroup/<controller>; v2: its /proc/self/cgroup path under /sys/fs/cgroup).
 fn resources(cri: &Cri, sec: &str, pids_limited: bool) {
     let v1 = std::path::Path::new("/sys/fs/cgroup/memory").is_dir();
     let script = if v1 {
         "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us"
     } else {
-        "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.weight /sys/fs/cgroup/cpu.max"
+        // the container's own cgroup, with a cgroup namespace or without one
+        "cg=$(cat /proc/self/cgroup); cd /sys/fs/cgroup${cg#0::} && cat memory.max cpu.weight cpu.max"
     };
     let got = sh(cri, sec, script);
     let l: Vec<&str> = got.lines().collect();

@@ -421,21 +421,29 @@ impl super::Cgroup for V2 {
     }
 
     fn kill_all(&self, signal: i32) -> Result<()> {
-        if signal == libc::SIGKILL && self.dir.join("cgroup.kill").exists() {
-            write(&self.dir, "cgroup.kill", "1", "kill")?;
-            return self.thaw_all();
-        }
-        // Frozen while signalled, so no process forks past the list; a cgroup frozen
-        // before (pause) stays so unless the signal is SIGKILL.
-        let was_frozen = self.freezer_state()? == FreezerState::Frozen;
-        if !was_frozen {
-            let _ = self.freeze(true);
-        }
-        let res = signal_all(&self.pids()?, signal);
-        if signal == libc::SIGKILL {
-            self.thaw_all()?;
-        } else if !was_frozen {
-            self.freeze(false)?;
+        let res = (|| {
+            if signal == libc::SIGKILL && self.dir.join("cgroup.kill").exists() {
+                write(&self.dir, "cgroup.kill", "1", "kill")?;
+                return self.thaw_all();
+            }
+            // Frozen while signalled, so no process forks past the list; a cgroup frozen
+            // before (pause) stays so unless the signal is SIGKILL.
+            let was_frozen = self.freezer_state()? == FreezerState::Frozen;
+            if !was_frozen {
+                let _ = self.freeze(true);
+            }
+            let res = signal_all(&self.pids()?, signal);
+            if signal == libc::SIGKILL {
+                self.thaw_all()?;
+            } else if !was_frozen {
+                self.freeze(false)?;
+            }
+            res
+        })();
+        // A cgroup that is gone holds nothing to signal: systemd removes an emptied
+        // scope's (containerd's CRI then still sends `kill --all`).
+        if res.is_err() && !self.dir.exists() {
+            return Ok(());
         }
         res
     }
