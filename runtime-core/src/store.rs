@@ -226,8 +226,13 @@ impl Store {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         use std::os::fd::{AsFd, AsRawFd};
         let deadline = std::time::Instant::now() + timeout;
+        // The common case, nobody holds it, costs no watch (closing an inotify fd
+        // waits for an RCU grace period: milliseconds on every delete).
+        if let Some(l) = self.try_lock(id)? {
+            return Ok(Some(l));
+        }
         let dir = self.dir(id);
-        // The watch before each try: a release in between still wakes the poll.
+        // The watch before each further try: a release in between still wakes the poll.
         let mask = libc::IN_CLOSE_WRITE | libc::IN_CLOSE_NOWRITE;
         let watch = match crate::cgroups::sys::inotify_watch(&dir, mask) {
             Ok(fd) => fd,

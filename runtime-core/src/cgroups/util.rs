@@ -260,7 +260,11 @@ pub(crate) fn wait_events(dir: &Path, key: &str, want: u64, timeout: Duration) -
     use nix::poll::{poll, PollFd, PollFlags};
     use std::os::fd::AsFd;
     let events = dir.join("cgroup.events");
-    // The watch first, then the read: a change in between still wakes the poll.
+    // Usually already true: then no watch (closing an inotify fd costs milliseconds).
+    if keyed_value(dir, "cgroup.events", key).unwrap_or(0) == want {
+        return Ok(true);
+    }
+    // The watch, then each further read: a change in between still wakes the poll.
     let watch = match super::sys::inotify_modify(&events) {
         Ok(fd) => fd,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(want == 0),
