@@ -12,14 +12,24 @@ fn containers_from_eight_threads_at_once() {
     }
     let env = TestEnv::new("threads");
     let rt = Runtime::new(&env.root);
+    // The bundles first: a thread copying busybox into its rootfs while another forks
+    // hands that child the file open for writing, and a container exec'ing its busybox
+    // meanwhile gets ETXTBSY (every fork-based runtime embedded in a multithreaded
+    // program shares this; Go's is golang/go#22315).
+    let bundles: Vec<Vec<_>> = (0..8)
+        .map(|t| {
+            (0..3)
+                .map(|i| env.bundle(&["sh", "-c", &format!("exit {}", t + i)]))
+                .collect()
+        })
+        .collect();
     std::thread::scope(|s| {
-        for t in 0..8 {
+        for (t, mine) in bundles.iter().enumerate() {
             let (rt, env) = (&rt, &env);
             s.spawn(move || {
-                for i in 0..3 {
+                for (i, b) in mine.iter().enumerate() {
                     // Other threads allocate and print meanwhile.
                     let noise: Vec<String> = (0..1000).map(|n| format!("{t}-{i}-{n}")).collect();
-                    let b = env.bundle(&["sh", "-c", &format!("exit {}", t + i)]);
                     let opts = CreateOptions {
                         bundle: b.dir.clone(),
                         ..Default::default()
@@ -32,7 +42,7 @@ fn containers_from_eight_threads_at_once() {
                         .unwrap_or_else(|e| panic!("thread {t} start: {e}"));
                     assert_eq!(
                         c.wait().unwrap(),
-                        t + i,
+                        (t + i) as i32,
                         "exit status of thread {t} container {i}"
                     );
                     rt.delete(&b.id(), false).unwrap();

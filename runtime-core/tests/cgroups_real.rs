@@ -443,14 +443,35 @@ fn relative_and_default_paths() {
 }
 
 #[test]
-fn clone_into_fd_on_v2_only() {
+fn self_join_covers_every_hierarchy() {
     if !usable() {
         return;
     }
     let f = Fixture::new();
     f.cg.create(None).expect("create");
-    let fd = f.cg.clone_into_fd();
-    assert_eq!(fd.is_some(), f.cg.layout() == Layout::V2);
+    let j = f.cg.self_join().expect("self_join on a fresh cgroup");
+    // CLONE_INTO_CGROUP into the cgroup2 part (v2, hybrid's unified), `tasks` of
+    // each v1 hierarchy: one file per distinct hierarchy, each in this cgroup.
+    assert_eq!(j.into.is_some(), f.cg.layout() != Layout::V1);
+    let mut roots: Vec<String> = std::fs::read_to_string("/proc/self/cgroup")
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("0::"))
+        .map(String::from)
+        .collect();
+    roots.dedup();
+    assert_eq!(j.tasks.len(), roots.len(), "{:?}", j.tasks);
+    for (path, _) in &j.tasks {
+        assert!(path.ends_with("tasks"), "{}", path.display());
+        assert!(path.parent().unwrap().is_dir(), "{}", path.display());
+        assert!(
+            path.to_string_lossy()
+                .contains(f.cg.path().trim_start_matches('/')),
+            "{} not under {}",
+            path.display(),
+            f.cg.path()
+        );
+    }
 }
 
 #[test]

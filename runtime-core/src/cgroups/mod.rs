@@ -158,6 +158,33 @@ pub enum FreezerState {
     Frozen,
 }
 
+/// What a new, single-threaded process needs to put itself into a cgroup (see
+/// [`Cgroup::self_join`]): `clone3(CLONE_INTO_CGROUP)` into the cgroup2 part, then `0`
+/// written by the process into the `tasks` file of each v1 hierarchy. Moving the only
+/// thread of the caller skips the global lock; the files were opened by the runtime,
+/// whose credentials the kernel checks.
+#[derive(Debug, Default)]
+pub struct SelfJoin {
+    /// `O_PATH|O_DIRECTORY` fd of the cgroup2 directory (v2, or hybrid's unified one).
+    pub into: Option<OwnedFd>,
+    /// The v1 hierarchies' `tasks` files, opened for writing, with their paths.
+    pub tasks: Vec<(PathBuf, OwnedFd)>,
+}
+
+impl SelfJoin {
+    /// Run by the new process itself, first: writes `0` (itself) into every `tasks`
+    /// file and closes them.
+    pub(crate) fn join_tasks(self) -> std::result::Result<(), (PathBuf, nix::errno::Errno)> {
+        use std::os::fd::AsFd;
+        for (path, fd) in self.tasks {
+            if let Err(e) = crate::sys::write_all(fd.as_fd(), b"0") {
+                return Err((path, e));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A container's cgroup, on whatever layout the host has.
 pub trait Cgroup: Send + Sync {
     /// The absolute cgroup path (as stored in the container state).
@@ -170,9 +197,11 @@ pub trait Cgroup: Send + Sync {
     fn create(&self, resources: Option<&LinuxResources>) -> Result<()>;
     /// Moves `pid` into the cgroup (in every hierarchy).
     fn add_process(&self, pid: i32) -> Result<()>;
-    /// On cgroup v2, an `O_PATH|O_DIRECTORY` fd of the cgroup directory for
-    /// `clone3(CLONE_INTO_CGROUP)`; `None` on v1 and hybrid.
-    fn clone_into_fd(&self) -> Option<OwnedFd> {
+    /// How a new process gets into the cgroup by itself, without the runtime writing
+    /// its pid (which takes the kernel's global threadgroup lock: on v1 the first such
+    /// write waits for an RCU grace period, several ms, docs/performance.md). `None`:
+    /// the runtime moves it with [`Cgroup::add_process`].
+    fn self_join(&self) -> Option<SelfJoin> {
         None
     }
     /// Applies `resources` to the existing cgroup. Device rules are replaced

@@ -215,6 +215,25 @@ pub(crate) fn add_pid(dir: &Path, pid: i32) -> Result<()> {
     std::fs::write(&path, pid.to_string()).map_err(|e| io_err(&path, e))
 }
 
+/// Opens `path` for writing (a cgroup file handed to a new process, see
+/// [`super::SelfJoin`]).
+pub(crate) fn open_write(path: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map(Into::into)
+}
+
+/// An `O_PATH|O_DIRECTORY` fd of a cgroup2 directory, for `CLONE_INTO_CGROUP`.
+pub(crate) fn open_dir_path(dir: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(dir)
+        .map(Into::into)
+}
+
 /// Polls `cond` until it returns true or `timeout` passes: only for the v1 freezer,
 /// whose `freezer.state` has no change notification. The first checks come quickly
 /// (0.1 ms, doubling up to 10 ms) because a freeze usually completes within a

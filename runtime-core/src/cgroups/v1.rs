@@ -319,6 +319,25 @@ impl super::Cgroup for V1 {
         Ok(())
     }
 
+    fn self_join(&self) -> Option<super::SelfJoin> {
+        let mut dirs: Vec<&PathBuf> = self.dirs.values().collect();
+        dirs.sort();
+        dirs.dedup();
+        let tasks = dirs
+            .into_iter()
+            .map(|d| {
+                let f = d.join("tasks");
+                let fd = util::open_write(&f).ok()?;
+                Some((f, fd))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let into = match &self.unified {
+            Some((_, d)) => Some(util::open_dir_path(d).ok()?),
+            None => None,
+        };
+        Some(super::SelfJoin { into, tasks })
+    }
+
     fn update(&self, resources: &LinuxResources) -> Result<()> {
         super::validate(resources)?;
         self.apply(Some(resources), false)

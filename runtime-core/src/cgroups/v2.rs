@@ -156,12 +156,7 @@ impl V2 {
     }
 
     fn dir_fd(&self) -> std::io::Result<OwnedFd> {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
-            .open(&self.dir)
-            .map(OwnedFd::from)
+        util::open_dir_path(&self.dir)
     }
 
     fn apply_memory(&self, r: &LinuxResources, updating: bool) -> Result<()> {
@@ -384,8 +379,11 @@ impl super::Cgroup for V2 {
         util::add_pid(&self.dir, pid)
     }
 
-    fn clone_into_fd(&self) -> Option<OwnedFd> {
-        self.dir_fd().ok()
+    fn self_join(&self) -> Option<super::SelfJoin> {
+        Some(super::SelfJoin {
+            into: Some(self.dir_fd().ok()?),
+            tasks: Vec::new(),
+        })
     }
 
     fn update(&self, resources: &LinuxResources) -> Result<()> {

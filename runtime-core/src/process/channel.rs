@@ -19,7 +19,8 @@ pub enum Msg {
     /// cgroup is joined too.)
     Go,
     /// Runtime → init: the init is in the container's cgroups (sent after `Go`, so that
-    /// the init sets up its mounts while the runtime waits on a v1 `cgroup.procs`).
+    /// the init sets up its mounts while the runtime moves it, when it did not join
+    /// them itself: the systemd driver, a joined cgroup namespace).
     InCgroup,
     /// Init → runtime: mounts are made, `pivot_root` is next: run the runtime-namespace
     /// hooks (prestart, createRuntime) now.

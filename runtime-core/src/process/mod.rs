@@ -122,10 +122,10 @@ fn to_ready(
         namespaces::write_id_maps(pid, plan.spec)?;
     }
     send_mount_sources(plan, pid, pidfd, ours)?;
-    // The init makes its mounts while the pid goes into the cgroups: on v1 the first
-    // `cgroup.procs` write waits for an RCU grace period (docs/performance.md). It waits
-    // for `InCgroup` before anything that needs the cgroup: the cgroup namespace,
-    // `cgroup` mounts, device nodes, hooks.
+    // The init makes its mounts while the runtime moves it into the cgroups, when it
+    // did not join them itself (the systemd driver's unit start, a joined cgroup
+    // namespace). It waits for `InCgroup` before anything that needs the cgroup: the
+    // cgroup namespace, `cgroup` mounts, device nodes, hooks.
     ours.send(&Msg::Go)
         .map_err(sys_err("signalling the container init"))?;
     crate::fault::fault_point("before-cgroup-join");

@@ -23,7 +23,7 @@ use nix::unistd::Pid;
 
 use super::channel::{Channel, Msg};
 use super::{sys_err, ProcessError};
-use crate::cgroups::Cgroup;
+use crate::cgroups::{Cgroup, SelfJoin};
 use crate::sys::{self, Fork};
 use crate::ChildError;
 
@@ -123,10 +123,12 @@ pub(crate) fn clone_process(
         .join
         .iter()
         .any(|(f, _)| f.contains(CloneFlags::CLONE_NEWCGROUP));
-    let into_cgroup = s
+    let mut join = s
         .cgroup
-        .filter(|_| !joins_cgroupns)
-        .and_then(|c| c.clone_into_fd());
+        .and_then(|c| c.self_join())
+        .filter(|j| !(joins_cgroupns && j.into.is_some()));
+    let in_cgroup = join.is_some();
+    let into_cgroup = join.as_mut().and_then(|j| j.into.take());
     let helper_steps =
         !s.join.is_empty() || s.new_time.is_some() || s.non_dumpable || s.cpus.is_some();
     let pid = if !helper_steps && single_threaded() {
@@ -139,6 +141,8 @@ pub(crate) fn clone_process(
         match sys::clone3(flags, Some(libc::SIGCHLD), cgroup_fd) {
             Ok(Fork::Child) => {
                 drop(ours);
+                drop(into_cgroup);
+                join_tasks(join, &theirs);
                 child(theirs);
                 sys::exit_now(1)
             }
@@ -149,7 +153,7 @@ pub(crate) fn clone_process(
         let helper_pid = match sys::fork().map_err(sys_err("fork"))? {
             Fork::Child => {
                 drop(ours);
-                helper(s, into_cgroup.as_ref(), theirs, child)
+                helper(s, into_cgroup, join, theirs, child)
             }
             Fork::Parent(pid) => pid,
         };
@@ -173,8 +177,19 @@ pub(crate) fn clone_process(
     Ok(Spawned {
         process: ProcessHandle { pid, pidfd },
         chan: ours,
-        in_cgroup: into_cgroup.is_some(),
+        in_cgroup,
     })
+}
+
+/// The new process's first step: it writes itself into its v1 cgroups (see
+/// [`SelfJoin`]) and closes those host files; on failure it reports and exits.
+fn join_tasks(join: Option<SelfJoin>, chan: &Channel) {
+    let Some(join) = join else { return };
+    if let Err((path, e)) = join.join_tasks() {
+        let what = format!("cgroup: joining {}", path.display());
+        let _ = chan.send(&Msg::Error(ChildError::sys(what, e)));
+        sys::exit_now(1)
+    }
 }
 
 /// True when the calling process has a single thread (field 20 of /proc/self/stat), so
@@ -192,7 +207,8 @@ fn single_threaded() -> bool {
 /// The forked helper: the helper-side steps, the clone, the pid to the runtime, exit.
 fn helper(
     s: &Spawn<'_>,
-    cgroup_fd: Option<&OwnedFd>,
+    cgroup_fd: Option<OwnedFd>,
+    join: Option<SelfJoin>,
     chan: Channel,
     child: impl FnOnce(Channel),
 ) -> ! {
@@ -204,8 +220,10 @@ fn helper(
     if cgroup_fd.is_some() {
         flags |= sys::CLONE_INTO_CGROUP;
     }
-    match sys::clone3(flags, None, cgroup_fd.map(|f| f.as_fd())) {
+    match sys::clone3(flags, None, cgroup_fd.as_ref().map(|f| f.as_fd())) {
         Ok(Fork::Child) => {
+            drop(cgroup_fd);
+            join_tasks(join, &chan);
             child(chan);
             sys::exit_now(1)
         }
