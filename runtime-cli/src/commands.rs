@@ -18,7 +18,7 @@ fn err(e: impl std::fmt::Display) -> String {
 /// Runs the parsed command line.
 pub fn run(cli: &Cli, log: &Logger) -> Result<i32> {
     casulo_core::check_systemd_cgroup(cli.systemd_cgroup, None).map_err(err)?;
-    let rootless = crate::rootless::mode(cli.rootless.as_deref())?;
+    let rootless = crate::rootless::mode(cli.rootless.as_deref()).map_err(err)?;
     if matches!(cli.command, Command::Exec(_)) {
         // The exec child enters the container's pid namespace as a copy of this binary.
         casulo_core::exe::ensure_protected().map_err(err)?;

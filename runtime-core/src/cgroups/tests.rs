@@ -308,3 +308,30 @@ fn plain_refusals_are_typed() {
          (/run/systemd/system is missing); the systemd cgroup driver needs it"
     );
 }
+
+/// A program the verifier refuses: the error says the verifier's log and keeps bpf(2)'s
+/// errno along its sources (it was text only). Needs root (CAP_BPF); skipped, saying so,
+/// without it.
+#[test]
+fn verifier_refusal_keeps_the_errno() {
+    if !nix::unistd::geteuid().is_root() {
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "CI runs as root");
+        eprintln!("skipped: loading a bpf program needs root");
+        return;
+    }
+    // `exit` without setting r0: "R0 !read_ok".
+    let exit = devices::Insn {
+        code: 0x95,
+        regs: 0,
+        off: 0,
+        imm: 0,
+    };
+    let e = sys::load_device_prog(&[exit]).unwrap_err();
+    assert!(e.to_string().contains("; verifier: "), "{e}");
+    let inner = e
+        .get_ref()
+        .and_then(|i| i.downcast_ref::<sys::VerifierRefusal>())
+        .expect("the refusal with the log");
+    assert_eq!(inner.source.raw_os_error(), Some(libc::EACCES), "{e}");
+    assert_eq!(crate::ChildError::of(&e).errno, Some(nix::errno::Errno::EACCES));
+}
