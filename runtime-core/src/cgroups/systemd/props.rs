@@ -261,7 +261,7 @@ fn seconds_to_usec(v: &Value) -> std::result::Result<u64, GVariantError> {
     })
 }
 
-/// Why an `org.systemd.property.*` annotation's value is refused ([`parse_gvariant`]).
+/// Why an `org.systemd.property.*` annotation's value (GVariant text) is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum GVariantError {
     /// Nothing where a value belongs.
