@@ -47,6 +47,12 @@ impl Bundle {
     ///
     /// Panics on any I/O error (it is test infrastructure).
     pub fn new(args: &[&str]) -> Bundle {
+        Bundle::with_cgroups_path(args, |id| format!("{}/{id}", cgroup_parent()))
+    }
+
+    /// [`Bundle::new`] with `linux.cgroupsPath = path(<id>)` instead: another cgroup
+    /// parent, or the systemd driver's `slice:prefix:name`.
+    pub fn with_cgroups_path(args: &[&str], path: impl FnOnce(&str) -> String) -> Bundle {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         LIVE.fetch_add(1, Ordering::SeqCst);
         let pid = std::process::id();
@@ -62,7 +68,7 @@ impl Bundle {
             p.set_args(Some(args.iter().map(|s| s.to_string()).collect()));
         }
         if let Some(l) = spec.linux_mut().as_mut() {
-            l.set_cgroups_path(Some(PathBuf::from(format!("{}/{id}", cgroup_parent()))));
+            l.set_cgroups_path(Some(PathBuf::from(path(&id))));
         }
         let bundle = Bundle { dir, spec, id };
         populate_rootfs(&bundle.rootfs());

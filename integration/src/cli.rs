@@ -120,15 +120,7 @@ impl TestEnv {
     }
     /// A bundle whose cgroup is under this test's parent.
     pub fn bundle(&self, args: &[&str]) -> Bundle {
-        let mut b = Bundle::new(args);
-        let path = format!("{}/{}", self.cgroup, b.id());
-        b.spec
-            .linux_mut()
-            .as_mut()
-            .unwrap()
-            .set_cgroups_path(Some(path.into()));
-        b.write_config();
-        b
+        Bundle::with_cgroups_path(args, |id| format!("{}/{id}", self.cgroup))
     }
     /// Runs casulo with this root.
     pub fn run(&self, args: &[&str]) -> Run {
@@ -152,11 +144,7 @@ impl TestEnv {
 
 impl Drop for TestEnv {
     fn drop(&mut self) {
-        if let Ok(rd) = std::fs::read_dir(&self.root) {
-            for e in rd.flatten() {
-                let _ = self.run(&["delete", "--force", &e.file_name().to_string_lossy()]);
-            }
-        }
+        delete_all(&self.root);
         let _ = std::fs::remove_dir_all(&self.root);
         let rel = self.cgroup.trim_start_matches('/');
         for h in [
@@ -164,6 +152,21 @@ impl Drop for TestEnv {
             "systemd", "unified",
         ] {
             let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(h).join(rel));
+        }
+    }
+}
+
+/// Deletes (`delete --force`) every container of the state root `root`: a test's
+/// clean-up, whatever the test left.
+pub fn delete_all(root: &Path) {
+    if let Ok(rd) = std::fs::read_dir(root) {
+        for e in rd.flatten() {
+            let id = e.file_name();
+            let _ = runtime(
+                &casulo_bin(),
+                root,
+                &["delete", "--force", &id.to_string_lossy()],
+            );
         }
     }
 }

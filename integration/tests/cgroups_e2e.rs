@@ -37,13 +37,7 @@ impl Env {
     }
     /// A bundle running `args`, in this test's parent cgroup.
     fn bundle(&self, args: &[&str]) -> Bundle {
-        let mut b = Bundle::new(args);
-        let path = format!("{}/{}", self.cgroup_parent, b.id());
-        if let Some(l) = b.spec.linux_mut().as_mut() {
-            l.set_cgroups_path(Some(PathBuf::from(path)));
-        }
-        b.write_config();
-        b
+        Bundle::with_cgroups_path(args, |id| format!("{}/{id}", self.cgroup_parent))
     }
     /// A bundle running `script` with `sh -c`, its config changed by `edit` (as
     /// JSON). The root is writable so the host can drop trigger files into `/tmp`.
@@ -102,11 +96,7 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        if let Ok(rd) = std::fs::read_dir(&self.root) {
-            for e in rd.flatten() {
-                let _ = self.run(&["delete", "--force", &e.file_name().to_string_lossy()]);
-            }
-        }
+        casulo_integration::cli::delete_all(&self.root);
         let _ = std::fs::remove_dir_all(&self.root);
         for r in cgroup_roots() {
             rmdir_tree(&r.join(self.cgroup_parent.trim_start_matches('/')));

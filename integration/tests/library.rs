@@ -178,3 +178,44 @@ fn the_run_bundle_example_runs_a_container_from_a_bundle() {
         "state left after the example"
     );
 }
+
+/// A value the runtime cannot read is refused with the field named and the parser's own
+/// error kept as the source: an embedder matches the kind (here a list item that is not
+/// a number, whose `ParseIntError` is reachable), not the text.
+#[test]
+fn library_refusals_keep_the_parsers_error() {
+    use casulo_core::{CgroupError, CgroupParseError, Error};
+    let env = TestEnv::new("parse");
+    let rt = Runtime::new(&env.root);
+    let mut b = env.bundle(&["true"]);
+    let mut cpu = oci_spec::runtime::LinuxCpu::default();
+    cpu.set_cpus(Some("0-x".into()));
+    let mut res = oci_spec::runtime::LinuxResources::default();
+    res.set_cpu(Some(cpu));
+    b.spec
+        .linux_mut()
+        .as_mut()
+        .unwrap()
+        .set_resources(Some(res));
+    b.write_config();
+    let opts = CreateOptions {
+        bundle: b.dir.clone(),
+        ..Default::default()
+    };
+    let err = rt.create(&b.id(), &opts).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "linux.resources.cpu.cpus: \"0-x\" is not a list like \"0-3,5\" (\"x\" is not a number)"
+    );
+    let Error::Cgroup(CgroupError::Parse { field, source }) = &err else {
+        panic!("not a cgroup parse error: {err:?}");
+    };
+    assert_eq!(field, "linux.resources.cpu.cpus");
+    assert!(
+        matches!(source, CgroupParseError::ListItem { item, .. } if item == "x"),
+        "{source:?}"
+    );
+    let int = std::error::Error::source(source).expect("the number's error");
+    assert!(int.is::<std::num::ParseIntError>(), "{int:?}");
+    assert!(!env.root.join(b.id()).exists(), "nothing is left");
+}

@@ -37,15 +37,7 @@ impl Sd {
 
     /// A bundle whose cgroup is the scope `casulo-<id>.scope` in [`SLICE`].
     fn bundle(&self, args: &[&str]) -> Bundle {
-        let mut b = Bundle::new(args);
-        let path = format!("{SLICE}:casulo:{}", b.id());
-        b.spec
-            .linux_mut()
-            .as_mut()
-            .unwrap()
-            .set_cgroups_path(Some(path.into()));
-        b.write_config();
-        b
+        Bundle::with_cgroups_path(args, |id| format!("{SLICE}:casulo:{id}"))
     }
 
     fn run(&self, args: &[&str]) -> Run {
@@ -311,10 +303,7 @@ fn systemd_errors_are_one_line_naming_the_unit() {
     // the first one keeps running.
     let a = sd.bundle(&["sleep", "1000"]);
     assert_eq!(sd.create(&a).code, 0);
-    let b = Bundle::new(&["sleep", "1000"]);
-    write_edited(&b, |v| {
-        v["linux"]["cgroupsPath"] = json!(format!("{SLICE}:casulo:{}", a.id()))
-    });
+    let b = Bundle::with_cgroups_path(&["sleep", "1000"], |_| format!("{SLICE}:casulo:{}", a.id()));
     let r = sd.create(&b);
     assert_ne!(r.code, 0, "{r:?}");
     assert_eq!(r.stderr.trim().lines().count(), 1, "{r:?}");

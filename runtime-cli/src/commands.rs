@@ -4,7 +4,6 @@ use std::os::fd::AsFd;
 
 use casulo_core::{CreateOptions, Runtime};
 use nix::sys::signal::Signal;
-use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::log::Logger;
 use crate::{Cli, Command, CreateArgs};
@@ -18,7 +17,7 @@ fn err(e: impl std::fmt::Display) -> String {
 /// Runs the parsed command line.
 pub fn run(cli: &Cli, log: &Logger) -> Result<i32> {
     casulo_core::check_systemd_cgroup(cli.systemd_cgroup, None).map_err(err)?;
-    let rootless = crate::rootless::mode(cli.rootless.as_deref())?;
+    let rootless = crate::rootless::mode(cli.rootless.as_deref()).map_err(err)?;
     if matches!(cli.command, Command::Exec(_)) {
         // The exec child enters the container's pid namespace as a copy of this binary.
         casulo_core::exe::ensure_protected().map_err(err)?;
@@ -151,7 +150,7 @@ fn run_container(
     // them before exec.
     let set = crate::signals::forwarded();
     if !detach {
-        set.thread_block().map_err(err)?;
+        crate::signals::block(&set)?;
     }
     let container = create(rt, &a.id, &opts)?;
     drop(opts);
@@ -178,7 +177,7 @@ fn run_container(
     if detach {
         return Ok(0);
     }
-    let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC).map_err(err)?;
+    let sfd = crate::signals::signalfd(&set)?;
     if let Some(m) = master {
         crate::tty::forward(m, container.pidfd(), &sfd, |sig| {
             let _ = rt.kill(&a.id, sig, false);

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use casulo_core::{ExecOptions, Runtime};
 use clap::Args;
-use nix::sys::signalfd::{SfdFlags, SignalFd};
 use oci_spec::runtime::{Capability, Process, UserBuilder};
 
 type Result<T> = std::result::Result<T, String>;
@@ -224,14 +223,14 @@ pub fn exec(rt: &Runtime, a: &ExecArgs) -> Result<i32> {
     };
     let set = crate::signals::forwarded();
     if !a.detach {
-        set.thread_block().map_err(|e| e.to_string())?;
+        crate::signals::block(&set)?;
     }
     let proc = rt.exec(&a.id, &opts).map_err(|e| e.to_string())?;
     drop(opts);
     if a.detach {
         return Ok(0);
     }
-    let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC).map_err(|e| e.to_string())?;
+    let sfd = crate::signals::signalfd(&set)?;
     if let Some(sock) = ours {
         let (master, _) = casulo_core::tty::recv_master(sock.as_fd()).map_err(|e| e.to_string())?;
         crate::tty::forward(master, proc.pidfd(), &sfd, |sig| {

@@ -15,7 +15,9 @@ pub fn state_root(given: Option<&PathBuf>) -> PathBuf {
 }
 
 /// `--rootless` (absent: auto).
-pub fn mode(flag: Option<&str>) -> Result<casulo_core::rootless::Mode, String> {
+pub fn mode(
+    flag: Option<&str>,
+) -> Result<casulo_core::rootless::Mode, casulo_core::rootless::ModeError> {
     flag.map_or(Ok(casulo_core::rootless::Mode::Auto), str::parse)
 }
 

@@ -5,7 +5,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::SignalFd;
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 /// Signals `run` forwards to the container (all but those the kernel or the runtime
 /// needs for itself).
@@ -29,6 +29,19 @@ pub fn forwarded() -> SigSet {
     set
 }
 
+/// Blocks `set` in this thread before the container's process exists, so that no signal
+/// is lost (the process unblocks them before its exec).
+pub fn block(set: &SigSet) -> Result<(), String> {
+    set.thread_block()
+        .map_err(|e| format!("blocking the forwarded signals: {}", e.desc()))
+}
+
+/// A signalfd receiving `set` (blocked by [`block`]).
+pub fn signalfd(set: &SigSet) -> Result<SignalFd, String> {
+    SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| format!("signalfd for the forwarded signals: {}", e.desc()))
+}
+
 /// Forwards signals from `sfd` until the process behind `pidfd` exits.
 pub fn wait_forwarding(
     pidfd: BorrowedFd<'_>,
@@ -42,7 +55,7 @@ pub fn wait_forwarding(
         ];
         match poll(&mut fds, PollTimeout::NONE) {
             Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(format!("waiting for the container's process: {}", e.desc())),
             Ok(_) => {}
         }
         if fds[1]

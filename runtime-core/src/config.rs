@@ -29,8 +29,10 @@ pub fn parse(data: &[u8]) -> Result<Spec, ConfigError> {
             f if f.is_empty() || f.contains(": ") => format!("{f:?}"),
             f => f,
         };
-        let msg = one_line(&e.inner().to_string());
-        ConfigError::Parse { field, msg }
+        ConfigError::Parse {
+            field,
+            source: e.into_inner(),
+        }
     })?;
     // What oci-spec's types lose, read again: only these parts become JSON values, the
     // rest of the document is skipped (a whole-document `Value` cost as much as the
@@ -115,11 +117,12 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<(), ConfigError> {
                 format!("{}: not a directory", rootfs.display()),
             ))
         }
-        Err(e) => {
-            return Err(invalid(
-                "root.path",
-                format!("{}: {}", rootfs.display(), lower(&e)),
-            ))
+        Err(source) => {
+            return Err(ConfigError::Path {
+                field: "root.path".into(),
+                path: rootfs,
+                source,
+            })
         }
     }
     if let Some(process) = spec.process() {
@@ -299,6 +302,57 @@ fn check_paths(linux: &oci_spec::runtime::Linux) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A document serde refuses, and a `root.path` or namespace path that cannot be
+    /// looked at, keep their cause (serde's error, the io::Error) as the source; the texts
+    /// are the ones before (one line, the io text in lower case without "(os error N)").
+    #[test]
+    fn refusals_keep_serde_and_io_errors() {
+        let e = parse(br#"{"ociVersion": "1.0.2", "process": {"cwd": 5}}"#).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("config.json: process.cwd: invalid type: integer `5`"),
+            "{e}"
+        );
+        let ConfigError::Parse { source, .. } = &e else {
+            panic!("{e:?}");
+        };
+        assert!(source.is_data(), "{source:?}");
+        let bundle = std::env::temp_dir().join(format!("casulo-cfg-{}", std::process::id()));
+        let spec: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "no\nrootfs"},
+            "process": {"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+            "linux": {"namespaces": [{"type": "uts", "path": "/nonexistent-ns"}]}
+        }))
+        .unwrap();
+        let e = validate(&spec, &bundle).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "config.json: root.path: {}/no\\nrootfs: no such file or directory",
+                bundle.display()
+            )
+        );
+        let ConfigError::Path { field, source, .. } = &e else {
+            panic!("{e:?}");
+        };
+        assert_eq!(
+            (field.as_str(), source.kind()),
+            ("root.path", std::io::ErrorKind::NotFound)
+        );
+        let e = crate::host_guard::own_namespace(&spec, LinuxNamespaceType::Uts).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "config.json: linux.namespaces.uts.path: /nonexistent-ns: no such file or directory"
+        );
+        assert_eq!(
+            std::error::Error::source(&e)
+                .and_then(|s| s.downcast_ref::<std::io::Error>())
+                .and_then(std::io::Error::raw_os_error),
+            Some(libc::ENOENT)
+        );
+    }
 
     /// What `parse` reads beyond oci-spec's types (hooks' field names, a pids object
     /// without a limit) is still read from the partial parse of the document.

@@ -156,6 +156,22 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// `exec --cgroup CTL:PATH`: the process could not be moved into that v1 sub-cgroup
+    /// (the write's io::Error kept).
+    #[error(
+        "exec --cgroup {arg:?}: {}: {}",
+        .procs.display(),
+        .source.kind().to_string().to_lowercase()
+    )]
+    JoinSubCgroup {
+        /// The `--cgroup` value, `CTL:PATH`.
+        arg: String,
+        /// The `cgroup.procs` file written.
+        procs: PathBuf,
+        /// Why the write failed.
+        #[source]
+        source: std::io::Error,
+    },
     /// `update`: the resources document is not valid `linux.resources`.
     #[error("linux.resources: {0}")]
     Resources(#[source] serde_json::Error),
@@ -217,7 +233,9 @@ impl Error {
     pub fn errno(&self) -> Option<Errno> {
         match self {
             Error::Sys { source, .. } => Some(*source),
-            Error::Io { source, .. } => source.raw_os_error().map(Errno::from_raw),
+            Error::Io { source, .. } | Error::JoinSubCgroup { source, .. } => {
+                source.raw_os_error().map(Errno::from_raw)
+            }
             Error::Init(c) => c.errno,
             Error::Rootfs(rootfs::RootfsError::Sys { source, .. }) => Some(source.0),
             _ => None,

@@ -100,16 +100,13 @@ pub(crate) fn join_per_controller(sub: &SubCgroups, pid: i32) -> Result<()> {
             .mountpoint
             .join(rel.trim_start_matches('/'))
             .join("cgroup.procs");
-        std::fs::write(&procs, pid.to_string()).map_err(|e| {
-            invalid(
-                &format!("{ctl}:{path}"),
-                &format!(
-                    "{}: {}",
-                    procs.display(),
-                    e.kind().to_string().to_lowercase()
-                ),
-            )
-        })?;
+        if let Err(source) = std::fs::write(&procs, pid.to_string()) {
+            return Err(Error::JoinSubCgroup {
+                arg: format!("{ctl}:{path}"),
+                procs,
+                source,
+            });
+        }
     }
     Ok(())
 }
@@ -158,5 +155,36 @@ mod tests {
             let e = p(bad, layout).unwrap_err().to_string();
             assert!(e.starts_with("exec --cgroup"), "{bad:?}: {e}");
         }
+    }
+
+    /// A v1 sub-cgroup that cannot be joined keeps the write's io::Error (and so its
+    /// errno); the text is the one before.
+    #[test]
+    fn a_failed_join_keeps_the_io_error() {
+        let Some(m) = detect::v1_mounts()
+            .ok()
+            .and_then(|m| m.get("pids").cloned())
+        else {
+            eprintln!("skipped: no cgroup v1 pids hierarchy on this host");
+            return;
+        };
+        let path = format!("/casulo-nonexistent-{}/x", std::process::id());
+        let sub = SubCgroups {
+            all: None,
+            per_controller: vec![("pids".into(), path.clone())],
+        };
+        let e = join_per_controller(&sub, 1).unwrap_err();
+        let procs = m
+            .mountpoint
+            .join(path.trim_start_matches('/'))
+            .join("cgroup.procs");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "exec --cgroup \"pids:{path}\": {}: entity not found",
+                procs.display()
+            )
+        );
+        assert_eq!(e.errno(), Some(nix::errno::Errno::ENOENT), "{e:?}");
     }
 }

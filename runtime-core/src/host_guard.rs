@@ -6,11 +6,11 @@
 //! in [`crate::config::validate`], before anything is created.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
-use crate::spec_util::{invalid, lower, namespace, new_namespace, ConfigError};
+use crate::spec_util::{invalid, namespace, new_namespace, ConfigError};
 
 /// The IPC sysctls outside `fs.mqueue` (ipc_namespaces(7)).
 const IPC_KERNEL: &[&str] = &[
@@ -38,11 +38,14 @@ pub fn own_namespace(spec: &Spec, typ: LinuxNamespaceType) -> Result<bool, Confi
         "linux.namespaces.{}.path",
         crate::namespaces::proc_name(typ)
     );
-    let joined = std::fs::metadata(path)
-        .map_err(|e| invalid(&field, format!("{}: {}", path.display(), lower(&e))))?;
+    let unusable = |path: &Path, source| ConfigError::Path {
+        field: field.clone(),
+        path: path.into(),
+        source,
+    };
+    let joined = std::fs::metadata(path).map_err(|e| unusable(path, e))?;
     let mine = format!("/proc/self/ns/{}", crate::namespaces::proc_name(typ));
-    let mine =
-        std::fs::metadata(&mine).map_err(|e| invalid(&field, format!("{mine}: {}", lower(&e))))?;
+    let mine = std::fs::metadata(&mine).map_err(|e| unusable(Path::new(&mine), e))?;
     Ok((joined.dev(), joined.ino()) != (mine.dev(), mine.ino()))
 }
 

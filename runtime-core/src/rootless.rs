@@ -29,16 +29,19 @@ pub enum Mode {
     Off,
 }
 
+/// A `--rootless` value other than `true`, `false` or `auto`.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("--rootless: invalid value {0:?}: true, false or auto")]
+pub struct ModeError(pub String);
+
 impl std::str::FromStr for Mode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Mode, String> {
+    type Err = ModeError;
+    fn from_str(s: &str) -> Result<Mode, ModeError> {
         match s {
             "auto" => Ok(Mode::Auto),
             "true" => Ok(Mode::On),
             "false" => Ok(Mode::Off),
-            other => Err(format!(
-                "--rootless: invalid value {other:?}: true, false or auto"
-            )),
+            other => Err(ModeError(other.into())),
         }
     }
 }
@@ -312,7 +315,12 @@ mod tests {
         assert_eq!("auto".parse::<Mode>(), Ok(Mode::Auto));
         assert_eq!("true".parse::<Mode>(), Ok(Mode::On));
         assert_eq!("false".parse::<Mode>(), Ok(Mode::Off));
-        assert!("yes".parse::<Mode>().unwrap_err().contains("--rootless"));
+        let e = "yes".parse::<Mode>().unwrap_err();
+        assert_eq!(e, ModeError("yes".into()));
+        assert_eq!(
+            e.to_string(),
+            "--rootless: invalid value \"yes\": true, false or auto"
+        );
         assert!(Mode::On.is_rootless());
         assert!(!Mode::Off.is_rootless());
     }

@@ -24,12 +24,24 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// config.json is not valid JSON or does not match the spec's schema.
-    #[error("config.json: {field}: {msg}")]
+    #[error("config.json: {field}: {}", one_line(&source.to_string()))]
     Parse {
         /// The JSON path of the offending field (`.` for the document).
         field: String,
-        /// serde's message.
-        msg: String,
+        /// serde's error (its text may echo the input: shown on one line).
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A path a field names could not be looked at (`root.path`, a namespace path).
+    #[error("config.json: {field}: {}: {}", one_line(&path.display().to_string()), lower(source))]
+    Path {
+        /// The JSON path of the field.
+        field: String,
+        /// The path it names (or the runtime's own one it is compared with).
+        path: PathBuf,
+        /// Why it could not be looked at.
+        #[source]
+        source: std::io::Error,
     },
     /// A field has a value the runtime cannot honour.
     #[error("config.json: {field}: {msg}")]

@@ -62,11 +62,7 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        if let Ok(rd) = std::fs::read_dir(&self.root) {
-            for e in rd.flatten() {
-                let _ = self.run(&["delete", "--force", &e.file_name().to_string_lossy()]);
-            }
-        }
+        casulo_integration::cli::delete_all(&self.root);
         let _ = std::fs::remove_dir_all(&self.root);
         remove_cgroup_parent();
     }

@@ -48,7 +48,7 @@ mod validate;
 pub use detect::Layout;
 pub use oom::OomNotifier;
 pub use stats::Stats;
-pub use validate::{parse_list, parse_page_size, validate, validate_unified_key};
+pub use validate::{parse_list, parse_page_size, validate, validate_unified_key, ParseError};
 
 /// Errors of the cgroups module.
 #[derive(Debug, thiserror::Error)]
@@ -73,9 +73,46 @@ pub enum CgroupError {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// The configuration asks for something invalid or unsupported here.
-    #[error("{0}")]
-    Invalid(String),
+    /// The cgroup manager was asked to open a relative cgroup path.
+    #[error("cgroup path {path:?} must be absolute (see resolve_path)")]
+    RelativePath {
+        /// The path given.
+        path: String,
+    },
+    /// A signal number nix does not know.
+    #[error("invalid signal {signal}")]
+    BadSignal {
+        /// The number.
+        signal: i32,
+        /// nix's refusal (EINVAL).
+        #[source]
+        source: nix::errno::Errno,
+    },
+    /// The memory cgroup went away while [`OomNotifier`] waited on it.
+    #[error("{path}: cgroup removed while waiting for OOM events")]
+    Removed {
+        /// The memory cgroup directory.
+        path: PathBuf,
+    },
+    /// The systemd driver was asked for on a host where systemd is not running.
+    #[error(
+        "systemd unit {unit}: systemd is not running on this host ({} is missing); \
+         the systemd cgroup driver needs it",
+        systemd::SYSTEMD_RUNNING
+    )]
+    NoSystemd {
+        /// The unit the driver was to manage.
+        unit: String,
+    },
+    /// A configuration field's value could not be read (the parser's error kept).
+    #[error("{field}: {source}")]
+    Parse {
+        /// The field, e.g. `linux.resources.cpu.cpus`.
+        field: String,
+        /// Why it could not be read.
+        #[source]
+        source: ParseError,
+    },
     /// Signalling a process of the cgroup failed (kill(2)'s errno kept as the source).
     #[error("kill({pid}, {signal}): {source}")]
     Signal {
@@ -418,9 +455,7 @@ pub fn resolve_path(cgroups_path: Option<&str>, id: &str) -> Result<String> {
 /// absolute.
 pub fn open(path: &str) -> Result<Box<dyn Cgroup>> {
     if !path.starts_with('/') {
-        return Err(CgroupError::Invalid(format!(
-            "cgroup path {path:?} must be absolute (see resolve_path)"
-        )));
+        return Err(CgroupError::RelativePath { path: path.into() });
     }
     let path = clean(path);
     Ok(match detect::layout()? {

@@ -106,10 +106,9 @@ impl OomNotifier {
             );
             let _ = f.read(&mut buf);
             if !self.memory_dir.exists() {
-                return Err(CgroupError::Invalid(format!(
-                    "{}: cgroup removed while waiting for OOM events",
-                    self.memory_dir.display()
-                )));
+                return Err(CgroupError::Removed {
+                    path: self.memory_dir.clone(),
+                });
             }
             if !self.v2 {
                 // v1 signals an OOM condition itself.

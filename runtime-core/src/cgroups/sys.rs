@@ -59,8 +59,20 @@ fn owned(fd: libc::c_long) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd as i32) }
 }
 
+/// The kernel's refusal of a program together with the verifier's log; carried inside
+/// the `io::Error` [`load_device_prog`] returns, so that its errno stays reachable (as
+/// this error's source).
+#[derive(Debug, thiserror::Error)]
+#[error("{source}; verifier: {log}")]
+pub struct VerifierRefusal {
+    /// bpf(2)'s error.
+    pub source: std::io::Error,
+    /// The verifier's log.
+    pub log: String,
+}
+
 /// Loads a `BPF_PROG_TYPE_CGROUP_DEVICE` program. On a verifier error the
-/// verifier log is appended to the error message.
+/// verifier log is appended to the error message ([`VerifierRefusal`]).
 pub fn load_device_prog(insns: &[Insn]) -> std::io::Result<OwnedFd> {
     let license = b"Apache-2.0\0";
     let mut log = vec![0u8; 64 * 1024];
@@ -82,7 +94,10 @@ pub fn load_device_prog(insns: &[Insn]) -> std::io::Result<OwnedFd> {
             } else {
                 Err(std::io::Error::new(
                     e.kind(),
-                    format!("{e}; verifier: {text}"),
+                    VerifierRefusal {
+                        source: e,
+                        log: text.into_owned(),
+                    },
                 ))
             }
         }

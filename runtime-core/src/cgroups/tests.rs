@@ -234,3 +234,104 @@ fn v1_device_transition_is_incremental() {
     let all = devices::effective_rules(all.devices().as_ref().unwrap());
     assert!(devices::v1_transition(current, &all).is_none());
 }
+
+/// Unreadable lists and sizes: the texts are the ones before the parsers were typed.
+#[test]
+fn unreadable_values_keep_their_texts() {
+    for (json, text) in [
+        (
+            r#"{"cpu":{"cpus":"0-x"}}"#,
+            r#"linux.resources.cpu.cpus: "0-x" is not a list like "0-3,5" ("x" is not a number)"#,
+        ),
+        (
+            r#"{"cpu":{"mems":"3-1"}}"#,
+            r#"linux.resources.cpu.mems: "3-1": range 3-1 is reversed"#,
+        ),
+        (
+            r#"{"cpu":{"cpus":"0-70000"}}"#,
+            r#"linux.resources.cpu.cpus: "0-70000": range 0-70000 is too large"#,
+        ),
+        (
+            r#"{"hugepageLimits":[{"pageSize":"2XB","limit":1}]}"#,
+            r#"linux.resources.hugepageLimits[0].pageSize: "2XB" is not a size like "2MB" or "1GB""#,
+        ),
+    ] {
+        assert_eq!(err_of(json), text);
+    }
+}
+
+/// An unreadable list keeps the number's parse error as its source.
+#[test]
+fn unreadable_values_keep_their_source() {
+    let e = validate(&res(r#"{"cpu":{"cpus":"1,x"}}"#)).unwrap_err();
+    let CgroupError::Parse { field, source } = &e else {
+        panic!("{e:?}");
+    };
+    assert_eq!(field, "linux.resources.cpu.cpus");
+    assert!(matches!(source, ParseError::ListItem { item, .. } if item == "x"));
+    let int = std::error::Error::source(source).expect("the ParseIntError");
+    assert!(int.downcast_ref::<std::num::ParseIntError>().is_some());
+    assert!(matches!(parse_page_size("2M"), Err(ParseError::PageSize(s)) if s == "2M"));
+}
+
+/// The refusals that were `Invalid(String)`: their texts, and the errno where one exists.
+#[test]
+fn plain_refusals_are_typed() {
+    let e = open("rel/path").err().expect("a relative path is refused");
+    assert_eq!(
+        e.to_string(),
+        "cgroup path \"rel/path\" must be absolute (see resolve_path)"
+    );
+    assert!(matches!(e, CgroupError::RelativePath { .. }));
+    let e = v2::signal_all(&[i32::MAX], 9999).unwrap_err();
+    assert_eq!(e.to_string(), "invalid signal 9999");
+    assert!(matches!(
+        e,
+        CgroupError::BadSignal {
+            signal: 9999,
+            source: nix::errno::Errno::EINVAL
+        }
+    ));
+    let e = CgroupError::Removed {
+        path: "/sys/fs/cgroup/x".into(),
+    };
+    assert_eq!(
+        e.to_string(),
+        "/sys/fs/cgroup/x: cgroup removed while waiting for OOM events"
+    );
+    let e = CgroupError::NoSystemd {
+        unit: "casulo-a.scope".into(),
+    };
+    assert_eq!(
+        e.to_string(),
+        "systemd unit casulo-a.scope: systemd is not running on this host \
+         (/run/systemd/system is missing); the systemd cgroup driver needs it"
+    );
+}
+
+/// A program the verifier refuses: the error says the verifier's log and keeps bpf(2)'s
+/// errno along its sources (it was text only). Needs root (CAP_BPF); skipped, saying so,
+/// without it.
+#[test]
+fn verifier_refusal_keeps_the_errno() {
+    if !nix::unistd::geteuid().is_root() {
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "CI runs as root");
+        eprintln!("skipped: loading a bpf program needs root");
+        return;
+    }
+    // `exit` without setting r0: "R0 !read_ok".
+    let exit = devices::Insn {
+        code: 0x95,
+        regs: 0,
+        off: 0,
+        imm: 0,
+    };
+    let e = sys::load_device_prog(&[exit]).unwrap_err();
+    assert!(e.to_string().contains("; verifier: "), "{e}");
+    let inner = e
+        .get_ref()
+        .and_then(|i| i.downcast_ref::<sys::VerifierRefusal>())
+        .expect("the refusal with the log");
+    assert_eq!(inner.source.raw_os_error(), Some(libc::EACCES), "{e}");
+    assert_eq!(crate::ChildError::of(&e).errno, Some(nix::errno::Errno::EACCES));
+}

@@ -33,7 +33,7 @@ pub(crate) fn rdma_line(dev: &str, l: &LinuxRdma) -> String {
 pub(crate) fn signal_all(pids: &[i32], signal: i32) -> Result<()> {
     for &pid in pids {
         let sig = nix::sys::signal::Signal::try_from(signal)
-            .map_err(|_| CgroupError::Invalid(format!("invalid signal {signal}")))?;
+            .map_err(|source| CgroupError::BadSignal { signal, source })?;
         match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig) {
             Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
             Err(source) => {

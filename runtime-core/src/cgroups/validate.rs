@@ -11,6 +11,11 @@ fn bad(field: impl Into<String>, reason: impl Into<String>) -> CgroupError {
     }
 }
 
+/// A value of `field` that could not be read, with the parser's error.
+fn unreadable(field: String, source: ParseError) -> CgroupError {
+    CgroupError::Parse { field, source }
+}
+
 /// `-1` means unlimited; any other negative value is refused.
 fn limit(field: &str, v: Option<i64>) -> Result<()> {
     match v {
@@ -40,7 +45,7 @@ pub fn validate(resources: &LinuxResources) -> Result<()> {
     }
     for (i, h) in resources.hugepage_limits().iter().flatten().enumerate() {
         let f = format!("{R}.hugepageLimits[{i}]");
-        parse_page_size(h.page_size()).map_err(|e| bad(format!("{f}.pageSize"), e))?;
+        parse_page_size(h.page_size()).map_err(|e| unreadable(format!("{f}.pageSize"), e))?;
         if h.limit() < 0 {
             return Err(bad(
                 format!("{f}.limit"),
@@ -137,10 +142,10 @@ fn validate_cpu(c: &oci_spec::runtime::LinuxCpu) -> Result<()> {
         }
     }
     if let Some(s) = c.cpus() {
-        parse_list(s).map_err(|e| bad(format!("{R}.cpu.cpus"), e))?;
+        parse_list(s).map_err(|e| unreadable(format!("{R}.cpu.cpus"), e))?;
     }
     if let Some(s) = c.mems() {
-        parse_list(s).map_err(|e| bad(format!("{R}.cpu.mems"), e))?;
+        parse_list(s).map_err(|e| unreadable(format!("{R}.cpu.mems"), e))?;
     }
     Ok(())
 }
@@ -261,8 +266,52 @@ fn validate_device_rule(i: usize, d: &LinuxDeviceCgroup) -> Result<()> {
     Ok(())
 }
 
+/// Why a value of a `linux.resources` field (a cpu list, a hugepage size) or an
+/// `org.systemd.property.*` annotation could not be read. The field is named by the
+/// [`CgroupError::Parse`] that carries it.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// An item of a cpu or node list is not a number.
+    #[error("{list:?} is not a list like \"0-3,5\" ({item:?} is not a number)")]
+    ListItem {
+        /// The whole list.
+        list: String,
+        /// The item.
+        item: String,
+        /// The number's parse error.
+        #[source]
+        source: std::num::ParseIntError,
+    },
+    /// A range of a list ends before it starts.
+    #[error("{list:?}: range {start}-{end} is reversed")]
+    ReversedRange {
+        /// The whole list.
+        list: String,
+        /// The range's first number.
+        start: u32,
+        /// The range's last number.
+        end: u32,
+    },
+    /// A range of a list has more than 65,537 numbers.
+    #[error("{list:?}: range {start}-{end} is too large")]
+    LargeRange {
+        /// The whole list.
+        list: String,
+        /// The range's first number.
+        start: u32,
+        /// The range's last number.
+        end: u32,
+    },
+    /// Not a hugepage size.
+    #[error("{0:?} is not a size like \"2MB\" or \"1GB\"")]
+    PageSize(String),
+    /// An annotation's GVariant text.
+    #[error(transparent)]
+    GVariant(#[from] super::systemd::GVariantError),
+}
+
 /// Parses a cpu or memory-node list such as `0-3,5,7-8`.
-pub fn parse_list(s: &str) -> std::result::Result<Vec<u32>, String> {
+pub fn parse_list(s: &str) -> std::result::Result<Vec<u32>, ParseError> {
     let s = s.trim();
     let mut out = Vec::new();
     if s.is_empty() {
@@ -272,18 +321,23 @@ pub fn parse_list(s: &str) -> std::result::Result<Vec<u32>, String> {
         let num = |t: &str| {
             t.trim()
                 .parse::<u32>()
-                .map_err(|_| format!("{s:?} is not a list like \"0-3,5\" ({t:?} is not a number)"))
+                .map_err(|source| ParseError::ListItem {
+                    list: s.into(),
+                    item: t.into(),
+                    source,
+                })
         };
         match part.split_once('-') {
             Some((a, b)) => {
-                let (a, b) = (num(a)?, num(b)?);
-                if a > b {
-                    return Err(format!("{s:?}: range {a}-{b} is reversed"));
+                let (start, end) = (num(a)?, num(b)?);
+                let list = s.into();
+                if start > end {
+                    return Err(ParseError::ReversedRange { list, start, end });
                 }
-                if b - a > 65_536 {
-                    return Err(format!("{s:?}: range {a}-{b} is too large"));
+                if end - start > 65_536 {
+                    return Err(ParseError::LargeRange { list, start, end });
                 }
-                out.extend(a..=b);
+                out.extend(start..=end);
             }
             None => out.push(num(part)?),
         }
@@ -292,8 +346,8 @@ pub fn parse_list(s: &str) -> std::result::Result<Vec<u32>, String> {
 }
 
 /// Parses a hugepage size like `2MB`, `1GB` or `64KB` into bytes.
-pub fn parse_page_size(s: &str) -> std::result::Result<u64, String> {
-    let err = || format!("{s:?} is not a size like \"2MB\" or \"1GB\"");
+pub fn parse_page_size(s: &str) -> std::result::Result<u64, ParseError> {
+    let err = || ParseError::PageSize(s.into());
     let num = s.strip_suffix('B').ok_or_else(err)?;
     let (digits, mult) = match num.chars().last() {
         Some('K') => (&num[..num.len() - 1], 1u64 << 10),

@@ -25,9 +25,18 @@ pub const SYSTEM_BUS: &str = "/run/dbus/system_bus_socket";
 /// Errors of the D-Bus client.
 #[derive(Debug, thiserror::Error)]
 pub enum DbusError {
-    /// No socket could be connected (each tried path with its error).
-    #[error("no D-Bus connection to systemd: {0}")]
-    Connect(String),
+    /// No socket could be connected: each one tried, with its error; the last one's
+    /// error is the source.
+    #[error("no D-Bus connection to systemd: {}", tried_text(.tried, .path, .source))]
+    Connect {
+        /// The sockets tried before the last one, each with its error.
+        tried: Vec<(PathBuf, DbusError)>,
+        /// The last socket tried.
+        path: PathBuf,
+        /// Why it could not be used.
+        #[source]
+        source: Box<DbusError>,
+    },
     /// Reading or writing the socket failed.
     #[error("D-Bus I/O: {0}")]
     Io(#[from] std::io::Error),
@@ -114,17 +123,15 @@ impl Connection {
         if nix::unistd::geteuid().is_root() {
             match Connection::connect(Path::new(SYSTEMD_PRIVATE), false) {
                 Ok(c) => return Ok(c),
-                Err(e) => tried.push(format!("{SYSTEMD_PRIVATE}: {e}")),
+                Err(e) => tried.push((PathBuf::from(SYSTEMD_PRIVATE), e)),
             }
         }
-        let bus = system_bus_path();
-        match Connection::connect(&bus, true) {
-            Ok(c) => Ok(c),
-            Err(e) => {
-                tried.push(format!("{}: {e}", bus.display()));
-                Err(DbusError::Connect(tried.join("; ")))
-            }
-        }
+        let path = system_bus_path();
+        Connection::connect(&path, true).map_err(|e| DbusError::Connect {
+            tried,
+            path,
+            source: Box::new(e),
+        })
     }
 
     /// True on a bus (through a daemon), false on a peer-to-peer connection.
@@ -288,6 +295,15 @@ impl Connection {
     }
 }
 
+/// `path: error` for each socket tried, joined by `; `.
+fn tried_text(before: &[(PathBuf, DbusError)], path: &Path, last: &DbusError) -> String {
+    let mut out = String::new();
+    for (p, e) in before {
+        out += &format!("{}: {e}; ", p.display());
+    }
+    out + &format!("{}: {last}", path.display())
+}
+
 /// The system bus socket: `DBUS_SYSTEM_BUS_ADDRESS` when it is a `unix:path=`, else
 /// [`SYSTEM_BUS`].
 fn system_bus_path() -> PathBuf {
@@ -301,4 +317,38 @@ fn system_bus_path() -> PathBuf {
             })
         })
         .unwrap_or_else(|| PathBuf::from(SYSTEM_BUS))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failed connection lists each socket tried with its error, as one line, and keeps
+    /// the last socket's error as its source (an embedder can match ENOENT).
+    #[test]
+    fn connect_failure_keeps_each_error() {
+        let dir = std::env::temp_dir().join(format!("casulo-dbus-{}", std::process::id()));
+        let (a, b) = (dir.join("private"), dir.join("bus"));
+        let first = Connection::connect(&a, false).unwrap_err();
+        let last = Connection::connect(&b, true).unwrap_err();
+        let (t1, t2) = (first.to_string(), last.to_string());
+        let e = DbusError::Connect {
+            tried: vec![(a.clone(), first)],
+            path: b.clone(),
+            source: Box::new(last),
+        };
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "no D-Bus connection to systemd: {}: {t1}; {}: {t2}",
+                a.display(),
+                b.display()
+            )
+        );
+        let source = std::error::Error::source(&e).expect("the last error");
+        let io = std::error::Error::source(source)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .map(std::io::Error::kind);
+        assert_eq!(io, Some(ErrorKind::NotFound));
+    }
 }

@@ -6,7 +6,7 @@
 
 use oci_spec::runtime::{MemoryPolicyFlagType as Flag, MemoryPolicyModeType as Mode, Spec};
 
-use super::SecurityError;
+use super::{ListError, SecurityError};
 
 /// Highest node number accepted in `nodes` (the kernel's MAX_NUMNODES is at most 1024).
 const MAX_NODE: usize = 1023;
@@ -44,16 +44,17 @@ fn invalid(field: &str, msg: impl Into<String>) -> SecurityError {
 }
 
 /// Parses `0-3,7` into node numbers.
-fn parse_nodes(s: &str) -> Result<Vec<usize>, String> {
-    let num = |t: &str| -> Result<usize, String> {
+fn parse_nodes(s: &str) -> Result<Vec<usize>, ListError> {
+    let num = |t: &str| {
         if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!(
-                "{s:?} is not a list of node numbers like \"0-3,7\""
-            ));
+            return Err(ListError::Nodes { list: s.into() });
         }
         match t.parse::<usize>() {
             Ok(n) if n <= MAX_NODE => Ok(n),
-            _ => Err(format!("node {t} is above {MAX_NODE}")),
+            _ => Err(ListError::NodeTooHigh {
+                node: t.into(),
+                max: MAX_NODE,
+            }),
         }
     };
     let mut out = Vec::new();
@@ -62,7 +63,7 @@ fn parse_nodes(s: &str) -> Result<Vec<usize>, String> {
             Some((a, b)) => {
                 let (a, b) = (num(a)?, num(b)?);
                 if a > b {
-                    return Err(format!("range {part:?} is reversed"));
+                    return Err(ListError::NodeRange { item: part.into() });
                 }
                 out.extend(a..=b);
             }
@@ -89,7 +90,10 @@ impl MemPolicy {
             .ok_or_else(|| invalid("mode", format!("{:?} is not supported", p.mode())))?;
         let nodes = match p.nodes().as_deref() {
             None | Some("") => Vec::new(),
-            Some(s) => parse_nodes(s).map_err(|e| invalid("nodes", e))?,
+            Some(s) => parse_nodes(s).map_err(|source| SecurityError::List {
+                field: "linux.memoryPolicy.nodes".into(),
+                source,
+            })?,
         };
         let no_nodes = matches!(p.mode(), Mode::MpolDefault | Mode::MpolLocal);
         // MPOL_PREFERRED without nodes means local allocation (set_mempolicy(2)).
@@ -227,5 +231,34 @@ mod tests {
         }
         let e = policy(serde_json::json!({"mode": "MPOL_BOGUS"})).unwrap_err();
         assert!(e.contains("MPOL_BOGUS"), "{e}");
+    }
+
+    /// A node list that cannot be read keeps its typed reason as the source; the texts
+    /// are the ones before it was typed.
+    #[test]
+    fn bad_node_lists_are_typed() {
+        for (nodes, text) in [
+            ("1-0", "range \"1-0\" is reversed"),
+            (
+                "0,,1",
+                "\"0,,1\" is not a list of node numbers like \"0-3,7\"",
+            ),
+            ("4096", "node 4096 is above 1023"),
+        ] {
+            let spec: Spec = serde_json::from_value(serde_json::json!({
+                "ociVersion": "1.3.0",
+                "linux": {"memoryPolicy": {"mode": "MPOL_BIND", "nodes": nodes}}
+            }))
+            .unwrap();
+            let e = MemPolicy::from_spec(&spec).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("config.json: linux.memoryPolicy.nodes: {text}")
+            );
+            let SecurityError::List { source, .. } = &e else {
+                panic!("{e:?}");
+            };
+            assert_eq!(source.to_string(), text);
+        }
     }
 }

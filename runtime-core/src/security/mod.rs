@@ -39,6 +39,15 @@ pub enum SecurityError {
         /// Why it is refused.
         reason: String,
     },
+    /// A CPU or node list could not be read (the list's error kept as the source).
+    #[error("config.json: {field}: {source}")]
+    List {
+        /// The JSON path of the field, e.g. `process.execCPUAffinity.initial`.
+        field: String,
+        /// Why the list is refused.
+        #[source]
+        source: ListError,
+    },
     /// A field the runtime or this host cannot honour.
     #[error("{field}: {reason}")]
     Unsupported {
@@ -46,6 +55,48 @@ pub enum SecurityError {
         field: String,
         /// What is missing.
         reason: String,
+    },
+}
+
+/// Why a CPU list (`process.execCPUAffinity`) or a NUMA node list
+/// (`linux.memoryPolicy.nodes`) is refused; the field is named by the
+/// [`SecurityError::List`] that carries it.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    /// An item of a CPU list is not a number.
+    #[error("{item:?} is not a CPU")]
+    Cpu {
+        /// The item (`3` or `0-3`).
+        item: String,
+        /// The number's parse error.
+        #[source]
+        source: std::num::ParseIntError,
+    },
+    /// A CPU range that is reversed or beyond `CPU_SETSIZE`.
+    #[error("{item:?} is not a CPU range")]
+    CpuRange {
+        /// The item.
+        item: String,
+    },
+    /// A node list with something else than digits, `-` and `,`.
+    #[error("{list:?} is not a list of node numbers like \"0-3,7\"")]
+    Nodes {
+        /// The whole list.
+        list: String,
+    },
+    /// A node number above the highest one accepted.
+    #[error("node {node} is above {max}")]
+    NodeTooHigh {
+        /// The number as written.
+        node: String,
+        /// The highest node accepted.
+        max: usize,
+    },
+    /// A node range that ends before it starts.
+    #[error("range {item:?} is reversed")]
+    NodeRange {
+        /// The range.
+        item: String,
     },
 }
 

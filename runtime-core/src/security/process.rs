@@ -9,7 +9,7 @@ use std::path::Path;
 
 use oci_spec::runtime::{IOPriorityClass, LinuxSchedulerFlag, LinuxSchedulerPolicy, Process, Spec};
 
-use super::{sys, SecurityError};
+use super::{sys, ListError, SecurityError};
 use crate::log::Logger;
 use crate::sys::SchedAttr;
 
@@ -75,30 +75,37 @@ pub fn check_intel_rdt(spec: &Spec) -> Result<(), SecurityError> {
 }
 
 /// Parses a CPU list (`0-3,7`) as `execCPUAffinity` gives it.
-pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
+pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, ListError> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (a, b) = part.split_once('-').unwrap_or((part, part));
-        let a: usize = a
-            .trim()
-            .parse()
-            .map_err(|_| format!("{part:?} is not a CPU"))?;
-        let b: usize = b
-            .trim()
-            .parse()
-            .map_err(|_| format!("{part:?} is not a CPU"))?;
+        let cpu = |t: &str| {
+            t.trim().parse::<usize>().map_err(|source| ListError::Cpu {
+                item: part.into(),
+                source,
+            })
+        };
+        let (a, b) = (cpu(a)?, cpu(b)?);
         if a > b || b >= libc::CPU_SETSIZE as usize {
-            return Err(format!("{part:?} is not a CPU range"));
+            return Err(ListError::CpuRange { item: part.into() });
         }
         out.extend(a..=b);
     }
     Ok(out)
 }
 
+/// A CPU list of `field` that could not be read.
+fn bad_list(field: &str, source: ListError) -> SecurityError {
+    SecurityError::List {
+        field: field.into(),
+        source,
+    }
+}
+
 /// Pins the calling process to the CPU list `cpus` (`execCPUAffinity.initial` before
 /// joining the cgroup, `final` after, for processes exec'd into a container).
 pub fn set_cpu_affinity(field: &str, cpus: &str) -> Result<(), SecurityError> {
-    let list = parse_cpu_list(cpus).map_err(|m| invalid(field, m))?;
+    let list = parse_cpu_list(cpus).map_err(|e| bad_list(field, e))?;
     crate::sys::sched_setaffinity(&list).map_err(|e| SecurityError::Sys {
         what: "process.execCPUAffinity",
         source: crate::rootfs::ErrnoText(e),
@@ -273,7 +280,7 @@ impl ProcessAttrs {
                 ("process.execCPUAffinity.final", a.cpu_affinity_final()),
             ] {
                 if let Some(v) = v {
-                    parse_cpu_list(v).map_err(|m| invalid(field, m))?;
+                    parse_cpu_list(v).map_err(|e| bad_list(field, e))?;
                 }
             }
         }
@@ -390,6 +397,24 @@ mod tests {
         assert_eq!(parse_cpu_list("1").unwrap(), vec![1]);
         assert!(parse_cpu_list("3-1").is_err());
         assert!(parse_cpu_list("x").is_err());
+    }
+
+    /// A bad list names its field, keeps the parse error as its source, and says what it
+    /// said before it was typed.
+    #[test]
+    fn bad_cpu_lists_are_typed() {
+        let e = parse_cpu_list("0,x-2")
+            .map_err(|e| bad_list("process.execCPUAffinity.initial", e))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "config.json: process.execCPUAffinity.initial: \"x-2\" is not a CPU"
+        );
+        let source = std::error::Error::source(&e).expect("the ListError");
+        let int = std::error::Error::source(source).expect("the ParseIntError");
+        assert!(int.downcast_ref::<std::num::ParseIntError>().is_some());
+        let e = parse_cpu_list("3-1").unwrap_err();
+        assert_eq!(e.to_string(), "\"3-1\" is not a CPU range");
     }
 }
 

@@ -32,6 +32,7 @@ use crate::dbus::{Connection, DbusError, Message, Value};
 
 pub mod props;
 
+pub use props::GVariantError;
 use props::Prop;
 
 /// The unit name prefix when `linux.cgroupsPath` is empty (runc's is `runc`).
@@ -44,7 +45,7 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(30);
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where systemd says it runs (sd_booted(3)).
-const SYSTEMD_RUNNING: &str = "/run/systemd/system";
+pub(crate) const SYSTEMD_RUNNING: &str = "/run/systemd/system";
 
 /// A systemd unit for a container.
 #[derive(Debug, Clone, PartialEq)]
@@ -215,11 +216,9 @@ impl Systemd {
         let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
             if !std::path::Path::new(SYSTEMD_RUNNING).is_dir() {
-                return Err(CgroupError::Invalid(format!(
-                    "systemd unit {}: systemd is not running on this host \
-                     ({SYSTEMD_RUNNING} is missing); the systemd cgroup driver needs it",
-                    self.unit.name
-                )));
+                return Err(CgroupError::NoSystemd {
+                    unit: self.unit.name.clone(),
+                });
             }
             let mut c =
                 Connection::systemd().map_err(|e| sd_err(&self.unit.name, "connecting", e))?;
@@ -234,9 +233,9 @@ impl Systemd {
             }
             *guard = Some(c);
         }
-        let c = guard
-            .as_mut()
-            .ok_or_else(|| CgroupError::Invalid("no bus".into()))?;
+        let Some(c) = guard.as_mut() else {
+            unreachable!("connected above")
+        };
         f(c).map_err(|e| sd_err(&self.unit.name, action, e))
     }
 

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use oci_spec::runtime::LinuxResources;
 
 use crate::cgroups::{blkio_weight_to_io_weight, shares_to_weight, CgroupError, Result};
+use crate::cgroups::ParseError;
 use crate::dbus::Value;
 
 /// One unit property.
@@ -227,11 +228,15 @@ pub(crate) fn annotations(ann: &HashMap<String, String>) -> Result<Vec<Prop>> {
                 "a systemd property name is at least 3 ASCII letters",
             ));
         }
-        let mut value = parse_gvariant(&ann[k]).map_err(|e| field_err(&field, e))?;
+        let parsed = |source: GVariantError| CgroupError::Parse {
+            field: field.clone(),
+            source: ParseError::GVariant(source),
+        };
+        let mut value = parse_gvariant(&ann[k]).map_err(parsed)?;
         let mut name = name.to_string();
         if let Some(base) = name.strip_suffix("Sec") {
             if base.ends_with(|c: char| c.is_ascii_lowercase()) {
-                value = Value::U64(seconds_to_usec(&value).map_err(|e| field_err(&field, e))?);
+                value = Value::U64(seconds_to_usec(&value).map_err(parsed)?);
                 name = format!("{base}USec");
             }
         }
@@ -240,20 +245,82 @@ pub(crate) fn annotations(ann: &HashMap<String, String>) -> Result<Vec<Prop>> {
     Ok(out)
 }
 
-fn seconds_to_usec(v: &Value) -> std::result::Result<u64, String> {
+fn seconds_to_usec(v: &Value) -> std::result::Result<u64, GVariantError> {
     const M: u64 = 1_000_000;
-    let neg = || "a negative number of seconds".to_string();
+    let neg = |_: std::num::TryFromIntError| GVariantError::NegativeSeconds;
     Ok(match *v {
         Value::Byte(n) => u64::from(n) * M,
-        Value::I16(n) => u64::try_from(n).map_err(|_| neg())? * M,
+        Value::I16(n) => u64::try_from(n).map_err(neg)? * M,
         Value::U16(n) => u64::from(n) * M,
-        Value::I32(n) => u64::try_from(n).map_err(|_| neg())? * M,
+        Value::I32(n) => u64::try_from(n).map_err(neg)? * M,
         Value::U32(n) => u64::from(n) * M,
-        Value::I64(n) => u64::try_from(n).map_err(|_| neg())?.saturating_mul(M),
+        Value::I64(n) => u64::try_from(n).map_err(neg)?.saturating_mul(M),
         Value::U64(n) => n.saturating_mul(M),
         Value::F64(f) if f >= 0.0 => (f * M as f64) as u64,
-        _ => return Err("a ...Sec property needs a number of seconds".into()),
+        _ => return Err(GVariantError::NotSeconds),
     })
+}
+
+/// Why an `org.systemd.property.*` annotation's value (GVariant text) is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum GVariantError {
+    /// Nothing where a value belongs.
+    #[error("GVariant text: missing value")]
+    Missing,
+    /// Text after the value.
+    #[error("GVariant text {text:?}: unexpected {rest:?}")]
+    Trailing {
+        /// The whole text.
+        text: String,
+        /// What follows the value.
+        rest: String,
+    },
+    /// A value of another type than the one asked for (`@t 'x'`, `@s [1]`).
+    #[error("GVariant text: {what} is not a {want}")]
+    NotA {
+        /// The value found: `a string`, `an array`, or a word in quotes.
+        what: String,
+        /// The GVariant type asked for.
+        want: String,
+    },
+    /// A type keyword that disagrees with the type asked for (`@s uint64 5`).
+    #[error("GVariant text: {word} where a {want} is wanted")]
+    Keyword {
+        /// The keyword.
+        word: String,
+        /// The keyword's GVariant type.
+        want: &'static str,
+    },
+    /// A string without its closing quote.
+    #[error("GVariant text: unterminated string")]
+    Unterminated,
+    /// A backslash at the end of the text.
+    #[error("GVariant text: bad escape")]
+    EndEscape,
+    /// An escape other than `\n`, `\t`, `\\`, `\'` and `\"`.
+    #[error("GVariant text: escape \\{0}")]
+    Escape(char),
+    /// A string that is not UTF-8.
+    #[error("GVariant text: string is not UTF-8")]
+    NotUtf8(#[source] std::string::FromUtf8Error),
+    /// Array items not separated by `,`.
+    #[error("GVariant text: expected ',' or ']' in an array")]
+    Separator,
+    /// `[]` without a type annotation.
+    #[error("GVariant text: an empty array needs a type (@as [])")]
+    UntypedArray,
+    /// Array items of more than one type.
+    #[error("GVariant text: array elements of different types")]
+    MixedArray,
+    /// A word that is no boolean or number of the type asked for.
+    #[error("GVariant text: cannot read {0:?}")]
+    Unreadable(String),
+    /// A `…Sec` property with a negative number.
+    #[error("a negative number of seconds")]
+    NegativeSeconds,
+    /// A `…Sec` property whose value is not a number.
+    #[error("a ...Sec property needs a number of seconds")]
+    NotSeconds,
 }
 
 /// Parses the GVariant text forms systemd properties use: `true`/`false`, numbers
@@ -261,7 +328,7 @@ fn seconds_to_usec(v: &Value) -> std::result::Result<u64, String> {
 /// `int32 -1`, `boolean true`, `string 'x'`, `objectpath '/a'`, `byte 3`, …), a type
 /// annotation (`@t 5`, `@as []`), quoted strings (`'…'` or `"…"`, backslash escapes) and
 /// arrays of one type (`['a', 'b']`). Anything else is refused.
-pub fn parse_gvariant(text: &str) -> std::result::Result<Value, String> {
+pub fn parse_gvariant(text: &str) -> std::result::Result<Value, GVariantError> {
     let mut p = Parser {
         s: text.as_bytes(),
         i: 0,
@@ -269,10 +336,10 @@ pub fn parse_gvariant(text: &str) -> std::result::Result<Value, String> {
     let v = p.value(None)?;
     p.ws();
     if p.i != p.s.len() {
-        return Err(format!(
-            "GVariant text {text:?}: unexpected {:?}",
-            &text[p.i..]
-        ));
+        return Err(GVariantError::Trailing {
+            text: text.into(),
+            rest: text[p.i..].into(),
+        });
     }
     Ok(v)
 }
@@ -302,17 +369,20 @@ impl Parser<'_> {
     }
 
     /// One value, of type `want` when given (a GVariant type string).
-    fn value(&mut self, want: Option<&str>) -> std::result::Result<Value, String> {
+    fn value(&mut self, want: Option<&str>) -> std::result::Result<Value, GVariantError> {
         self.ws();
         match self.s.get(self.i) {
-            None => Err("GVariant text: missing value".into()),
+            None => Err(GVariantError::Missing),
             Some(b'\'' | b'"') => {
                 let s = self.string()?;
                 match want {
                     None | Some("s") => Ok(Value::Str(s)),
                     Some("o") => Ok(Value::Path(s)),
                     Some("g") => Ok(Value::Sig(s)),
-                    Some(t) => Err(format!("GVariant text: a string is not a {t}")),
+                    Some(t) => Err(GVariantError::NotA {
+                        what: "a string".into(),
+                        want: t.into(),
+                    }),
                 }
             }
             Some(b'[') => self.array(want),
@@ -344,29 +414,29 @@ impl Parser<'_> {
                 };
                 match ty {
                     Some(t) if want.is_none() || want == Some(t) => self.value(Some(t)),
-                    Some(t) => Err(format!("GVariant text: {w} where a {} is wanted", t)),
+                    Some(t) => Err(GVariantError::Keyword { word: w, want: t }),
                     None => scalar(&w, want),
                 }
             }
         }
     }
 
-    fn string(&mut self) -> std::result::Result<String, String> {
+    fn string(&mut self) -> std::result::Result<String, GVariantError> {
         let quote = self.s[self.i];
         self.i += 1;
         let mut out = Vec::new();
         loop {
             match self.s.get(self.i) {
-                None => return Err("GVariant text: unterminated string".into()),
+                None => return Err(GVariantError::Unterminated),
                 Some(&c) if c == quote => break,
                 Some(b'\\') => {
                     self.i += 1;
-                    let c = *self.s.get(self.i).ok_or("GVariant text: bad escape")?;
+                    let c = *self.s.get(self.i).ok_or(GVariantError::EndEscape)?;
                     out.push(match c {
                         b'n' => b'\n',
                         b't' => b'\t',
                         b'\\' | b'\'' | b'"' => c,
-                        _ => return Err(format!("GVariant text: escape \\{}", c as char)),
+                        _ => return Err(GVariantError::Escape(c as char)),
                     });
                 }
                 Some(&c) => out.push(c),
@@ -374,14 +444,17 @@ impl Parser<'_> {
             self.i += 1;
         }
         self.i += 1;
-        String::from_utf8(out).map_err(|_| "GVariant text: string is not UTF-8".into())
+        String::from_utf8(out).map_err(GVariantError::NotUtf8)
     }
 
-    fn array(&mut self, want: Option<&str>) -> std::result::Result<Value, String> {
+    fn array(&mut self, want: Option<&str>) -> std::result::Result<Value, GVariantError> {
         let elem = match want {
             Some(t) => Some(
                 t.strip_prefix('a')
-                    .ok_or_else(|| format!("GVariant text: an array is not a {t}"))?
+                    .ok_or_else(|| GVariantError::NotA {
+                        what: "an array".into(),
+                        want: t.into(),
+                    })?
                     .to_string(),
             ),
             None => None,
@@ -396,7 +469,7 @@ impl Parser<'_> {
             }
             if !items.is_empty() {
                 if self.s.get(self.i) != Some(&b',') {
-                    return Err("GVariant text: expected ',' or ']' in an array".into());
+                    return Err(GVariantError::Separator);
                 }
                 self.i += 1;
             }
@@ -405,9 +478,9 @@ impl Parser<'_> {
         }
         let elem = elem
             .or_else(|| items.first().map(Value::signature))
-            .ok_or("GVariant text: an empty array needs a type (@as [])")?;
+            .ok_or(GVariantError::UntypedArray)?;
         if items.iter().any(|v| v.signature() != elem) {
-            return Err("GVariant text: array elements of different types".into());
+            return Err(GVariantError::MixedArray);
         }
         Ok(Value::Array(elem, items))
     }
@@ -415,8 +488,8 @@ impl Parser<'_> {
 
 /// A bare word: a boolean or a number, of type `want` (default int32, or double with a
 /// `.` or exponent).
-fn scalar(w: &str, want: Option<&str>) -> std::result::Result<Value, String> {
-    let bad = || format!("GVariant text: cannot read {w:?}");
+fn scalar(w: &str, want: Option<&str>) -> std::result::Result<Value, GVariantError> {
+    let bad = || GVariantError::Unreadable(w.into());
     let int = |w: &str| w.parse::<i128>().map_err(|_| bad());
     let fit = |r: std::result::Result<Value, std::num::TryFromIntError>| r.map_err(|_| bad());
     match (w, want) {
@@ -433,7 +506,10 @@ fn scalar(w: &str, want: Option<&str>) -> std::result::Result<Value, String> {
         (_, Some("u")) => fit(u32::try_from(int(w)?).map(Value::U32)),
         (_, Some("x")) => fit(i64::try_from(int(w)?).map(Value::I64)),
         (_, Some("t")) => fit(u64::try_from(int(w)?).map(Value::U64)),
-        (_, Some(t)) => Err(format!("GVariant text: {w:?} is not a {t}")),
+        (_, Some(t)) => Err(GVariantError::NotA {
+            what: format!("{w:?}"),
+            want: t.into(),
+        }),
     }
 }
 

@@ -152,7 +152,7 @@ fn gvariant_text_forms() {
         ),
     ];
     for (text, want) in ok {
-        assert_eq!(parse_gvariant(text), Ok(want), "{text}");
+        assert_eq!(parse_gvariant(text).map_err(|e| e.to_string()), Ok(want), "{text}");
     }
     for bad in [
         "",
@@ -168,5 +168,52 @@ fn gvariant_text_forms() {
         "{'a': 1}",
     ] {
         assert!(parse_gvariant(bad).is_err(), "{bad}");
+    }
+}
+
+/// The refusals' one-line texts are the ones the parser gave before it was typed.
+#[test]
+fn gvariant_refusals_keep_their_texts() {
+    for (bad, text) in [
+        ("", "GVariant text: missing value"),
+        ("5 6", "GVariant text \"5 6\": unexpected \"6\""),
+        ("@t 'x'", "GVariant text: a string is not a t"),
+        ("@s uint64 5", "GVariant text: uint64 where a t is wanted"),
+        ("'open", "GVariant text: unterminated string"),
+        ("'a\\", "GVariant text: bad escape"),
+        ("'a\\q'", "GVariant text: escape \\q"),
+        ("@t [1]", "GVariant text: an array is not a t"),
+        ("[1 2]", "GVariant text: expected ',' or ']' in an array"),
+        ("[]", "GVariant text: an empty array needs a type (@as [])"),
+        ("['a', 1]", "GVariant text: \"1\" is not a s"),
+        ("inactive", "GVariant text: cannot read \"inactive\""),
+        ("@b 5", "GVariant text: \"5\" is not a b"),
+    ] {
+        let e = parse_gvariant(bad).map(|_| ()).map_err(|e| e.to_string());
+        assert_eq!(e, Err(text.to_string()), "{bad:?}");
+    }
+}
+
+/// An annotation that cannot be read names its field, and keeps the parser's error as
+/// its source (an embedder can tell a bad value from a bad name).
+#[test]
+fn bad_annotations_keep_the_parser_error() {
+    let k = "org.systemd.property.TimeoutStopSec";
+    for (v, text) in [
+        ("'x", "GVariant text: unterminated string"),
+        ("int32 -5", "a negative number of seconds"),
+        ("'x'", "a ...Sec property needs a number of seconds"),
+    ] {
+        let e = annotations(&HashMap::from([(k.to_string(), v.to_string())])).unwrap_err();
+        assert_eq!(e.to_string(), format!("annotations[{k:?}]: {text}"));
+        let source = std::error::Error::source(&e).expect("a source");
+        assert_eq!(source.to_string(), text);
+        assert!(matches!(
+            e,
+            CgroupError::Parse {
+                source: crate::cgroups::ParseError::GVariant(_),
+                ..
+            }
+        ));
     }
 }
