@@ -127,6 +127,37 @@ impl Connection {
         }
     }
 
+    /// The connection to the caller's own systemd instance (a rootless caller, as runc):
+    /// its session bus, `DBUS_SESSION_BUS_ADDRESS` with a `unix:path=`, else
+    /// `$XDG_RUNTIME_DIR/bus`.
+    pub fn user_session() -> Result<Connection> {
+        let (bus, from) = match std::env::var("DBUS_SESSION_BUS_ADDRESS") {
+            Ok(a) if !a.is_empty() => match unix_path(&a) {
+                Some(p) => (p, "DBUS_SESSION_BUS_ADDRESS"),
+                None => {
+                    return Err(DbusError::Connect(format!(
+                        "the user's session bus: DBUS_SESSION_BUS_ADDRESS={a:?} has no unix:path= address"
+                    )))
+                }
+            },
+            _ => match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+                Some(d) => (Path::new(&d).join("bus"), "$XDG_RUNTIME_DIR/bus"),
+                None => {
+                    return Err(DbusError::Connect(
+                        "the user's session bus: neither DBUS_SESSION_BUS_ADDRESS nor XDG_RUNTIME_DIR is set".into(),
+                    ))
+                }
+            },
+        };
+        Connection::connect(&bus, true).map_err(|e| {
+            DbusError::Connect(format!(
+                "the user's session bus ({from} {}): {e}; a rootless --systemd-cgroup needs \
+                 the user's systemd instance and its bus (systemctl --user, dbus-user-session)",
+                bus.display()
+            ))
+        })
+    }
+
     /// True on a bus (through a daemon), false on a peer-to-peer connection.
     pub fn is_bus(&self) -> bool {
         self.bus
@@ -293,12 +324,15 @@ impl Connection {
 fn system_bus_path() -> PathBuf {
     std::env::var("DBUS_SYSTEM_BUS_ADDRESS")
         .ok()
-        .and_then(|a| {
-            a.split(';').find_map(|one| {
-                let rest = one.strip_prefix("unix:")?;
-                rest.split(',')
-                    .find_map(|kv| kv.strip_prefix("path=").map(PathBuf::from))
-            })
-        })
+        .and_then(|a| unix_path(&a))
         .unwrap_or_else(|| PathBuf::from(SYSTEM_BUS))
+}
+
+/// The first `unix:path=` socket of a D-Bus server address list.
+fn unix_path(address: &str) -> Option<PathBuf> {
+    address.split(';').find_map(|one| {
+        let rest = one.strip_prefix("unix:")?;
+        rest.split(',')
+            .find_map(|kv| kv.strip_prefix("path=").map(PathBuf::from))
+    })
 }
