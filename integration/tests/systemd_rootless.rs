@@ -11,7 +11,7 @@
 //! manager's `XDG_RUNTIME_DIR`) and `dbus-user-session` (the user's bus): without
 //! systemd they print why and pass, except under `CASULO_EXPECT_SYSTEMD=1`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use casulo_integration::cli::eventually;
@@ -132,85 +132,29 @@ fn limited(sb: &Sandbox, args: &[&str]) -> Bundle {
     b
 }
 
+/// One manager for the whole test (its `Drop` stops it): the parts run in order.
 #[test]
 fn systemd_rootless_scope_in_the_users_manager() {
     if !casulo_integration::prereq::root() || !casulo_integration::prereq::systemd() {
         return;
     }
+    let Some(user) = casulo_integration::rootless::user() else {
+        return;
+    };
+    // Before the sandbox, so that it is dropped after it (the sandbox's containers are
+    // deleted while their manager runs).
+    let m = UserManager::start(user.uid);
     let Some(sb) = Sandbox::new("sduser") else {
         return;
     };
-    let m = UserManager::start(sb.user.uid);
     // The sandbox's XDG_RUNTIME_DIR is its own (the state root): the user's bus is
     // reached through `$XDG_RUNTIME_DIR/bus`, as runc finds it.
     let link = sb.xdg.join("bus");
     std::os::unix::fs::symlink(m.bus(), &link).unwrap();
     sb.own(&link);
-
-    // Inside: its own cgroup namespace rooted at the scope, and the checker sees the
-    // limits in the container's cgroup files.
-    let b = limited(&sb, &["/checker", "/config.json"]);
-    let r = sd(&sb, &["run", "--bundle", dir(&b), &b.id()]);
-    assert_eq!(r.code, 0, "checker in the user's scope: {r:?}");
-    for want in [
-        "- Namespaces: cgroup: /proc/self/cgroup paths are /",
-        "- Control groups: memory.limit (/sys/fs/cgroup/memory.max)",
-        "- Control groups: pids.limit (/sys/fs/cgroup/pids.max)",
-    ] {
-        assert!(
-            r.stdout
-                .lines()
-                .any(|l| l.starts_with("ok ") && l.contains(want)),
-            "{want}: {}",
-            r.stdout
-        );
-    }
-    assert!(eventually(|| !unit_listed(&sb, &m, &unit(&b))), "unit left");
-
-    // From the host: the user manager's unit, its cgroup under user@UID.service.
-    let b = limited(&sb, &["sleep", "1000"]);
-    let (id, u) = (b.id(), unit(&b));
-    sd_ok(&sb, &["create", "--bundle", dir(&b), &id]);
-    let scope = m.cgroup().join("user.slice").join(&u);
-    assert_eq!(show(&sb, &m, &u, "ActiveState"), "active");
-    assert_eq!(show(&sb, &m, &u, "Slice"), "user.slice");
-    assert_eq!(show(&sb, &m, &u, "MemoryMax"), "67108864");
-    assert_eq!(show(&sb, &m, &u, "TasksMax"), "50");
-    let uid = sb.user.uid;
-    assert_eq!(
-        show(&sb, &m, &u, "ControlGroup"),
-        format!("/user.slice/user-{uid}.slice/user@{uid}.service/user.slice/{u}")
-    );
-    let file = |name: &str| {
-        std::fs::read_to_string(scope.join(name))
-            .unwrap_or_else(|e| panic!("{}: {e}", scope.join(name).display()))
-            .trim()
-            .to_string()
-    };
-    assert_eq!(file("memory.max"), "67108864");
-    assert_eq!(file("pids.max"), "50");
-    let st: Value = serde_json::from_str(&sd_ok(&sb, &["state", &id]).stdout).unwrap();
-    let pid = st["pid"].as_i64().unwrap().to_string();
-    assert!(
-        file("cgroup.procs").lines().any(|l| l == pid),
-        "init in the scope"
-    );
-    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    assert!(
-        cg.contains(&format!("user@{uid}.service/user.slice/{u}")),
-        "{cg}"
-    );
-    sd_ok(&sb, &["start", &id]);
-    // update: the unit's property and the file.
-    sd_ok(&sb, &["update", "--pids-limit", "60", &id]);
-    assert_eq!(show(&sb, &m, &u, "TasksMax"), "60");
-    assert_eq!(file("pids.max"), "60");
-
-    // delete: no unit, no cgroup, no state.
-    sd_ok(&sb, &["delete", "--force", &id]);
-    assert!(eventually(|| !unit_listed(&sb, &m, &u)), "unit {u} left");
-    assert!(!scope.exists(), "cgroup {} left", scope.display());
-    assert!(!sb.xdg.join("casulo").join(&id).exists(), "state dir left");
+    checker_inside(&sb, &m);
+    lifecycle_from_the_host(&sb, &m);
+    from_a_user_namespace(&sb, &m);
 
     // Without the user's bus: one line naming it, nothing left.
     std::fs::remove_file(&link).unwrap();
@@ -226,5 +170,115 @@ fn systemd_rootless_scope_in_the_users_manager() {
         !sb.xdg.join("casulo").join(b.id()).exists(),
         "state dir left"
     );
-    assert!(!Path::new(&m.cgroup().join("user.slice").join(unit(&b))).exists());
+    assert!(!m.cgroup().join("user.slice").join(unit(&b)).exists());
+}
+
+/// Asserts that the checker's output has passed the named checks.
+fn assert_checks(out: &str, checks: &[&str]) {
+    for want in checks {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("ok ") && l.contains(want)),
+            "{want}: {out}"
+        );
+    }
+}
+
+const CGROUP_CHECKS: &[&str] = &[
+    "- Namespaces: cgroup: /proc/self/cgroup paths are /",
+    "- Control groups: memory.limit (/sys/fs/cgroup/memory.max)",
+    "- Control groups: pids.limit (/sys/fs/cgroup/pids.max)",
+];
+
+/// Inside: its own cgroup namespace rooted at the scope, and the checker sees the
+/// limits in the container's cgroup files; `run` leaves no unit.
+fn checker_inside(sb: &Sandbox, m: &UserManager) {
+    let b = limited(sb, &["/checker", "/config.json"]);
+    let r = sd(sb, &["run", "--bundle", dir(&b), &b.id()]);
+    assert_eq!(r.code, 0, "checker in the user's scope: {r:?}");
+    assert_checks(&r.stdout, CGROUP_CHECKS);
+    assert!(eventually(|| !unit_listed(sb, m, &unit(&b))), "unit left");
+}
+
+/// From the host: the user manager's unit, its cgroup under user@UID.service, through
+/// update, pause/resume, ps, exec and delete.
+fn lifecycle_from_the_host(sb: &Sandbox, m: &UserManager) {
+    let b = limited(sb, &["sleep", "1000"]);
+    let (id, u) = (b.id(), unit(&b));
+    sd_ok(sb, &["create", "--bundle", dir(&b), &id]);
+    let scope = m.cgroup().join("user.slice").join(&u);
+    assert_eq!(show(sb, m, &u, "ActiveState"), "active");
+    assert_eq!(show(sb, m, &u, "Slice"), "user.slice");
+    assert_eq!(show(sb, m, &u, "MemoryMax"), "67108864");
+    assert_eq!(show(sb, m, &u, "TasksMax"), "50");
+    let uid = sb.user.uid;
+    assert_eq!(
+        show(sb, m, &u, "ControlGroup"),
+        format!("/user.slice/user-{uid}.slice/user@{uid}.service/user.slice/{u}")
+    );
+    let file = |name: &str| {
+        std::fs::read_to_string(scope.join(name))
+            .unwrap_or_else(|e| panic!("{}: {e}", scope.join(name).display()))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(file("memory.max"), "67108864");
+    assert_eq!(file("pids.max"), "50");
+    let st: Value = serde_json::from_str(&sd_ok(sb, &["state", &id]).stdout).unwrap();
+    let pid = st["pid"].as_i64().unwrap().to_string();
+    assert!(
+        file("cgroup.procs").lines().any(|l| l == pid),
+        "init in the scope"
+    );
+    sd_ok(sb, &["start", &id]);
+    // update: the unit's property and the file.
+    sd_ok(sb, &["update", "--pids-limit", "60", &id]);
+    assert_eq!(show(sb, m, &u, "TasksMax"), "60");
+    assert_eq!(file("pids.max"), "60");
+    // pause/resume, ps, exec through the scope's cgroup.
+    sd_ok(sb, &["pause", &id]);
+    assert_eq!(file("cgroup.freeze"), "1");
+    sd_ok(sb, &["resume", &id]);
+    assert_eq!(file("cgroup.freeze"), "0");
+    let ps = sd_ok(sb, &["ps", "--format", "json", &id]).stdout;
+    assert!(ps.contains(&pid), "ps: {ps}");
+    let r = sd_ok(sb, &["exec", &id, "cat", "/proc/self/cgroup"]);
+    assert_eq!(r.stdout.trim(), "0::/", "{r:?}");
+    // delete: no unit, no cgroup, no state.
+    sd_ok(sb, &["delete", "--force", &id]);
+    assert!(eventually(|| !unit_listed(sb, m, &u)), "unit {u} left");
+    assert!(!scope.exists(), "cgroup {} left", scope.display());
+    assert!(!sb.xdg.join("casulo").join(&id).exists(), "state dir left");
+}
+
+/// Root in a user namespace of the user's (as rootless podman runs the runtime): the
+/// bus knows it as the user (its uid from the socket), the same scope, nothing left.
+fn from_a_user_namespace(sb: &Sandbox, m: &UserManager) {
+    let mut b = limited(sb, &["/checker", "/config.json"]);
+    sb.edit(&mut b, |v| {
+        let one = json!([{"containerID": 0, "hostID": 0, "size": 1}]);
+        v["linux"]["uidMappings"] = one.clone();
+        v["linux"]["gidMappings"] = one;
+    });
+    let argv = [
+        "unshare",
+        "--user",
+        "--map-root-user",
+        "--",
+        sb.bin.to_str().unwrap(),
+        "--systemd-cgroup",
+        "run",
+        "--bundle",
+        dir(&b),
+        &b.id(),
+    ];
+    let r = sb.run_in(&sb.dir, &argv, &[]);
+    assert_eq!(r.code, 0, "run as root in the user's namespace: {r:?}");
+    assert_checks(&r.stdout, CGROUP_CHECKS);
+    assert!(eventually(|| !unit_listed(sb, m, &unit(&b))), "unit left");
+    assert!(!m.cgroup().join("user.slice").join(unit(&b)).exists());
+    assert!(
+        !sb.xdg.join("casulo").join(b.id()).exists(),
+        "state dir left"
+    );
 }

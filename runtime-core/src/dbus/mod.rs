@@ -1,9 +1,9 @@
 //! A minimal blocking D-Bus client: enough to drive systemd's manager for the
 //! systemd cgroup driver ([`crate::cgroups`] `systemd`).
 //!
-//! One `UnixStream`, SASL `EXTERNAL` authentication with the caller's uid, `Hello` on a
-//! bus, method calls and their replies or errors, and signals (queued while a reply is
-//! awaited). No `unsafe` and no dependency: a D-Bus crate (zbus with its executor) would
+//! One `UnixStream`, SASL `EXTERNAL` authentication (the caller's uid, as the server sees
+//! the socket's peer), `Hello` on a bus, method calls and their replies or errors, and
+//! signals (queued while a reply is awaited). No `unsafe` and no dependency: a D-Bus crate (zbus with its executor) would
 //! cost about 1 MB of the 3 MiB binary budget (docs/architecture.md, "Why D-Bus is
 //! hand-written"). The wire format is [`wire`].
 
@@ -168,13 +168,27 @@ impl Connection {
         self.unique_name.as_deref()
     }
 
+    /// SASL `EXTERNAL` without an authorization identity: the server takes the
+    /// caller's uid from the socket (SO_PEERCRED), so a caller that is root in a user
+    /// namespace (rootless podman's) is its real uid; the server asks with `DATA`.
     fn authenticate(&mut self) -> Result<()> {
-        let uid = nix::unistd::geteuid().as_raw().to_string();
-        let hex: String = uid.bytes().map(|b| format!("{b:02x}")).collect();
-        self.stream
-            .write_all(format!("\0AUTH EXTERNAL {hex}\r\n").as_bytes())?;
+        self.stream.write_all(b"\0AUTH EXTERNAL\r\n")?;
         self.stream
             .set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut text = self.auth_line()?;
+        if text == "DATA" {
+            self.stream.write_all(b"DATA\r\n")?;
+            text = self.auth_line()?;
+        }
+        if !text.starts_with("OK ") {
+            return Err(DbusError::Auth(format!("server answered {text:?}")));
+        }
+        self.stream.write_all(b"BEGIN\r\n")?;
+        Ok(())
+    }
+
+    /// One line of the server's SASL answer, without its CRLF.
+    fn auth_line(&mut self) -> Result<String> {
         // Byte by byte: nothing may be read past the line (the server sends nothing else
         // before BEGIN, but the stream is binary from then on).
         let mut line = Vec::new();
@@ -186,12 +200,7 @@ impl Connection {
             self.stream.read_exact(&mut b)?;
             line.push(b[0]);
         }
-        let text = String::from_utf8_lossy(&line).trim_end().to_string();
-        if !text.starts_with("OK ") {
-            return Err(DbusError::Auth(format!("server answered {text:?}")));
-        }
-        self.stream.write_all(b"BEGIN\r\n")?;
-        Ok(())
+        Ok(String::from_utf8_lossy(&line).trim_end().to_string())
     }
 
     /// Sends `m` with the next serial, returns that serial.

@@ -490,8 +490,18 @@ impl Cgroup for Systemd {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         let Some((props, fs)) = pending else {
-            // An existing unit: a process joins its cgroup.
-            return self.inner.add_process(pid);
+            // An existing unit: a process joins its cgroup. A rootless caller outside its
+            // manager's subtree may not move it (EACCES): its manager does, asking the
+            // system's in turn (systemd's AttachProcessesToUnit).
+            return match self.inner.add_process(pid) {
+                Err(_) if self.unit.user => self.with_bus("AttachProcessesToUnit", |c| {
+                    let pids = Value::Array("u".into(), vec![Value::U32(pid as u32)]);
+                    let body = vec![Value::str(&self.unit.name), Value::str(""), pids];
+                    c.call(manager("AttachProcessesToUnit", body), CALL_TIMEOUT)
+                        .map(drop)
+                }),
+                r => r,
+            };
         };
         self.start(pid, props)?;
         let res = self
