@@ -164,6 +164,7 @@ impl Runtime {
         };
         let place = cgroups::place(
             opts.systemd_cgroup,
+            self.rootless.is_rootless(),
             spec.linux()
                 .as_ref()
                 .and_then(|l| l.cgroups_path().as_ref())
@@ -214,6 +215,7 @@ impl Runtime {
             owner: String::new(),
             cgroup_path: prep.use_cgroup.then(|| prep.cg_path.clone()),
             systemd_unit: prep.place.unit_name(),
+            systemd_user: prep.place.user_unit(),
             annotations: spec.annotations().clone().unwrap_or_default(),
             config: spec.clone(),
             started: false,

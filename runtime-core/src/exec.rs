@@ -187,7 +187,8 @@ impl Runtime {
             None => cgroups::Layout::V2,
         };
         let sub = exec_cgroup::parse(rec.cgroup_path.as_deref(), &opts.sub_cgroups, layout)?;
-        let cgroup = exec_cgroup::open_all(&sub)?;
+        let user_unit = rec.systemd_unit.as_deref().filter(|_| rec.systemd_user);
+        let cgroup = exec_cgroup::open_all(&sub, rec.cgroup_path.as_deref(), user_unit)?;
         Ok(Prepared {
             process,
             argv,

@@ -111,9 +111,18 @@ pub(crate) fn join_per_controller(sub: &SubCgroups, pid: i32) -> Result<()> {
     Ok(())
 }
 
-/// Opens the cgroup every controller of the exec'd process joins.
-pub(crate) fn open_all(sub: &SubCgroups) -> Result<Option<Box<dyn cgroups::Cgroup>>> {
+/// Opens the cgroup every controller of the exec'd process joins; the container's own
+/// (`container`, with its unit in a rootless caller's systemd instance: `user_unit`)
+/// through that manager, which moves the process when the caller may not.
+pub(crate) fn open_all(
+    sub: &SubCgroups,
+    container: Option<&str>,
+    user_unit: Option<&str>,
+) -> Result<Option<Box<dyn cgroups::Cgroup>>> {
     match sub.all.as_deref() {
+        Some(path) if user_unit.is_some() && Some(path) == container => {
+            Ok(Some(cgroups::open_managed(path, user_unit, true)?))
+        }
         Some(path) => Ok(Some(cgroups::open(path)?)),
         None => Ok(None),
     }

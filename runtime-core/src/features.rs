@@ -69,7 +69,7 @@ pub fn features() -> Value {
                 "v1": true,
                 "v2": true,
                 "systemd": true,
-                "systemdUser": false,
+                "systemdUser": true,
                 "rdma": true,
             },
             "seccomp": {

@@ -84,7 +84,7 @@ impl Runtime {
             }
             return Ok(());
         };
-        let cg = cgroups::open_managed(path, rec.systemd_unit.as_deref())?;
+        let cg = cgroups::open_managed(path, rec.systemd_unit.as_deref(), rec.systemd_user)?;
         if !cg.pids()?.is_empty() && !cg.kill_and_wait(EXIT_TIMEOUT)? {
             return Err(Error::KillTimeout {
                 id: rec.id.clone(),

@@ -81,6 +81,9 @@ pub struct Record {
     /// The systemd unit of the cgroup, with the systemd cgroup driver.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub systemd_unit: Option<String>,
+    /// The unit is in the creator's own systemd instance (a rootless caller's).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub systemd_user: bool,
 }
 
 /// What `state` and `list` need of a [`Record`]: all but the config, of which only

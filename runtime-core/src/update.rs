@@ -90,7 +90,7 @@ impl Runtime {
             .cgroup_path
             .clone()
             .ok_or_else(|| Error::NoCgroup { id: id.into() })?;
-        let cg = cgroups::open_managed(&path, rec.systemd_unit.as_deref())?;
+        let cg = cgroups::open_managed(&path, rec.systemd_unit.as_deref(), rec.systemd_user)?;
         Ok((rec, cg))
     }
 

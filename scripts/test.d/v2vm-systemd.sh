@@ -9,8 +9,10 @@
 #  (b) systemd driver (`--systemd-cgroup`): the tests of SYSTEMD_SUITES, run as root in
 #      the VM's command service (the driver makes its own scopes over D-Bus), and
 #      integration `engines_systemd` (containerd, dockerd, podman with their systemd
-#      drivers) with casulo. Only when the built casulo's `features` says
-#      linux.cgroup.systemd is true; otherwise (b) is skipped and says why.
+#      drivers) with casulo; `systemd_rootless` runs casulo as the unprivileged user
+#      against that user's own systemd instance (user@UID.service). Only when the built
+#      casulo's `features` says linux.cgroup.systemd is true; otherwise (b) is skipped
+#      and says why.
 #      `engines_systemd` alone with another runtime, e.g. to check the harness:
 #      V2VM_ENGINE_RUNTIME=/usr/sbin/runc bash scripts/test.d/v2vm-systemd.sh
 # Fails if any suite fails (or the VM does). Needs root, .ci/packages.d/v2vm and systemd.
@@ -33,7 +35,7 @@ start=$(date +%s)
 # engines_cri:systemd (the CRI pod lifecycle with SystemdCgroup = true) is not in the
 # default list: it has not yet passed a whole run in the VM (issue 17 point 5); run it with
 #   CGFS_SUITES= SYSTEMD_SUITES=engines_cri:systemd V2VM_TIMEOUT=1200 bash scripts/test.d/v2vm-systemd.sh
-SYSTEMD_SUITES=${SYSTEMD_SUITES-"systemd_driver: cgroups_e2e:systemd engines_systemd:"}
+SYSTEMD_SUITES=${SYSTEMD_SUITES-"systemd_driver: systemd_rootless: cgroups_e2e:systemd engines_systemd:"}
 # (a): the cgroupfs driver's suites.
 CGFS_SUITES=${CGFS_SUITES-"cgroups_real cgroups_e2e faults force_delete exec tty"}
 

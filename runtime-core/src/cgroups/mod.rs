@@ -332,6 +332,9 @@ pub struct Placement {
     /// Set once the unit is this create's (shared by the managers [`Placement::open`]
     /// makes, so the undo of a create refused with "unit exists" stops nothing).
     owned: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The connection `place` made to a rootless caller's own systemd instance, for the
+    /// first manager [`Placement::open`] makes.
+    conn: std::sync::Arc<std::sync::Mutex<Option<crate::dbus::Connection>>>,
 }
 
 impl Placement {
@@ -340,12 +343,18 @@ impl Placement {
         self.unit.as_ref().map(|u| u.name.clone())
     }
 
+    /// Whether the unit is in the caller's own systemd instance (stored in the state).
+    pub fn user_unit(&self) -> bool {
+        self.unit.as_ref().is_some_and(|u| u.user)
+    }
+
     /// The manager that creates the cgroup (or unit).
     pub fn open(&self) -> Result<Box<dyn Cgroup>> {
         match &self.unit {
             Some(u) => Ok(Box::new(systemd::Systemd::new(
                 u.clone(),
                 self.owned.clone(),
+                self.conn.lock().unwrap_or_else(|e| e.into_inner()).take(),
             )?)),
             None => open(&self.path),
         }
@@ -354,9 +363,11 @@ impl Placement {
 
 /// Places a new container: with `systemd` (the `--systemd-cgroup` driver) the unit of
 /// `cgroups_path` ([`systemd::unit_for`], the annotations' properties checked), else
-/// [`resolve_path`]. Nothing is created or connected to.
+/// [`resolve_path`]. Nothing is created; only a `rootless` caller's unit connects to the
+/// caller's own systemd instance, whose cgroup its path is under.
 pub fn place(
     systemd: bool,
+    rootless: bool,
     cgroups_path: Option<&str>,
     id: &str,
     annotations: Option<&std::collections::HashMap<String, String>>,
@@ -366,22 +377,28 @@ pub fn place(
             path: resolve_path(cgroups_path, id)?,
             unit: None,
             owned: Default::default(),
+            conn: Default::default(),
         });
     }
-    let unit = systemd::unit_for(cgroups_path, id, annotations)?;
+    let mut unit = systemd::unit_for(cgroups_path, id, annotations, rootless)?;
+    let conn = match rootless {
+        true => Some(unit.in_user_manager()?),
+        false => None,
+    };
     Ok(Placement {
         path: unit.path.clone(),
         unit: Some(unit),
         owned: Default::default(),
+        conn: std::sync::Arc::new(std::sync::Mutex::new(conn)),
     })
 }
 
 /// The manager of an existing container's cgroup at `path`: the systemd driver's when
-/// the container has a systemd `unit` (update and delete talk to systemd), else
-/// [`open`]'s.
-pub fn open_managed(path: &str, unit: Option<&str>) -> Result<Box<dyn Cgroup>> {
+/// the container has a systemd `unit` (update and delete talk to systemd; `user`: the
+/// caller's own systemd instance), else [`open`]'s.
+pub fn open_managed(path: &str, unit: Option<&str>, user: bool) -> Result<Box<dyn Cgroup>> {
     match unit {
-        Some(u) => Ok(Box::new(systemd::Systemd::existing(u, path)?)),
+        Some(u) => Ok(Box::new(systemd::Systemd::existing(u, path, user)?)),
         None => open(path),
     }
 }

@@ -1,9 +1,9 @@
 //! A minimal blocking D-Bus client: enough to drive systemd's manager for the
 //! systemd cgroup driver ([`crate::cgroups`] `systemd`).
 //!
-//! One `UnixStream`, SASL `EXTERNAL` authentication with the caller's uid, `Hello` on a
-//! bus, method calls and their replies or errors, and signals (queued while a reply is
-//! awaited). No `unsafe` and no dependency: a D-Bus crate (zbus with its executor) would
+//! One `UnixStream`, SASL `EXTERNAL` authentication (the caller's uid, as the server sees
+//! the socket's peer), `Hello` on a bus, method calls and their replies or errors, and
+//! signals (queued while a reply is awaited). No `unsafe` and no dependency: a D-Bus crate (zbus with its executor) would
 //! cost about 1 MB of the 3 MiB binary budget (docs/architecture.md, "Why D-Bus is
 //! hand-written"). The wire format is [`wire`].
 
@@ -32,6 +32,24 @@ pub enum DbusError {
         /// The sockets tried before the last one, each with its error.
         tried: Vec<(PathBuf, DbusError)>,
         /// The last socket tried.
+        path: PathBuf,
+        /// Why it could not be used.
+        #[source]
+        source: Box<DbusError>,
+    },
+    /// The caller's session bus (a rootless `--systemd-cgroup`) is not named anywhere.
+    #[error("the user's session bus: {0}")]
+    UserBusUnknown(String),
+    /// The caller's session bus could not be connected.
+    #[error(
+        "the user's session bus ({from} {}): {source}; a rootless --systemd-cgroup needs \
+         the user's systemd instance and its bus (systemctl --user, dbus-user-session)",
+        path.display()
+    )]
+    UserBus {
+        /// Where the address came from (`DBUS_SESSION_BUS_ADDRESS`, `$XDG_RUNTIME_DIR/bus`).
+        from: &'static str,
+        /// The socket.
         path: PathBuf,
         /// Why it could not be used.
         #[source]
@@ -134,6 +152,35 @@ impl Connection {
         })
     }
 
+    /// The connection to the caller's own systemd instance (a rootless caller, as runc):
+    /// its session bus, `DBUS_SESSION_BUS_ADDRESS` with a `unix:path=`, else
+    /// `$XDG_RUNTIME_DIR/bus`.
+    pub fn user_session() -> Result<Connection> {
+        let (bus, from) = match std::env::var("DBUS_SESSION_BUS_ADDRESS") {
+            Ok(a) if !a.is_empty() => match unix_path(&a) {
+                Some(p) => (p, "DBUS_SESSION_BUS_ADDRESS"),
+                None => {
+                    return Err(DbusError::UserBusUnknown(format!(
+                        "DBUS_SESSION_BUS_ADDRESS={a:?} has no unix:path= address"
+                    )))
+                }
+            },
+            _ => match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+                Some(d) => (Path::new(&d).join("bus"), "$XDG_RUNTIME_DIR/bus"),
+                None => {
+                    return Err(DbusError::UserBusUnknown(
+                        "neither DBUS_SESSION_BUS_ADDRESS nor XDG_RUNTIME_DIR is set".into(),
+                    ))
+                }
+            },
+        };
+        Connection::connect(&bus, true).map_err(|e| DbusError::UserBus {
+            from,
+            path: bus,
+            source: Box::new(e),
+        })
+    }
+
     /// True on a bus (through a daemon), false on a peer-to-peer connection.
     pub fn is_bus(&self) -> bool {
         self.bus
@@ -144,13 +191,27 @@ impl Connection {
         self.unique_name.as_deref()
     }
 
+    /// SASL `EXTERNAL` without an authorization identity: the server takes the
+    /// caller's uid from the socket (SO_PEERCRED), so a caller that is root in a user
+    /// namespace (rootless podman's) is its real uid; the server asks with `DATA`.
     fn authenticate(&mut self) -> Result<()> {
-        let uid = nix::unistd::geteuid().as_raw().to_string();
-        let hex: String = uid.bytes().map(|b| format!("{b:02x}")).collect();
-        self.stream
-            .write_all(format!("\0AUTH EXTERNAL {hex}\r\n").as_bytes())?;
+        self.stream.write_all(b"\0AUTH EXTERNAL\r\n")?;
         self.stream
             .set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut text = self.auth_line()?;
+        if text == "DATA" {
+            self.stream.write_all(b"DATA\r\n")?;
+            text = self.auth_line()?;
+        }
+        if !text.starts_with("OK ") {
+            return Err(DbusError::Auth(format!("server answered {text:?}")));
+        }
+        self.stream.write_all(b"BEGIN\r\n")?;
+        Ok(())
+    }
+
+    /// One line of the server's SASL answer, without its CRLF.
+    fn auth_line(&mut self) -> Result<String> {
         // Byte by byte: nothing may be read past the line (the server sends nothing else
         // before BEGIN, but the stream is binary from then on).
         let mut line = Vec::new();
@@ -162,12 +223,7 @@ impl Connection {
             self.stream.read_exact(&mut b)?;
             line.push(b[0]);
         }
-        let text = String::from_utf8_lossy(&line).trim_end().to_string();
-        if !text.starts_with("OK ") {
-            return Err(DbusError::Auth(format!("server answered {text:?}")));
-        }
-        self.stream.write_all(b"BEGIN\r\n")?;
-        Ok(())
+        Ok(String::from_utf8_lossy(&line).trim_end().to_string())
     }
 
     /// Sends `m` with the next serial, returns that serial.
@@ -309,14 +365,17 @@ fn tried_text(before: &[(PathBuf, DbusError)], path: &Path, last: &DbusError) ->
 fn system_bus_path() -> PathBuf {
     std::env::var("DBUS_SYSTEM_BUS_ADDRESS")
         .ok()
-        .and_then(|a| {
-            a.split(';').find_map(|one| {
-                let rest = one.strip_prefix("unix:")?;
-                rest.split(',')
-                    .find_map(|kv| kv.strip_prefix("path=").map(PathBuf::from))
-            })
-        })
+        .and_then(|a| unix_path(&a))
         .unwrap_or_else(|| PathBuf::from(SYSTEM_BUS))
+}
+
+/// The first `unix:path=` socket of a D-Bus server address list.
+fn unix_path(address: &str) -> Option<PathBuf> {
+    address.split(';').find_map(|one| {
+        let rest = one.strip_prefix("unix:")?;
+        rest.split(',')
+            .find_map(|kv| kv.strip_prefix("path=").map(PathBuf::from))
+    })
 }
 
 #[cfg(test)]

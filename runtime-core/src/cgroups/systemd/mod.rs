@@ -39,6 +39,9 @@ use props::Prop;
 pub const DEFAULT_PREFIX: &str = "casulo";
 /// The slice when `linux.cgroupsPath` names none.
 pub const DEFAULT_SLICE: &str = "system.slice";
+/// The slice in a rootless caller's own systemd instance when the path names none
+/// (runc's).
+pub const DEFAULT_USER_SLICE: &str = "user.slice";
 /// How long a unit's job may take (runc's 30 s).
 const JOB_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one method call may take.
@@ -56,6 +59,9 @@ pub struct Unit {
     pub slice: String,
     /// Its absolute cgroup path, e.g. `/system.slice/casulo-abc.scope`.
     pub path: String,
+    /// In the caller's own systemd instance (a rootless caller) instead of the system's:
+    /// `path` is then under that manager's cgroup ([`Unit::in_user_manager`]).
+    pub user: bool,
     /// The `name` part of `slice:prefix:name`, for the unit's description.
     container: String,
     /// Properties from `org.systemd.property.*` annotations.
@@ -94,11 +100,15 @@ pub fn expand_slice(slice: &str) -> Result<String> {
 }
 
 /// The unit of a container from `linux.cgroupsPath` (see the module doc) and its
-/// `org.systemd.property.*` annotations, checked before anything is created.
+/// `org.systemd.property.*` annotations, checked before anything is created. A `user`
+/// unit (a rootless caller's, in its own systemd instance) goes to `user.slice` by
+/// default, and its `path` is relative to that manager's cgroup until
+/// [`Unit::in_user_manager`].
 pub fn unit_for(
     cgroups_path: Option<&str>,
     id: &str,
     annotations: Option<&HashMap<String, String>>,
+    user: bool,
 ) -> Result<Unit> {
     let (slice, prefix, name) = match cgroups_path.filter(|p| !p.is_empty()) {
         None => ("", DEFAULT_PREFIX, id),
@@ -112,10 +122,10 @@ pub fn unit_for(
             (slice, prefix, name)
         }
     };
-    let slice = if slice.is_empty() {
-        DEFAULT_SLICE
-    } else {
-        slice
+    let slice = match slice {
+        "" if user => DEFAULT_USER_SLICE,
+        "" => DEFAULT_SLICE,
+        s => s,
     };
     let parent = expand_slice(slice)?;
     if name.is_empty() || [prefix, name].iter().any(|s| s.contains(['/', '\0'])) {
@@ -138,9 +148,71 @@ pub fn unit_for(
         name: unit,
         slice: slice.to_string(),
         path,
+        user,
         container: name.to_string(),
         extra,
     })
+}
+
+impl Unit {
+    /// Connects to the caller's own systemd instance for a `user` unit and puts the
+    /// unit's path under that manager's cgroup (its `ControlGroup`, e.g.
+    /// `/user.slice/user-1000.slice/user@1000.service`, as runc); the connection is
+    /// returned for the unit's manager to reuse.
+    pub fn in_user_manager(&mut self) -> Result<Connection> {
+        let mut c = connect(self)?;
+        let get = Message::call(
+            "org.freedesktop.systemd1",
+            "/org/freedesktop/systemd1",
+            "org.freedesktop.DBus.Properties",
+            "Get",
+            vec![
+                Value::str("org.freedesktop.systemd1.Manager"),
+                Value::str("ControlGroup"),
+            ],
+        );
+        let reply = c
+            .call(get, CALL_TIMEOUT)
+            .map_err(|e| sd_err(&self.name, "the user manager's ControlGroup", e))?;
+        let cg = match reply.body.first() {
+            Some(Value::Variant(v)) => v.as_str().unwrap_or_default(),
+            _ => "",
+        };
+        if !cg.starts_with('/') {
+            return Err(sd_err(
+                &self.name,
+                "the user manager's ControlGroup",
+                DbusError::Reply(format!("Get ControlGroup: {cg:?}")),
+            ));
+        }
+        self.path = format!("{}{}", cg.trim_end_matches('/'), self.path);
+        Ok(c)
+    }
+}
+
+/// A connection to the manager of `unit` (the system's, or the caller's own for a
+/// `user` unit), routed `JobRemoved` signals and subscribed.
+fn connect(unit: &Unit) -> Result<Connection> {
+    if !std::path::Path::new(SYSTEMD_RUNNING).is_dir() {
+        return Err(CgroupError::NoSystemd {
+            unit: unit.name.clone(),
+        });
+    }
+    let c = match unit.user {
+        true => Connection::user_session(),
+        false => Connection::systemd(),
+    };
+    let mut c = c.map_err(|e| sd_err(&unit.name, "connecting", e))?;
+    c.add_match(
+        "type='signal',sender='org.freedesktop.systemd1',\
+         interface='org.freedesktop.systemd1.Manager',member='JobRemoved'",
+    )
+    .map_err(|e| sd_err(&unit.name, "AddMatch", e))?;
+    // The bus gets signals only while subscribed; the private socket always.
+    if c.is_bus() {
+        let _ = c.call(manager("Subscribe", vec![]), CALL_TIMEOUT);
+    }
+    Ok(c)
 }
 
 /// An error of systemd about `unit`, one line.
@@ -178,28 +250,34 @@ fn struct_props(props: Vec<Prop>) -> Value {
 
 impl Systemd {
     /// The manager of `unit`; `owned` says whether it is this container's (see the
-    /// field).
-    pub(crate) fn new(unit: Unit, owned: Arc<AtomicBool>) -> Result<Systemd> {
+    /// field); `conn`, a connection to its systemd already made.
+    pub(crate) fn new(
+        unit: Unit,
+        owned: Arc<AtomicBool>,
+        conn: Option<Connection>,
+    ) -> Result<Systemd> {
         let inner = super::open(&unit.path)?;
         Ok(Systemd {
             unit,
             inner,
-            conn: Mutex::new(None),
+            conn: Mutex::new(conn),
             owned,
             pending: Mutex::new(None),
         })
     }
 
-    /// The manager of an existing container's unit `name` whose cgroup is `path`.
-    pub(crate) fn existing(name: &str, path: &str) -> Result<Systemd> {
+    /// The manager of an existing container's unit `name` whose cgroup is `path`
+    /// (`user`: in the caller's own systemd instance).
+    pub(crate) fn existing(name: &str, path: &str, user: bool) -> Result<Systemd> {
         let unit = Unit {
             name: name.to_string(),
             slice: String::new(),
             path: path.to_string(),
+            user,
             container: String::new(),
             extra: Vec::new(),
         };
-        Systemd::new(unit, Arc::new(AtomicBool::new(true)))
+        Systemd::new(unit, Arc::new(AtomicBool::new(true)), None)
     }
 
     fn v2(&self) -> bool {
@@ -215,23 +293,7 @@ impl Systemd {
     ) -> Result<T> {
         let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
-            if !std::path::Path::new(SYSTEMD_RUNNING).is_dir() {
-                return Err(CgroupError::NoSystemd {
-                    unit: self.unit.name.clone(),
-                });
-            }
-            let mut c =
-                Connection::systemd().map_err(|e| sd_err(&self.unit.name, "connecting", e))?;
-            c.add_match(
-                "type='signal',sender='org.freedesktop.systemd1',\
-                 interface='org.freedesktop.systemd1.Manager',member='JobRemoved'",
-            )
-            .map_err(|e| sd_err(&self.unit.name, "AddMatch", e))?;
-            // The bus gets signals only while subscribed; the private socket always.
-            if c.is_bus() {
-                let _ = c.call(manager("Subscribe", vec![]), CALL_TIMEOUT);
-            }
-            *guard = Some(c);
+            *guard = Some(connect(&self.unit)?);
         }
         let Some(c) = guard.as_mut() else {
             unreachable!("connected above")
@@ -427,8 +489,18 @@ impl Cgroup for Systemd {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         let Some((props, fs)) = pending else {
-            // An existing unit: a process joins its cgroup.
-            return self.inner.add_process(pid);
+            // An existing unit: a process joins its cgroup. A rootless caller outside its
+            // manager's subtree may not move it (EACCES): its manager does, asking the
+            // system's in turn (systemd's AttachProcessesToUnit).
+            return match self.inner.add_process(pid) {
+                Err(_) if self.unit.user => self.with_bus("AttachProcessesToUnit", |c| {
+                    let pids = Value::Array("u".into(), vec![Value::U32(pid as u32)]);
+                    let body = vec![Value::str(&self.unit.name), Value::str(""), pids];
+                    c.call(manager("AttachProcessesToUnit", body), CALL_TIMEOUT)
+                        .map(drop)
+                }),
+                r => r,
+            };
         };
         self.start(pid, props)?;
         let res = self

@@ -24,7 +24,7 @@ fn slices_expand_as_systemd_lays_them_out() {
 
 #[test]
 fn units_follow_runc_naming() {
-    let u = unit_for(Some("system.slice:docker:abc"), "id", None).unwrap();
+    let u = unit_for(Some("system.slice:docker:abc"), "id", None, false).unwrap();
     assert_eq!(
         (u.name.as_str(), u.slice.as_str(), u.path.as_str()),
         (
@@ -35,23 +35,28 @@ fn units_follow_runc_naming() {
     );
     // The default: `:casulo:<id>`, in system.slice.
     for p in [None, Some("")] {
-        let u = unit_for(p, "c1", None).unwrap();
+        let u = unit_for(p, "c1", None, false).unwrap();
         assert_eq!(u.name, "casulo-c1.scope");
         assert_eq!(u.path, "/system.slice/casulo-c1.scope");
     }
-    let u = unit_for(Some(":pfx:n"), "id", None).unwrap();
+    // A rootless caller's unit: user.slice of its own manager (the manager's cgroup is
+    // put in front once connected).
+    let u = unit_for(Some(""), "c1", None, true).unwrap();
+    assert_eq!((u.slice.as_str(), u.user), ("user.slice", true));
+    assert_eq!(u.path, "/user.slice/casulo-c1.scope");
+    let u = unit_for(Some(":pfx:n"), "id", None, false).unwrap();
     assert_eq!(u.path, "/system.slice/pfx-n.scope");
     // Nested slices, the root slice, and a slice as the unit itself.
-    let u = unit_for(Some("kubepods-besteffort.slice:cri:x"), "id", None).unwrap();
+    let u = unit_for(Some("kubepods-besteffort.slice:cri:x"), "id", None, false).unwrap();
     assert_eq!(
         u.path,
         "/kubepods.slice/kubepods-besteffort.slice/cri-x.scope"
     );
     assert_eq!(
-        unit_for(Some("-.slice:p:x"), "id", None).unwrap().path,
+        unit_for(Some("-.slice:p:x"), "id", None, false).unwrap().path,
         "/p-x.scope"
     );
-    let u = unit_for(Some("a.slice:p:a-b.slice"), "id", None).unwrap();
+    let u = unit_for(Some("a.slice:p:a-b.slice"), "id", None, false).unwrap();
     assert_eq!(
         (u.name.as_str(), u.path.as_str()),
         ("a-b.slice", "/a.slice/a-b.slice")
@@ -69,7 +74,7 @@ fn bad_cgroups_paths_name_the_field() {
         "system.slice:a/b:n",
         "system.slice:p:",
     ] {
-        let e = unit_for(Some(bad), "id", None).unwrap_err();
+        let e = unit_for(Some(bad), "id", None, false).unwrap_err();
         assert!(
             e.to_string().starts_with("linux.cgroupsPath: "),
             "{bad}: {e}"
@@ -88,7 +93,7 @@ fn annotations_become_typed_properties() {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let u = unit_for(None, "id", Some(&ann)).unwrap();
+    let u = unit_for(None, "id", Some(&ann), false).unwrap();
     assert_eq!(u.extra.len(), 3, "{:?}", u.extra);
     for want in [
         ("CollectMode".to_string(), Value::str("inactive-or-failed")),
@@ -104,7 +109,7 @@ fn annotations_become_typed_properties() {
         ("org.systemd.property.TimeoutStopSec", "'x'"),
     ] {
         let ann = HashMap::from([(k.to_string(), v.to_string())]);
-        let e = unit_for(None, "id", Some(&ann)).unwrap_err();
+        let e = unit_for(None, "id", Some(&ann), false).unwrap_err();
         assert!(e.to_string().contains(k), "{k}: {e}");
     }
 }
@@ -115,7 +120,7 @@ fn unit_properties_hold_the_pid_slice_and_delegation() {
         "org.systemd.property.CollectMode".to_string(),
         "'inactive-or-failed'".to_string(),
     )]);
-    let u = unit_for(Some("machine.slice:p:n"), "id", Some(&ann)).unwrap();
+    let u = unit_for(Some("machine.slice:p:n"), "id", Some(&ann), false).unwrap();
     let m = Systemd {
         unit: u,
         inner: Box::new(crate::cgroups::v2::V2::new("/machine.slice/p-n.scope")),
