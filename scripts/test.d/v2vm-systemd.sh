@@ -38,9 +38,10 @@ SYSTEMD_SUITES=${SYSTEMD_SUITES-"systemd_driver: cgroups_e2e:systemd engines_sys
 CGFS_SUITES=${CGFS_SUITES-"cgroups_real cgroups_e2e faults force_delete exec tty"}
 
 CARGO_TARGET_DIR="$target" cargo dist -q
-CARGO_TARGET_DIR="$target" cargo static-release -q --bin casulo-checker
+CARGO_TARGET_DIR="$target" cargo static-release -q --bin casulo-checker --bin casulo-pause
 casulo=$target/x86_64-unknown-linux-gnu/release/casulo
 checker=$target/x86_64-unknown-linux-gnu/release/casulo-checker
+pause=$target/x86_64-unknown-linux-gnu/release/casulo-pause  # engines_cri's pause image
 names=$CGFS_SUITES
 sd=0 engine_rt=${V2VM_ENGINE_RUNTIME:-}
 if [ -n "$engine_rt" ]; then
@@ -81,7 +82,8 @@ case $target/ in "$repo"/*) ;; *) shares+=(-s "$target") ;; esac
 vm_start=$(date +%s)
 set +e
 bash scripts/v2vm/run-in-v2vm.sh -S "${shares[@]}" -w "$repo" -t "${V2VM_TIMEOUT:-900}" \
-  -e CASULO_BIN="$casulo" -e CASULO_CHECKER="$checker" -e RUST_BACKTRACE=1 -e CI="${CI:-}" \
+  -e CASULO_BIN="$casulo" -e CASULO_CHECKER="$checker" -e CASULO_PAUSE="$pause" \
+  -e RUST_BACKTRACE=1 -e CI="${CI:-}" \
   -e CASULO_ENGINE_RUNTIME="$engine_rt" \
   -e CGFS="${cgfs# }" -e SDLIST="${sdlist# }" \
   -- sh scripts/v2vm/systemd-suites.sh 2>&1 \
