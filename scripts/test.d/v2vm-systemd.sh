@@ -9,7 +9,8 @@
 #  (b) systemd driver (`--systemd-cgroup`): the tests of SYSTEMD_SUITES, run as root in
 #      the VM's command service (the driver makes its own scopes over D-Bus), and
 #      integration `engines_systemd` (containerd, dockerd, podman with their systemd
-#      drivers) with casulo. Only when the built casulo's `features` says
+#      drivers) and `engines_cri`'s cri_pods_casulo_systemd (containerd's CRI with
+#      SystemdCgroup = true) with casulo. Only when the built casulo's `features` says
 #      linux.cgroup.systemd is true; otherwise (b) is skipped and says why.
 #      `engines_systemd` alone with another runtime, e.g. to check the harness:
 #      V2VM_ENGINE_RUNTIME=/usr/sbin/runc bash scripts/test.d/v2vm-systemd.sh
@@ -29,11 +30,9 @@ start=$(date +%s)
 
 # (b): "test-binary:libtest-name-filter" pairs for the systemd driver. A filter selects the
 # tests of that binary that use --systemd-cgroup (the systemd driver's tests are named
-# systemd_*); an empty one runs the whole binary (systemd_driver, engines_systemd).
-# engines_cri:systemd (the CRI pod lifecycle with SystemdCgroup = true) is not in the
-# default list: it has not yet passed a whole run in the VM (issue 17 point 5); run it with
-#   CGFS_SUITES= SYSTEMD_SUITES=engines_cri:systemd V2VM_TIMEOUT=1200 bash scripts/test.d/v2vm-systemd.sh
-SYSTEMD_SUITES=${SYSTEMD_SUITES-"systemd_driver: cgroups_e2e:systemd engines_systemd:"}
+# systemd_*); an empty one runs the whole binary (systemd_driver, engines_systemd);
+# engines_cri:systemd is the CRI pod lifecycle with SystemdCgroup = true.
+SYSTEMD_SUITES=${SYSTEMD_SUITES-"systemd_driver: cgroups_e2e:systemd engines_systemd: engines_cri:systemd"}
 # (a): the cgroupfs driver's suites.
 CGFS_SUITES=${CGFS_SUITES-"cgroups_real cgroups_e2e faults force_delete exec tty"}
 
