@@ -162,31 +162,21 @@ impl Cri {
     /// `k8s.io`, connects.
     pub fn start(name: &str, runtime: &Path, driver: Driver) -> Cri {
         let dir = TempDir::new(name);
-        let sock = dir.join("containerd.sock");
+        let sock = engines::containerd_sock(&dir.path);
         fs::create_dir_all(dir.join("net.d")).unwrap();
         fs::write(
             dir.join("net.d/10-casulo.conflist"),
             cni_conflist(&dir.path),
         )
         .unwrap();
-        let cfg = dir.join("config.toml");
-        fs::write(&cfg, containerd_config(&dir.path, &sock, runtime, driver)).unwrap();
         // In the new mount namespace: a tmpfs over /var/lib, where libcni keeps its cache
         // (/var/lib/cni) whatever the configuration says; in the new network namespace:
         // loopback up, for the streaming server.
-        let script = format!(
-            "set -e; mount -t tmpfs -o mode=0755 casulo-cri /var/lib; ip link set lo up; exec containerd --config {}",
-            cfg.display()
+        let d = engines::start_containerd_netns(
+            &dir.path,
+            &containerd_config(&dir.path, &sock, runtime, driver),
+            "mount -t tmpfs -o mode=0755 casulo-cri /var/lib; ip link set lo up",
         );
-        let log = dir.join("containerd.log");
-        let mut d = Daemon::start(
-            "containerd",
-            &["unshare", "-n", "--", "sh", "-c", &script],
-            &[],
-            &log,
-        );
-        d.wait_private_mounts();
-        d.wait_for(&sock, &log, Duration::from_secs(60));
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
