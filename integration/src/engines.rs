@@ -259,6 +259,46 @@ state = "{dir}/state"
     )
 }
 
+/// The gRPC socket of a containerd started by [`start_containerd`]: `<dir>/containerd.sock`
+/// (the `sock` to give [`containerd_config`]).
+pub fn containerd_sock(dir: &Path) -> PathBuf {
+    dir.join("containerd.sock")
+}
+
+/// Starts a private containerd on `config` (written to `<dir>/config.toml`; its log is
+/// `<dir>/containerd.log`) as a [`Daemon`] in its own mount namespace, and returns once
+/// it runs there and its socket ([`containerd_sock`]) exists; panics with the log if it
+/// exits or takes over 60 s.
+pub fn start_containerd(dir: &Path, config: &str) -> Daemon {
+    containerd_daemon(dir, config, None)
+}
+
+/// [`start_containerd`] in a network namespace of its own too (`unshare -n`), where the
+/// shell commands `prelude` run first (e.g. a mount in its mount namespace, `ip link set
+/// lo up`; `set -e`: one failing makes the start fail). The daemon's pid is containerd's.
+pub fn start_containerd_netns(dir: &Path, config: &str, prelude: &str) -> Daemon {
+    containerd_daemon(dir, config, Some(prelude))
+}
+
+fn containerd_daemon(dir: &Path, config: &str, netns_prelude: Option<&str>) -> Daemon {
+    let cfg = dir.join("config.toml");
+    fs::write(&cfg, config).expect("write containerd's config.toml");
+    let cfg = cfg.to_str().expect("a UTF-8 temp dir");
+    let script;
+    let argv: Vec<&str> = match netns_prelude {
+        None => vec!["containerd", "--config", cfg],
+        Some(prelude) => {
+            script = format!("set -e; {prelude}; exec containerd --config {cfg}");
+            vec!["unshare", "-n", "--", "sh", "-c", &script]
+        }
+    };
+    let log = dir.join("containerd.log");
+    let mut d = Daemon::start("containerd", &argv, &[], &log);
+    d.wait_private_mounts();
+    d.wait_for(&containerd_sock(dir), &log, Duration::from_secs(60));
+    d
+}
+
 /// Applets linked in the image's /bin.
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "ls", "sleep", "true", "false", "id", "hostname", "ps", "kill", "env",

@@ -70,23 +70,13 @@ fn start() -> Option<Ctr> {
         return None;
     }
     let dir = TempDir::new("containerd");
-    let sock = dir.join("containerd.sock");
+    let sock = engines::containerd_sock(&dir.path);
     let config = engines::containerd_config(
         &dir.path,
         &sock,
         r#"disabled_plugins = ["io.containerd.grpc.v1.cri"]"#,
     );
-    let cfg = dir.join("config.toml");
-    std::fs::write(&cfg, config).unwrap();
-    let log = dir.join("containerd.log");
-    let mut d = Daemon::start(
-        "containerd",
-        &["containerd", "--config", cfg.to_str().unwrap()],
-        &[],
-        &log,
-    );
-    d.wait_private_mounts();
-    d.wait_for(&sock, &log, Duration::from_secs(30));
+    let d = engines::start_containerd(&dir.path, &config);
     let ctr = Ctr {
         daemon: Some(d),
         runc_root: dir.join("runc-root"),

@@ -154,15 +154,15 @@ fn run_pod(cri: &Cri, config: api::PodSandboxConfig) -> Pod {
         runtime_handler: HANDLER.into(),
     };
     let id = cri
-        .call(cri.rs().run_pod_sandbox(req))
-        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", cri.log()))
+        .ok("RunPodSandbox", cri.rs().run_pod_sandbox(req))
         .pod_sandbox_id;
-    let st = cri
-        .call(cri.rs().pod_sandbox_status(api::PodSandboxStatusRequest {
+    let st = cri.ok(
+        "PodSandboxStatus",
+        cri.rs().pod_sandbox_status(api::PodSandboxStatusRequest {
             pod_sandbox_id: id.clone(),
             verbose: true,
-        }))
-        .expect("PodSandboxStatus");
+        }),
+    );
     let s = st.status.expect("sandbox status");
     assert_eq!(s.state, api::PodSandboxState::SandboxReady as i32, "{s:?}");
     assert_eq!(s.runtime_handler, HANDLER, "{s:?}");
@@ -185,13 +185,14 @@ fn create_start(cri: &Cri, pod: &Pod, config: api::ContainerConfig) -> String {
         sandbox_config: Some(pod.config.clone()),
     };
     let id = cri
-        .call(cri.rs().create_container(req))
-        .unwrap_or_else(|e| panic!("CreateContainer: {e}\n{}", cri.log()))
+        .ok("CreateContainer", cri.rs().create_container(req))
         .container_id;
-    cri.call(cri.rs().start_container(api::StartContainerRequest {
-        container_id: id.clone(),
-    }))
-    .unwrap_or_else(|e| panic!("StartContainer: {e}\n{}", cri.log()));
+    cri.ok(
+        "StartContainer",
+        cri.rs().start_container(api::StartContainerRequest {
+            container_id: id.clone(),
+        }),
+    );
     id
 }
 
@@ -203,7 +204,7 @@ fn exec(cri: &Cri, id: &str, cmd: &[&str]) -> (i32, String, String) {
             cmd: cmd.iter().map(|s| s.to_string()).collect(),
             timeout: 30,
         }))
-        .unwrap_or_else(|e| panic!("ExecSync {cmd:?}: {e}"));
+        .unwrap_or_else(|e| panic!("ExecSync {cmd:?}: {e}\n{}", cri.diagnostics()));
     (
         r.exit_code,
         String::from_utf8_lossy(&r.stdout).into_owned(),
@@ -219,11 +220,13 @@ fn sh(cri: &Cri, id: &str, script: &str) -> String {
 }
 
 fn status(cri: &Cri, id: &str) -> api::ContainerStatus {
-    cri.call(cri.rs().container_status(api::ContainerStatusRequest {
-        container_id: id.into(),
-        verbose: false,
-    }))
-    .expect("ContainerStatus")
+    cri.ok(
+        "ContainerStatus",
+        cri.rs().container_status(api::ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        }),
+    )
     .status
     .expect("container status")
 }
@@ -280,13 +283,12 @@ fn pods(tag: &str, runtime: &Path, driver: Driver) {
     let host_before = host_net();
     let mut cri = Cri::start(tag, runtime, driver);
     phase("containerd started, images imported");
-    let v = cri
-        .call(cri.rs().version(api::VersionRequest::default()))
-        .expect("Version");
+    let v = cri.ok("Version", cri.rs().version(api::VersionRequest::default()));
     assert_eq!(v.runtime_name, "containerd", "{v:?}");
-    let imgs = cri
-        .call(cri.is().list_images(api::ListImagesRequest::default()))
-        .expect("ListImages");
+    let imgs = cri.ok(
+        "ListImages",
+        cri.is().list_images(api::ListImagesRequest::default()),
+    );
     let tags: Vec<_> = imgs
         .images
         .iter()
@@ -321,14 +323,18 @@ fn pods(tag: &str, runtime: &Path, driver: Driver) {
     );
     phase("network and privileged");
     for p in [&a, &b] {
-        cri.call(cri.rs().stop_pod_sandbox(api::StopPodSandboxRequest {
-            pod_sandbox_id: p.id.clone(),
-        }))
-        .expect("StopPodSandbox");
-        cri.call(cri.rs().remove_pod_sandbox(api::RemovePodSandboxRequest {
-            pod_sandbox_id: p.id.clone(),
-        }))
-        .expect("RemovePodSandbox");
+        cri.ok(
+            "StopPodSandbox",
+            cri.rs().stop_pod_sandbox(api::StopPodSandboxRequest {
+                pod_sandbox_id: p.id.clone(),
+            }),
+        );
+        cri.ok(
+            "RemovePodSandbox",
+            cri.rs().remove_pod_sandbox(api::RemovePodSandboxRequest {
+                pod_sandbox_id: p.id.clone(),
+            }),
+        );
     }
     phase("pods removed");
     nothing_left(&cri, tag, &[&a, &b]);
@@ -417,7 +423,8 @@ fn lifecycle(cri: &Cri, a: &Pod) {
     assert!(e.message().contains("executable file not found"), "{e}");
     // A streaming Exec through containerd's streaming server (websocket, channel v4).
     let url = cri
-        .call(
+        .ok(
+            "Exec",
             cri.rs().exec(api::ExecRequest {
                 container_id: c1.clone(),
                 cmd: ["sh", "-c", "echo s-out; echo s-err >&2; exit 3"]
@@ -428,7 +435,6 @@ fn lifecycle(cri: &Cri, a: &Pod) {
                 ..Default::default()
             }),
         )
-        .expect("Exec")
         .url;
     let got = stream::exec_stream(cri.pid(), &url);
     assert_eq!(got.stdout, "s-out\n", "{got:?}");
@@ -461,11 +467,13 @@ fn lifecycle(cri: &Cri, a: &Pod) {
     // Stop: c1 handles SIGTERM and exits 0; c2 (sleep as pid 1 ignores it) is killed
     // with SIGKILL after the 2 s timeout.
     for (c, code) in [(&c1, 0), (&c2, 137)] {
-        cri.call(cri.rs().stop_container(api::StopContainerRequest {
-            container_id: c.clone(),
-            timeout: 2,
-        }))
-        .unwrap_or_else(|e| panic!("StopContainer: {e}\n{}", cri.log()));
+        cri.ok(
+            "StopContainer",
+            cri.rs().stop_container(api::StopContainerRequest {
+                container_id: c.clone(),
+                timeout: 2,
+            }),
+        );
         let s = status(cri, c);
         assert_eq!(
             s.state,
@@ -477,17 +485,18 @@ fn lifecycle(cri: &Cri, a: &Pod) {
     }
     wait_log(&log_path, "got-term");
     for c in [&c1, &c2] {
-        cri.call(cri.rs().remove_container(api::RemoveContainerRequest {
-            container_id: c.clone(),
-        }))
-        .expect("RemoveContainer");
+        cri.ok(
+            "RemoveContainer",
+            cri.rs().remove_container(api::RemoveContainerRequest {
+                container_id: c.clone(),
+            }),
+        );
     }
-    let left = cri
-        .call(
-            cri.rs()
-                .list_containers(api::ListContainersRequest::default()),
-        )
-        .expect("ListContainers");
+    let left = cri.ok(
+        "ListContainers",
+        cri.rs()
+            .list_containers(api::ListContainersRequest::default()),
+    );
     assert!(left.containers.is_empty(), "{:?}", left.containers);
 }
 
@@ -566,15 +575,19 @@ fn network_and_privileged(cri: &Cri, a: &Pod, b: &Pod) {
 
 /// StopContainer (SIGKILL at once, timeout 0) and RemoveContainer.
 fn stop_remove(cri: &Cri, id: &str) {
-    cri.call(cri.rs().stop_container(api::StopContainerRequest {
-        container_id: id.into(),
-        timeout: 0,
-    }))
-    .expect("StopContainer");
-    cri.call(cri.rs().remove_container(api::RemoveContainerRequest {
-        container_id: id.into(),
-    }))
-    .expect("RemoveContainer");
+    cri.ok(
+        "StopContainer",
+        cri.rs().stop_container(api::StopContainerRequest {
+            container_id: id.into(),
+            timeout: 0,
+        }),
+    );
+    cri.ok(
+        "RemoveContainer",
+        cri.rs().remove_container(api::RemoveContainerRequest {
+            container_id: id.into(),
+        }),
+    );
 }
 
 #[path = "cri/systemd.rs"]
@@ -590,12 +603,11 @@ use translate::translations;
 /// task state, no netns mount or file, no veth in containerd's netns; with the systemd
 /// driver no `cri-containerd-*.scope` unit.
 fn nothing_left(cri: &Cri, tag: &str, pods: &[&Pod]) {
-    let l = cri
-        .call(
-            cri.rs()
-                .list_pod_sandbox(api::ListPodSandboxRequest::default()),
-        )
-        .expect("ListPodSandbox");
+    let l = cri.ok(
+        "ListPodSandbox",
+        cri.rs()
+            .list_pod_sandbox(api::ListPodSandboxRequest::default()),
+    );
     assert!(l.items.is_empty(), "{:?}", l.items);
     let entries = |p: &Path| -> Vec<String> {
         fs::read_dir(p)
@@ -609,8 +621,9 @@ fn nothing_left(cri: &Cri, tag: &str, pods: &[&Pod]) {
     let root = cri.runtime_root.join("k8s.io");
     assert!(
         entries(&root).is_empty(),
-        "runtime state: {:?}",
-        entries(&root)
+        "runtime state: {:?}\n{}",
+        entries(&root),
+        cri.diagnostics()
     );
     let tasks = cri.dir.join("state/io.containerd.runtime.v2.task/k8s.io");
     assert!(
@@ -636,7 +649,11 @@ fn nothing_left(cri: &Cri, tag: &str, pods: &[&Pod]) {
             procs.push(String::from_utf8_lossy(&cmd).replace('\0', " "));
         }
     }
-    assert!(procs.is_empty(), "processes left: {procs:?}");
+    assert!(
+        procs.is_empty(),
+        "processes left: {procs:?}\n{}",
+        cri.diagnostics()
+    );
     for p in pods {
         assert!(
             fs::metadata(format!("/proc/{}", p.pause_pid)).is_err() || {
@@ -659,7 +676,11 @@ fn nothing_left(cri: &Cri, tag: &str, pods: &[&Pod]) {
     };
     if cri.driver == Driver::Systemd {
         let units = sd::scopes_left();
-        assert!(units.is_empty(), "scopes left: {units:?}");
+        assert!(
+            units.is_empty(),
+            "scopes left: {units:?}\n{}",
+            cri.diagnostics()
+        );
     }
     for pod in ["pod-a", "pod-b"] {
         for d in dirs(pod) {
@@ -669,8 +690,9 @@ fn nothing_left(cri: &Cri, tag: &str, pods: &[&Pod]) {
                 .collect();
             assert!(
                 subs.is_empty(),
-                "cgroups left under {}: {subs:?}",
-                d.display()
+                "cgroups left under {}: {subs:?}\n{}",
+                d.display(),
+                cri.diagnostics()
             );
         }
     }

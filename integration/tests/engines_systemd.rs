@@ -185,29 +185,13 @@ fn containerd_systemd_cgroup() {
         return;
     }
     let dir = TempDir::new("sd-containerd");
-    let sock = dir.join("containerd.sock");
-    let cfg = dir.join("config.toml");
-    fs::write(
-        &cfg,
-        format!(
-            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
-             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{s}\"\n\
-             [ttrpc]\n  address = \"{s}.ttrpc\"\n[debug]\n  address = \"{d}/debug.sock\"\n\
-             [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{d}/opt\"\n",
-            d = dir.path.display(),
-            s = sock.display()
-        ),
-    )
-    .unwrap();
-    let log = dir.join("containerd.log");
-    let mut d = Daemon::start(
-        "containerd",
-        &["containerd", "--config", cfg.to_str().unwrap()],
-        &[],
-        &log,
+    let sock = engines::containerd_sock(&dir.path);
+    let config = engines::containerd_config(
+        &dir.path,
+        &sock,
+        r#"disabled_plugins = ["io.containerd.grpc.v1.cri"]"#,
     );
-    d.wait_private_mounts();
-    d.wait_for(&sock, &log, T);
+    let d = engines::start_containerd(&dir.path, &config);
     let ctr = |args: &[&str]| {
         let mut c = Command::new("ctr");
         c.arg("--address")

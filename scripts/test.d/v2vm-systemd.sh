@@ -9,10 +9,11 @@
 #  (b) systemd driver (`--systemd-cgroup`): the tests of SYSTEMD_SUITES, run as root in
 #      the VM's command service (the driver makes its own scopes over D-Bus), and
 #      integration `engines_systemd` (containerd, dockerd, podman with their systemd
-#      drivers) with casulo; `systemd_rootless` runs casulo as the unprivileged user
-#      against that user's own systemd instance (user@UID.service). Only when the built
-#      casulo's `features` says linux.cgroup.systemd is true; otherwise (b) is skipped
-#      and says why.
+#      drivers) and `engines_cri`'s cri_pods_casulo_systemd (containerd's CRI with
+#      SystemdCgroup = true) with casulo; `systemd_rootless` runs casulo as the
+#      unprivileged user against that user's own systemd instance (user@UID.service).
+#      Only when the built casulo's `features` says linux.cgroup.systemd is true;
+#      otherwise (b) is skipped and says why.
 #      `engines_systemd` alone with another runtime, e.g. to check the harness:
 #      V2VM_ENGINE_RUNTIME=/usr/sbin/runc bash scripts/test.d/v2vm-systemd.sh
 # Fails if any suite fails (or the VM does). Needs root, .ci/packages.d/v2vm and systemd.
@@ -31,18 +32,17 @@ start=$(date +%s)
 
 # (b): "test-binary:libtest-name-filter" pairs for the systemd driver. A filter selects the
 # tests of that binary that use --systemd-cgroup (the systemd driver's tests are named
-# systemd_*); an empty one runs the whole binary (systemd_driver, engines_systemd).
-# engines_cri:systemd (the CRI pod lifecycle with SystemdCgroup = true) is not in the
-# default list: it has not yet passed a whole run in the VM (issue 17 point 5); run it with
-#   CGFS_SUITES= SYSTEMD_SUITES=engines_cri:systemd V2VM_TIMEOUT=1200 bash scripts/test.d/v2vm-systemd.sh
-SYSTEMD_SUITES=${SYSTEMD_SUITES-"systemd_driver: systemd_rootless: cgroups_e2e:systemd engines_systemd:"}
+# systemd_*); an empty one runs the whole binary (systemd_driver, engines_systemd);
+# engines_cri:systemd is the CRI pod lifecycle with SystemdCgroup = true.
+SYSTEMD_SUITES=${SYSTEMD_SUITES-"systemd_driver: systemd_rootless: cgroups_e2e:systemd engines_systemd: engines_cri:systemd"}
 # (a): the cgroupfs driver's suites.
 CGFS_SUITES=${CGFS_SUITES-"cgroups_real cgroups_e2e faults force_delete exec tty"}
 
 CARGO_TARGET_DIR="$target" cargo dist -q
-CARGO_TARGET_DIR="$target" cargo static-release -q --bin casulo-checker
+CARGO_TARGET_DIR="$target" cargo static-release -q --bin casulo-checker --bin casulo-pause
 casulo=$target/x86_64-unknown-linux-gnu/release/casulo
 checker=$target/x86_64-unknown-linux-gnu/release/casulo-checker
+pause=$target/x86_64-unknown-linux-gnu/release/casulo-pause  # engines_cri's pause image
 names=$CGFS_SUITES
 sd=0 engine_rt=${V2VM_ENGINE_RUNTIME:-}
 if [ -n "$engine_rt" ]; then
@@ -83,7 +83,8 @@ case $target/ in "$repo"/*) ;; *) shares+=(-s "$target") ;; esac
 vm_start=$(date +%s)
 set +e
 bash scripts/v2vm/run-in-v2vm.sh -S "${shares[@]}" -w "$repo" -t "${V2VM_TIMEOUT:-900}" \
-  -e CASULO_BIN="$casulo" -e CASULO_CHECKER="$checker" -e RUST_BACKTRACE=1 -e CI="${CI:-}" \
+  -e CASULO_BIN="$casulo" -e CASULO_CHECKER="$checker" -e CASULO_PAUSE="$pause" \
+  -e RUST_BACKTRACE=1 -e CI="${CI:-}" \
   -e CASULO_ENGINE_RUNTIME="$engine_rt" \
   -e CGFS="${cgfs# }" -e SDLIST="${sdlist# }" \
   -- sh scripts/v2vm/systemd-suites.sh 2>&1 \

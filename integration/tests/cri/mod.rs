@@ -48,6 +48,8 @@ pub struct Cri {
     pub runtime_root: PathBuf,
     /// The handler's cgroup driver.
     pub driver: Driver,
+    /// The runtime behind the handler (`BinaryName`).
+    pub runtime: PathBuf,
 }
 
 /// The containerd configuration: the CRI plugin with the `casulo` handler (runc v2 shim,
@@ -160,31 +162,21 @@ impl Cri {
     /// `k8s.io`, connects.
     pub fn start(name: &str, runtime: &Path, driver: Driver) -> Cri {
         let dir = TempDir::new(name);
-        let sock = dir.join("containerd.sock");
+        let sock = engines::containerd_sock(&dir.path);
         fs::create_dir_all(dir.join("net.d")).unwrap();
         fs::write(
             dir.join("net.d/10-casulo.conflist"),
             cni_conflist(&dir.path),
         )
         .unwrap();
-        let cfg = dir.join("config.toml");
-        fs::write(&cfg, containerd_config(&dir.path, &sock, runtime, driver)).unwrap();
         // In the new mount namespace: a tmpfs over /var/lib, where libcni keeps its cache
         // (/var/lib/cni) whatever the configuration says; in the new network namespace:
         // loopback up, for the streaming server.
-        let script = format!(
-            "set -e; mount -t tmpfs -o mode=0755 casulo-cri /var/lib; ip link set lo up; exec containerd --config {}",
-            cfg.display()
+        let d = engines::start_containerd_netns(
+            &dir.path,
+            &containerd_config(&dir.path, &sock, runtime, driver),
+            "mount -t tmpfs -o mode=0755 casulo-cri /var/lib; ip link set lo up",
         );
-        let log = dir.join("containerd.log");
-        let mut d = Daemon::start(
-            "containerd",
-            &["unshare", "-n", "--", "sh", "-c", &script],
-            &[],
-            &log,
-        );
-        d.wait_private_mounts();
-        d.wait_for(&sock, &log, Duration::from_secs(60));
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -209,6 +201,7 @@ impl Cri {
             daemon: Some(d),
             runtime_root: dir.join("runtime-root"),
             driver,
+            runtime: runtime.to_path_buf(),
             sock,
             dir,
         };
@@ -275,6 +268,44 @@ impl Cri {
             .map(tonic::Response::into_inner)
     }
 
+    /// Runs one call that must succeed: a failure panics naming `what`, with the status
+    /// and [`Cri::diagnostics`].
+    pub fn ok<T>(
+        &self,
+        what: &str,
+        f: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> T {
+        self.call(f)
+            .unwrap_or_else(|e| panic!("{what}: {e}\n{}", self.diagnostics()))
+    }
+
+    /// What a failed step prints: the last lines of containerd's log (its shim's and the
+    /// runtime's errors are there) and, with the systemd driver, the units of the pods'
+    /// slices and scopes as systemd has them.
+    pub fn diagnostics(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+        let mut d = format!("containerd's log (last 60 lines):\n{tail}");
+        if self.driver == Driver::Systemd {
+            let mut c = Command::new("systemctl");
+            c.args([
+                "--no-pager",
+                "list-units",
+                "--all",
+                "--plain",
+                "--no-legend",
+            ])
+            .args(["kubepods*", "cri-containerd-*"]);
+            let r = engines::run(&mut c, Duration::from_secs(30));
+            d += &format!(
+                "\nsystemd's kubepods and cri-containerd units:\n{}",
+                r.stdout
+            );
+        }
+        d
+    }
+
     /// containerd's log so far.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default()
@@ -296,12 +327,15 @@ impl Drop for Cri {
 }
 
 /// Builds `<dir>/pause.tar`: [`PAUSE_IMAGE`], the static `casulo-pause` as `/pause`,
-/// its entrypoint.
+/// its entrypoint. `CASULO_PAUSE=<path>` uses a prebuilt `casulo-pause` (the systemd
+/// VM's runner: cargo there would build it under emulation); otherwise it is built.
 pub fn pause_image(dir: &Path) -> PathBuf {
     let work = dir.join("pause-build");
     let rootfs = work.join("rootfs");
     fs::create_dir_all(&rootfs).unwrap();
-    let bin = casulo_integration::bundle::static_bin("casulo-pause");
+    let bin = std::env::var_os("CASULO_PAUSE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| casulo_integration::bundle::static_bin("casulo-pause"));
     fs::copy(bin, rootfs.join("pause")).expect("copy casulo-pause");
     let image = dir.join("pause.tar");
     let config = serde_json::json!({"Entrypoint": ["/pause"], "WorkingDir": "/"});
