@@ -27,6 +27,17 @@ pub enum Layout {
 /// Detects the layout from the filesystem type of `/sys/fs/cgroup` (and of
 /// `/sys/fs/cgroup/unified` when the former is a tmpfs).
 pub fn layout() -> Result<Layout> {
+    if !CACHE_ENABLED.load(Ordering::Relaxed) {
+        return detect_layout();
+    }
+    if let Some(l) = CACHED_LAYOUT.get() {
+        return Ok(*l);
+    }
+    let l = detect_layout()?;
+    Ok(*CACHED_LAYOUT.get_or_init(|| l))
+}
+
+fn detect_layout() -> Result<Layout> {
     let root = Path::new(CGROUP_ROOT);
     let st = statfs(root).map_err(|e| super::util::io_err(root, e.into()))?;
     let ty = st.filesystem_type();
@@ -62,11 +73,13 @@ pub struct V1Mount {
 
 static CACHE_ENABLED: AtomicBool = AtomicBool::new(false);
 static CACHED_V1_MOUNTS: OnceLock<BTreeMap<String, V1Mount>> = OnceLock::new();
+static CACHED_LAYOUT: OnceLock<Layout> = OnceLock::new();
 
-/// Makes the cgroup v1 mount lookup read `/proc/self/mountinfo` once for the rest of the process.
-/// For short-lived processes (the `casulo` CLI), where one command would otherwise
-/// parse it up to six times (detection and every cgroup opened; ~0.3 ms each on a
-/// loaded host). A long-lived embedder that may outlive a change of the host's cgroup
+/// Makes the cgroup v1 mount lookup read `/proc/self/mountinfo` once for the rest of the
+/// process, and the layout detection (two `statfs`) happen once. For short-lived
+/// processes (the `casulo` CLI), where one command would otherwise parse it up to six
+/// times (detection and every cgroup opened; ~0.3 ms each on a loaded host), and `list`
+/// would detect the layout for every container. A long-lived embedder that may outlive a change of the host's cgroup
 /// mounts should not call it.
 pub fn cache_mounts_for_process() {
     CACHE_ENABLED.store(true, Ordering::Relaxed);

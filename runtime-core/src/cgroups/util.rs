@@ -56,16 +56,31 @@ pub(crate) fn thaw(dir: &Path, file: &str, value: &str) -> Result<()> {
 /// Reads `dir/file` as a trimmed string.
 pub(crate) fn read(dir: &Path, file: &str) -> Result<String> {
     let path = dir.join(file);
-    std::fs::read_to_string(&path)
+    read_small(&path)
         .map(|s| s.trim().to_string())
         .map_err(|e| io_err(&path, e))
 }
 
 /// Reads `dir/file` if it exists.
 pub(crate) fn read_opt(dir: &Path, file: &str) -> Option<String> {
-    std::fs::read_to_string(dir.join(file))
+    read_small(&dir.join(file))
         .ok()
         .map(|s| s.trim().to_string())
+}
+
+/// A cgroup file's text, without the `statx` and `lseek` for a size hint that
+/// `read_to_string` makes (cgroup files report size 0 or 4096 anyway).
+fn read_small(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let (mut buf, mut out) = ([0u8; 4096], Vec::new());
+    loop {
+        match f.read(&mut buf)? {
+            0 => break,
+            n => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8(out).map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e))
 }
 
 /// Reads a u64 (`max` reads as `u64::MAX`); missing or unparsable gives 0.
