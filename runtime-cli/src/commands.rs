@@ -196,8 +196,9 @@ fn run_container(
 fn list(rt: &Runtime, format: &str, quiet: bool) -> Result<i32> {
     let states = rt.list().map_err(err)?;
     if quiet {
-        for s in &states {
-            crate::out::line(&s.id)?;
+        let ids: Vec<&str> = states.iter().map(|s| s.id.as_str()).collect();
+        if !ids.is_empty() {
+            crate::out::line(ids.join("\n"))?;
         }
         return Ok(0);
     }
@@ -224,14 +225,19 @@ fn list(rt: &Runtime, format: &str, quiet: bool) -> Result<i32> {
                     *w = (*w).max(c.len().max(9) + 3);
                 }
             }
+            // One write for the whole table, not one per container.
+            let mut table = String::new();
             for r in &rows {
-                let line: String = r
-                    .iter()
-                    .zip(width)
-                    .map(|(c, w)| format!("{c:<w$}"))
-                    .collect();
-                crate::out::line(line.trim_end())?;
+                let start = table.len();
+                for (c, w) in r.iter().zip(width) {
+                    table.push_str(c);
+                    table.extend(std::iter::repeat_n(' ', w.saturating_sub(c.len())));
+                }
+                table.truncate(start + table[start..].trim_end().len());
+                table.push('\n');
             }
+            table.pop();
+            crate::out::line(table)?;
         }
         f => return Err(format!("invalid format {f:?}: table or json")),
     }
