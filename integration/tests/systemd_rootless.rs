@@ -244,11 +244,39 @@ fn lifecycle_from_the_host(sb: &Sandbox, m: &UserManager) {
     assert!(ps.contains(&pid), "ps: {ps}");
     let r = sd_ok(sb, &["exec", &id, "cat", "/proc/self/cgroup"]);
     assert_eq!(r.stdout.trim(), "0::/", "{r:?}");
+    exec_into_a_sub_cgroup(sb, &scope, &id, &pid);
     // delete: no unit, no cgroup, no state.
     sd_ok(sb, &["delete", "--force", &id]);
     assert!(eventually(|| !unit_listed(sb, m, &u)), "unit {u} left");
     assert!(!scope.exists(), "cgroup {} left", scope.display());
     assert!(!sb.xdg.join("casulo").join(&id).exists(), "state dir left");
+}
+
+/// `exec --cgroup sub` into a sub-cgroup of the scope the user made from the host: the
+/// caller is outside the user manager's subtree and may not move the process into it,
+/// so the user manager does (AttachProcessesToUnit with the sub-cgroup).
+fn exec_into_a_sub_cgroup(sb: &Sandbox, scope: &std::path::Path, id: &str, init: &str) {
+    let sub = scope.join("sub");
+    let r = sb.run_in(&sb.dir, &["mkdir", sub.to_str().unwrap()], &[]);
+    assert_eq!(r.code, 0, "mkdir {} as the user: {r:?}", sub.display());
+    let r = sd_ok(
+        sb,
+        &["exec", "--cgroup", "sub", id, "cat", "/proc/self/cgroup"],
+    );
+    assert_eq!(r.stdout.trim(), "0::/sub", "{r:?}");
+    // From the host: a detached one is in the sub-cgroup's procs, the init is not.
+    let sleep = "exec sleep 1000 </dev/null >/dev/null 2>&1";
+    sd_ok(
+        sb,
+        &["exec", "-d", "--cgroup", "/sub", id, "sh", "-c", sleep],
+    );
+    let procs = std::fs::read_to_string(sub.join("cgroup.procs")).unwrap();
+    let procs: Vec<&str> = procs.lines().collect();
+    assert!(
+        procs.len() == 1 && procs[0] != init,
+        "the exec'd process alone in {}: {procs:?}",
+        sub.display()
+    );
 }
 
 /// Root in a user namespace of the user's (as rootless podman runs the runtime): the

@@ -111,20 +111,24 @@ pub(crate) fn join_per_controller(sub: &SubCgroups, pid: i32) -> Result<()> {
     Ok(())
 }
 
-/// Opens the cgroup every controller of the exec'd process joins; the container's own
-/// (`container`, with its unit in a rootless caller's systemd instance: `user_unit`)
-/// through that manager, which moves the process when the caller may not.
+/// Opens the cgroup every controller of the exec'd process joins. With the container's
+/// unit in a rootless caller's systemd instance (`user_unit`; `container`, its cgroup),
+/// through that manager, which moves the process when the caller may not: into the
+/// unit's own cgroup or into the sub-cgroup of it that `--cgroup` names.
 pub(crate) fn open_all(
     sub: &SubCgroups,
     container: Option<&str>,
     user_unit: Option<&str>,
 ) -> Result<Option<Box<dyn cgroups::Cgroup>>> {
-    match sub.all.as_deref() {
-        Some(path) if user_unit.is_some() && Some(path) == container => {
-            Ok(Some(cgroups::open_managed(path, user_unit, true)?))
-        }
-        Some(path) => Ok(Some(cgroups::open(path)?)),
-        None => Ok(None),
+    let Some(path) = sub.all.as_deref() else {
+        return Ok(None);
+    };
+    let rel = container.and_then(|c| path.strip_prefix(c.trim_end_matches('/')));
+    match (user_unit, container, rel) {
+        (Some(unit), Some(c), Some(r)) if r.is_empty() || r.starts_with('/') => Ok(Some(Box::new(
+            cgroups::systemd::Systemd::existing(unit, c, r, true)?,
+        ))),
+        _ => Ok(Some(cgroups::open(path)?)),
     }
 }
 

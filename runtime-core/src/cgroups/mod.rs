@@ -398,7 +398,7 @@ pub fn place(
 /// caller's own systemd instance), else [`open`]'s.
 pub fn open_managed(path: &str, unit: Option<&str>, user: bool) -> Result<Box<dyn Cgroup>> {
     match unit {
-        Some(u) => Ok(Box::new(systemd::Systemd::existing(u, path, user)?)),
+        Some(u) => Ok(Box::new(systemd::Systemd::existing(u, path, "", user)?)),
         None => open(path),
     }
 }

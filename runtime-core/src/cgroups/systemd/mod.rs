@@ -236,6 +236,10 @@ pub(crate) struct Systemd {
     /// What `create` computed for `add_process`: the properties and the resources as
     /// they are written to the files.
     pending: Mutex<Option<(Vec<Prop>, Option<LinuxResources>)>>,
+    /// The sub-cgroup of the unit's cgroup that `add_process` moves a process into
+    /// (`exec --cgroup`), as AttachProcessesToUnit takes it: `/a/b` below the unit's
+    /// cgroup, `""` for the unit's own.
+    sub: String,
 }
 
 fn struct_props(props: Vec<Prop>) -> Value {
@@ -263,12 +267,14 @@ impl Systemd {
             conn: Mutex::new(conn),
             owned,
             pending: Mutex::new(None),
+            sub: String::new(),
         })
     }
 
     /// The manager of an existing container's unit `name` whose cgroup is `path`
-    /// (`user`: in the caller's own systemd instance).
-    pub(crate) fn existing(name: &str, path: &str, user: bool) -> Result<Systemd> {
+    /// (`user`: in the caller's own systemd instance); `sub`, a sub-cgroup of it
+    /// (`a/b` or `/a/b`, below `path`) that processes join instead (`""`: none).
+    pub(crate) fn existing(name: &str, path: &str, sub: &str, user: bool) -> Result<Systemd> {
         let unit = Unit {
             name: name.to_string(),
             slice: String::new(),
@@ -277,7 +283,19 @@ impl Systemd {
             container: String::new(),
             extra: Vec::new(),
         };
-        Systemd::new(unit, Arc::new(AtomicBool::new(true)), None)
+        let sub = match sub.trim_matches('/') {
+            "" => String::new(),
+            s => format!("/{s}"),
+        };
+        let inner = super::open(&format!("{}{sub}", path.trim_end_matches('/')))?;
+        Ok(Systemd {
+            unit,
+            inner,
+            conn: Mutex::new(None),
+            owned: Arc::new(AtomicBool::new(true)),
+            pending: Mutex::new(None),
+            sub,
+        })
     }
 
     fn v2(&self) -> bool {
@@ -489,13 +507,14 @@ impl Cgroup for Systemd {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         let Some((props, fs)) = pending else {
-            // An existing unit: a process joins its cgroup. A rootless caller outside its
-            // manager's subtree may not move it (EACCES): its manager does, asking the
-            // system's in turn (systemd's AttachProcessesToUnit).
+            // An existing unit: a process joins its cgroup (or the sub-cgroup of it). A
+            // rootless caller outside its manager's subtree may not move it (EACCES): its
+            // manager does, asking the system's in turn (systemd's
+            // AttachProcessesToUnit(unit, the sub-cgroup below the unit's or "", pids)).
             return match self.inner.add_process(pid) {
                 Err(_) if self.unit.user => self.with_bus("AttachProcessesToUnit", |c| {
                     let pids = Value::Array("u".into(), vec![Value::U32(pid as u32)]);
-                    let body = vec![Value::str(&self.unit.name), Value::str(""), pids];
+                    let body = vec![Value::str(&self.unit.name), Value::str(&self.sub), pids];
                     c.call(manager("AttachProcessesToUnit", body), CALL_TIMEOUT)
                         .map(drop)
                 }),

@@ -127,6 +127,7 @@ fn unit_properties_hold_the_pid_slice_and_delegation() {
         conn: Mutex::new(None),
         owned: Arc::new(AtomicBool::new(false)),
         pending: Mutex::new(None),
+        sub: String::new(),
     };
     let p = m.unit_props(42, vec![("MemoryMax".into(), Value::U64(1 << 20))]);
     let get = |k: &str| p.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
