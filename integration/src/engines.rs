@@ -273,6 +273,19 @@ pub fn start_containerd(dir: &Path, config: &str) -> Daemon {
     containerd_daemon(dir, config, None)
 }
 
+/// A private containerd under `dir` without its CRI plugin (the `ctr` tests), with the
+/// path of its socket.
+pub fn start_containerd_without_cri(dir: &Path) -> (PathBuf, Daemon) {
+    let sock = containerd_sock(dir);
+    let config = containerd_config(
+        dir,
+        &sock,
+        r#"disabled_plugins = ["io.containerd.grpc.v1.cri"]"#,
+    );
+    let d = start_containerd(dir, &config);
+    (sock, d)
+}
+
 /// [`start_containerd`] in a network namespace of its own too (`unshare -n`), where the
 /// shell commands `prelude` run first (e.g. a mount in its mount namespace, `ip link set
 /// lo up`; `set -e`: one failing makes the start fail). The daemon's pid is containerd's.

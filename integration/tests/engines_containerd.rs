@@ -70,13 +70,7 @@ fn start() -> Option<Ctr> {
         return None;
     }
     let dir = TempDir::new("containerd");
-    let sock = engines::containerd_sock(&dir.path);
-    let config = engines::containerd_config(
-        &dir.path,
-        &sock,
-        r#"disabled_plugins = ["io.containerd.grpc.v1.cri"]"#,
-    );
-    let d = engines::start_containerd(&dir.path, &config);
+    let (sock, d) = engines::start_containerd_without_cri(&dir.path);
     let ctr = Ctr {
         daemon: Some(d),
         runc_root: dir.join("runc-root"),

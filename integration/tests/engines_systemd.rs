@@ -185,13 +185,7 @@ fn containerd_systemd_cgroup() {
         return;
     }
     let dir = TempDir::new("sd-containerd");
-    let sock = engines::containerd_sock(&dir.path);
-    let config = engines::containerd_config(
-        &dir.path,
-        &sock,
-        r#"disabled_plugins = ["io.containerd.grpc.v1.cri"]"#,
-    );
-    let d = engines::start_containerd(&dir.path, &config);
+    let (sock, d) = engines::start_containerd_without_cri(&dir.path);
     let ctr = |args: &[&str]| {
         let mut c = Command::new("ctr");
         c.arg("--address")
