@@ -222,6 +222,30 @@ fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
     Ok(())
 }
 
+/// Removes the directories a create made above the cgroup (`created`, outermost first),
+/// innermost first, keeping those that hold other cgroups by now (or are gone); empties
+/// the list. The first other error.
+pub(crate) fn remove_created(created: &mut Vec<PathBuf>) -> Result<()> {
+    let mut first = Ok(());
+    for d in created.iter().rev() {
+        match std::fs::remove_dir(d) {
+            Ok(()) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOENT | libc::EBUSY | libc::ENOTEMPTY)
+                ) => {}
+            Err(e) => {
+                if first.is_ok() {
+                    first = Err(io_err(d, e));
+                }
+            }
+        }
+    }
+    created.clear();
+    first
+}
+
 /// Writes a pid to `dir/cgroup.procs`. No retry: the kernel refuses a task for good
 /// (EINVAL: a kernel thread, a task that may not migrate), never while it is being
 /// created (a fork and a migration exclude each other on the threadgroup lock).

@@ -463,21 +463,9 @@ impl super::Cgroup for V1 {
             }
         }
         let mut created = self.created.lock().unwrap_or_else(|e| e.into_inner());
-        for d in created.iter().rev() {
-            // Parents we made may hold other cgroups by now: keep those.
-            match std::fs::remove_dir(d) {
-                Ok(()) => {}
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::ENOENT | libc::EBUSY | libc::ENOTEMPTY)
-                    ) => {}
-                Err(e) => {
-                    first_err.get_or_insert(util::io_err(d, e));
-                }
-            }
+        if let Err(e) = util::remove_created(&mut created) {
+            first_err.get_or_insert(e);
         }
-        created.clear();
         first_err.map_or(Ok(()), Err)
     }
 

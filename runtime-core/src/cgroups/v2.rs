@@ -467,25 +467,10 @@ impl super::Cgroup for V2 {
     }
 
     fn destroy(&self) -> Result<()> {
-        let mut res = util::rmdir_tree(&self.dir);
+        let res = util::rmdir_tree(&self.dir);
         let mut created = self.created.lock().unwrap_or_else(|e| e.into_inner());
-        for d in created.iter().rev() {
-            match std::fs::remove_dir(d) {
-                Ok(()) => {}
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::ENOENT | libc::EBUSY | libc::ENOTEMPTY)
-                    ) => {}
-                Err(e) => {
-                    if res.is_ok() {
-                        res = Err(util::io_err(d, e));
-                    }
-                }
-            }
-        }
-        created.clear();
-        res
+        let parents = util::remove_created(&mut created);
+        res.and(parents)
     }
 
     fn pids(&self) -> Result<Vec<i32>> {
