@@ -2,6 +2,8 @@
 
 use casulo_core::cgroups;
 
+pub mod fixture;
+
 /// Prints and counts a skip (`CASULO_SKIP_LOG`, as casulo-integration's `prereq` does);
 /// a missing prerequisite (`ci_fails`) fails the test under `CI=true`.
 pub fn skip(why: &str, ci_fails: bool) {
